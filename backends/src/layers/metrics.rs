@@ -1,0 +1,80 @@
+//! Object-store metrics under Strata's names, labelled by backend kind and operation.
+
+use opendal::ErrorKind;
+use opendal_layer_observe_metrics_common::{MetricLabels, MetricValue, MetricsIntercept};
+
+use crate::config::StorageKind;
+
+/// Metric names this layer records (see `docs/observability.md`).
+pub mod names {
+    /// Completed operations (each attempt of a retried one counts).
+    pub const OPERATIONS: &str = "strata_object_store_operations_total";
+    /// Latency of each operation attempt.
+    pub const OPERATION_DURATION: &str = "strata_object_store_operation_duration_seconds";
+    /// Payload bytes read or written.
+    pub const BYTES: &str = "strata_object_store_bytes_total";
+    /// Failed operations, by OpenDAL error kind.
+    pub const ERRORS: &str = "strata_object_store_errors_total";
+    /// HTTP responses 429 or 503: the store asked us to slow down.
+    pub const THROTTLED: &str = "strata_object_store_throttled_total";
+    /// Conditional writes refused because the condition did not hold.
+    pub const CONDITIONAL_CONFLICTS: &str = "strata_object_store_conditional_conflicts_total";
+    /// Requests that got no HTTP response (refused, reset, timed out, TLS).
+    pub const CONNECTION_ERRORS: &str = "strata_object_store_connection_errors_total";
+    /// Retries scheduled by the retry layer.
+    pub const RETRIES: &str = "strata_object_store_retries_total";
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct StrataMetrics {
+    backend: &'static str,
+}
+
+impl StrataMetrics {
+    pub(crate) fn new(kind: StorageKind) -> Self {
+        StrataMetrics {
+            backend: kind.as_str(),
+        }
+    }
+}
+
+impl MetricsIntercept for StrataMetrics {
+    fn observe(&self, labels: MetricLabels, value: MetricValue) {
+        let backend = self.backend;
+        let operation = labels.operation;
+        match value {
+            MetricValue::OperationDurationSeconds(elapsed) => {
+                metrics::counter!(names::OPERATIONS, "backend" => backend, "operation" => operation)
+                    .increment(1);
+                metrics::histogram!(names::OPERATION_DURATION, "backend" => backend, "operation" => operation)
+                    .record(elapsed.as_secs_f64());
+            }
+            MetricValue::OperationBytes(bytes) => {
+                metrics::counter!(names::BYTES, "backend" => backend, "operation" => operation)
+                    .increment(bytes);
+            }
+            MetricValue::OperationErrorsTotal => {
+                let error = labels.error.map_or("unknown", ErrorKind::into_static);
+                metrics::counter!(names::ERRORS, "backend" => backend, "operation" => operation, "error" => error)
+                    .increment(1);
+                if labels.error == Some(ErrorKind::ConditionNotMatch) {
+                    metrics::counter!(names::CONDITIONAL_CONFLICTS, "backend" => backend, "operation" => operation)
+                        .increment(1);
+                }
+            }
+            MetricValue::HttpStatusErrorsTotal => {
+                let throttled = labels
+                    .status_code
+                    .is_some_and(|s| s.as_u16() == 429 || s.as_u16() == 503);
+                if throttled {
+                    metrics::counter!(names::THROTTLED, "backend" => backend, "operation" => operation)
+                        .increment(1);
+                }
+            }
+            MetricValue::HttpConnectionErrorsTotal => {
+                metrics::counter!(names::CONNECTION_ERRORS, "backend" => backend).increment(1);
+            }
+            _ => {}
+        }
+    }
+}

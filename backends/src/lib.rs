@@ -1,0 +1,61 @@
+//! Strata's storage backends.
+//!
+//! A `[storage]` config section ([`StorageConfig`]) becomes a [`Storage`]: an
+//! `opendal::Operator` wrapped in Strata's layers (retry with backoff and jitter,
+//! timeouts, a concurrency limit, tracing, metrics), plus the [`StoreProfile`] of
+//! what the store really honours. [`probe`] checks a running store end to end.
+//!
+//! One cargo feature per family: `fs`, `memory`, `s3` (AWS S3 and the MinIO, Ceph
+//! RGW and CubeFS presets), `hdfs`.
+
+pub mod config;
+mod error;
+mod layers;
+pub mod probe;
+mod profile;
+mod services;
+
+use opendal::Operator;
+
+pub use config::{StorageConfig, StorageKind};
+pub use error::{BuildError, ConfigError};
+pub use layers::metric_names;
+pub use profile::{ConditionalCreate, StoreProfile};
+
+/// An opened storage backend. Cheap to clone; every clone shares the layers'
+/// concurrency limit.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    operator: Operator,
+    kind: StorageKind,
+    profile: StoreProfile,
+}
+
+impl Storage {
+    /// Builds the layered operator for `config`. Performs no I/O against the store
+    /// except creating a local `fs` root; use [`probe`] to check reachability.
+    pub fn open(config: &StorageConfig) -> Result<Self, BuildError> {
+        let kind = config.backend.kind();
+        let (operator, profile) = services::build(&config.backend, &config.tuning.timeouts)?;
+        let operator = layers::apply(operator, kind, &config.tuning);
+        Ok(Storage {
+            operator,
+            kind,
+            profile,
+        })
+    }
+
+    /// The layered operator: the only way Strata touches storage.
+    pub fn operator(&self) -> &Operator {
+        &self.operator
+    }
+
+    pub fn kind(&self) -> StorageKind {
+        self.kind
+    }
+
+    /// What the store guarantees for conditional writes.
+    pub fn profile(&self) -> StoreProfile {
+        self.profile
+    }
+}

@@ -1,0 +1,84 @@
+//! The `strata` command line.
+
+mod storage;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::StrataConfig;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "strata",
+    version,
+    about = "Kafka-compatible streaming on object storage"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Storage backend tools.
+    Storage {
+        #[command(subcommand)]
+        command: StorageCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum StorageCommand {
+    /// Exercise the configured store (write, read, range-read, stat, list,
+    /// multipart write, conditional create, delete) and name the cause of a failure.
+    Check {
+        /// Config file; the embedded default (a local directory) when omitted.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+}
+
+impl Cli {
+    /// Runs the command; the exit code says whether it succeeded.
+    pub fn run(self) -> ExitCode {
+        match self.command {
+            Command::Storage {
+                command: StorageCommand::Check { config },
+            } => {
+                let config = match StrataConfig::load(config.as_deref(), std::env::vars()) {
+                    Ok(config) => config,
+                    Err(err) => {
+                        eprintln!("error: {err}");
+                        return ExitCode::from(2);
+                    }
+                };
+                export_hdfs_user(&config);
+                runtime().map_or(ExitCode::FAILURE, |rt| {
+                    rt.block_on(storage::check(&config.storage))
+                })
+            }
+        }
+    }
+}
+
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| eprintln!("error: cannot start the async runtime: {err}"))
+        .ok()
+}
+
+/// hdfs-native takes the simple-auth user only from `HADOOP_USER_NAME`.
+#[allow(unsafe_code)]
+fn export_hdfs_user(config: &StrataConfig) {
+    if let strata_backends::config::BackendConfig::Hdfs(hdfs) = &config.storage.backend
+        && let Some(user) = &hdfs.user
+    {
+        // SAFETY: called before the runtime starts, while this process has one thread,
+        // so no other thread can be reading the environment.
+        unsafe { std::env::set_var("HADOOP_USER_NAME", user) };
+    }
+}
