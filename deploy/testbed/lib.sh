@@ -27,6 +27,16 @@ tb_venv() {
   printf '%s' "$venv"
 }
 
+# Installs PyPI packages into the testbed venv unless already there.
+tb_pip() {
+  local venv; venv=$(tb_venv)
+  for pkg in "$@"; do
+    "$venv/bin/pip" show -q "${pkg%%[=<>]*}" >/dev/null 2>&1 && continue
+    tb_log "pip install $pkg"
+    "$venv/bin/pip" install -q "$pkg" || tb_die "pip install $pkg failed"
+  done
+}
+
 # Installs Debian packages that are not installed yet.
 tb_apt() {
   local missing=()
@@ -94,7 +104,12 @@ tb_write_env() {
 tb_main() {
   case "${1:-}" in
     install) tb_install ;;
-    start) tb_install; tb_start ;;
+    start)
+      tb_install
+      # A start that fails half way stops what it had started.
+      trap 'rc=$?; [ $rc -ne 0 ] && tb_stop_recorded; exit $rc' EXIT
+      tb_start
+      trap - EXIT ;;
     stop) tb_stop ;;
     env) cat "$(tb_state)/env" ;;
     *) echo "usage: $0 install|start|stop|env" >&2; exit 2 ;;
