@@ -14,6 +14,7 @@ HADOOP_DIR="$STRATA_TESTBED_HOME/hadoop-2.7.3"
 
 tb_install() {
   command -v java >/dev/null || tb_apt openjdk-17-jre-headless
+  tb_apt curl
   [ -f "$HADOOP_DIR/jars/hadoop-hdfs-2.7.3.jar" ] && return 0
   local venv dl; venv=$(tb_venv); dl="$STRATA_TESTBED_HOME/download"
   tb_pip setuptools wheel

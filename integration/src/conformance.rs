@@ -40,6 +40,7 @@ pub enum CheckExpectation {
 }
 
 type TrialResult = Result<(), String>;
+type TrialFuture = std::pin::Pin<Box<dyn Future<Output = TrialResult> + Send>>;
 
 struct Context {
     runtime: tokio::runtime::Runtime,
@@ -64,9 +65,19 @@ impl Context {
 /// Every trial for `backend`. Opening the backend is itself checked: a config the
 /// suite cannot open fails the first trial instead of skipping the rest.
 pub fn trials(backend: Backend) -> Vec<Trial> {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
-        Err(err) => return vec![failing(&backend.label, "runtime", format!("cannot start tokio: {err}"))],
+        Err(err) => {
+            return vec![failing(
+                &backend.label,
+                "runtime",
+                format!("cannot start tokio: {err}"),
+            )];
+        }
     };
     let storage = match StorageConfig::from_document(&backend.config)
         .map_err(|e| e.to_string())
@@ -78,53 +89,81 @@ pub fn trials(backend: Backend) -> Vec<Trial> {
     let unique = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
-    let ctx = Arc::new(Context { runtime, storage, prefix: format!("conformance/{}-{unique}/", backend.label) });
+    let ctx = Arc::new(Context {
+        runtime,
+        storage,
+        prefix: format!("conformance/{}-{unique}/", backend.label),
+    });
     let label = backend.label.clone();
     let capability = ctx.op().info().capability();
 
     let mut trials = Vec::new();
-    let mut add = |name: &str, test: fn(Arc<Context>) -> std::pin::Pin<Box<dyn Future<Output = TrialResult> + Send>>| {
+    let mut add = |name: &str, test: fn(Arc<Context>) -> TrialFuture| {
         let ctx = ctx.clone();
         trials.push(Trial::test(format!("{label}::{name}"), move || {
-            ctx.runtime.block_on(test(ctx.clone())).map_err(Failed::from)
+            ctx.runtime
+                .block_on(test(ctx.clone()))
+                .map_err(Failed::from)
         }));
     };
     add("small_round_trip", |c| Box::pin(small_round_trip(c)));
     add("large_round_trip_64mib", |c| Box::pin(large_round_trip(c)));
     add("ranged_reads", |c| Box::pin(ranged_reads(c)));
-    add("listing_with_prefixes", |c| Box::pin(listing_with_prefixes(c)));
-    add("listing_more_than_1000_keys", |c| Box::pin(listing_many_keys(c)));
+    add("listing_with_prefixes", |c| {
+        Box::pin(listing_with_prefixes(c))
+    });
+    add("listing_more_than_1000_keys", |c| {
+        Box::pin(listing_many_keys(c))
+    });
     add("overwrite", |c| Box::pin(overwrite(c)));
     add("batch_delete", |c| Box::pin(batch_delete(c)));
     add("concurrent_writers", |c| Box::pin(concurrent_writers(c)));
     add("error_not_found", |c| Box::pin(error_not_found(c)));
     if capability.write_with_if_not_exists {
         add("conditional_create", |c| Box::pin(conditional_create(c)));
-        add("conditional_create_race", |c| Box::pin(conditional_create_race(c)));
-        add("error_already_exists", |c| Box::pin(error_already_exists(c)));
-        if capability.write_can_multi && ctx.storage.profile().conditional_create != ConditionalCreate::Unsupported {
-            add("conditional_create_multipart_matches_profile", |c| Box::pin(multipart_create_matches_profile(c)));
+        add("conditional_create_race", |c| {
+            Box::pin(conditional_create_race(c))
+        });
+        add("error_already_exists", |c| {
+            Box::pin(error_already_exists(c))
+        });
+        if capability.write_can_multi
+            && ctx.storage.profile().conditional_create != ConditionalCreate::Unsupported
+        {
+            add("conditional_create_multipart_matches_profile", |c| {
+                Box::pin(multipart_create_matches_profile(c))
+            });
         }
     } else {
-        add("conditional_create_reported_unsupported", |c| Box::pin(conditional_create_unsupported(c)));
+        add("conditional_create_reported_unsupported", |c| {
+            Box::pin(conditional_create_unsupported(c))
+        });
     }
 
     if let Some(restricted) = backend.restricted_config {
         let ctx = ctx.clone();
-        trials.push(Trial::test(format!("{label}::error_permission_denied"), move || {
-            ctx.runtime.block_on(error_permission_denied(ctx.clone(), restricted.clone())).map_err(Failed::from)
-        }));
+        trials.push(Trial::test(
+            format!("{label}::error_permission_denied"),
+            move || {
+                ctx.runtime
+                    .block_on(error_permission_denied(ctx.clone(), restricted.clone()))
+                    .map_err(Failed::from)
+            },
+        ));
     }
     for check in backend.checks {
-        trials.push(Trial::test(format!("{label}::storage_check_{}", check.name), move || {
-            storage_check(&check).map_err(Failed::from)
-        }));
+        trials.push(Trial::test(
+            format!("{label}::storage_check_{}", check.name),
+            move || storage_check(&check).map_err(Failed::from),
+        ));
     }
     trials
 }
 
 fn failing(label: &str, name: &str, message: String) -> Trial {
-    Trial::test(format!("{label}::{name}"), move || Err(Failed::from(message.clone())))
+    Trial::test(format!("{label}::{name}"), move || {
+        Err(Failed::from(message.clone()))
+    })
 }
 
 fn ensure(condition: bool, message: impl FnOnce() -> String) -> TrialResult {
@@ -152,11 +191,27 @@ fn pattern(seed: u64, len: usize) -> Bytes {
 async fn small_round_trip(ctx: Arc<Context>) -> TrialResult {
     let key = ctx.key("small", "object");
     let data = pattern(1, 1024);
-    ctx.op().write(&key, data.clone()).await.map_err(ctx_err("write"))?;
-    let read = ctx.op().read(&key).await.map_err(ctx_err("read"))?.to_bytes();
-    ensure(read == data, || format!("read {} bytes that differ from the {} written", read.len(), data.len()))?;
+    ctx.op()
+        .write(&key, data.clone())
+        .await
+        .map_err(ctx_err("write"))?;
+    let read = ctx
+        .op()
+        .read(&key)
+        .await
+        .map_err(ctx_err("read"))?
+        .to_bytes();
+    ensure(read == data, || {
+        format!(
+            "read {} bytes that differ from the {} written",
+            read.len(),
+            data.len()
+        )
+    })?;
     let meta = ctx.op().stat(&key).await.map_err(ctx_err("stat"))?;
-    ensure(meta.content_length() == 1024, || format!("stat length {}", meta.content_length()))
+    ensure(meta.content_length() == 1024, || {
+        format!("stat length {}", meta.content_length())
+    })
 }
 
 async fn large_round_trip(ctx: Arc<Context>) -> TrialResult {
@@ -164,25 +219,56 @@ async fn large_round_trip(ctx: Arc<Context>) -> TrialResult {
     const PIECE: usize = 1 << 20;
     let key = ctx.key("large", "object");
     let data = pattern(2, SIZE);
-    let mut writer = ctx.op().writer_with(&key).chunk(8 << 20).concurrent(4).await.map_err(ctx_err("open writer"))?;
+    let mut writer = ctx
+        .op()
+        .writer_with(&key)
+        .chunk(8 << 20)
+        .concurrent(4)
+        .await
+        .map_err(ctx_err("open writer"))?;
     for offset in (0..SIZE).step_by(PIECE) {
-        writer.write(data.slice(offset..offset + PIECE)).await.map_err(ctx_err("write piece"))?;
+        writer
+            .write(data.slice(offset..offset + PIECE))
+            .await
+            .map_err(ctx_err("write piece"))?;
     }
     writer.close().await.map_err(ctx_err("close writer"))?;
     let meta = ctx.op().stat(&key).await.map_err(ctx_err("stat"))?;
-    ensure(meta.content_length() == SIZE as u64, || format!("stat length {}", meta.content_length()))?;
-    let read = ctx.op().read_with(&key).chunk(8 << 20).concurrent(4).await.map_err(ctx_err("read"))?.to_bytes();
-    ensure(read.len() == SIZE, || format!("read {} bytes of {SIZE}", read.len()))?;
+    ensure(meta.content_length() == SIZE as u64, || {
+        format!("stat length {}", meta.content_length())
+    })?;
+    let read = ctx
+        .op()
+        .read_with(&key)
+        .chunk(8 << 20)
+        .concurrent(4)
+        .await
+        .map_err(ctx_err("read"))?
+        .to_bytes();
+    ensure(read.len() == SIZE, || {
+        format!("read {} bytes of {SIZE}", read.len())
+    })?;
     let first_difference = read.iter().zip(data.iter()).position(|(a, b)| a != b);
-    ensure(first_difference.is_none(), || format!("content differs from byte {first_difference:?}"))
+    ensure(first_difference.is_none(), || {
+        format!("content differs from byte {first_difference:?}")
+    })
 }
 
 async fn ranged_reads(ctx: Arc<Context>) -> TrialResult {
     const SIZE: usize = 100 * 1024;
     let key = ctx.key("ranged", "object");
     let data = pattern(3, SIZE);
-    ctx.op().write(&key, data.clone()).await.map_err(ctx_err("write"))?;
-    for (start, end) in [(0, 1), (1000, 2000), (4095, 4097), (SIZE - 10, SIZE), (0, SIZE)] {
+    ctx.op()
+        .write(&key, data.clone())
+        .await
+        .map_err(ctx_err("write"))?;
+    for (start, end) in [
+        (0, 1),
+        (1000, 2000),
+        (4095, 4097),
+        (SIZE - 10, SIZE),
+        (0, SIZE),
+    ] {
         let read = ctx
             .op()
             .read_with(&key)
@@ -190,20 +276,39 @@ async fn ranged_reads(ctx: Arc<Context>) -> TrialResult {
             .await
             .map_err(ctx_err("ranged read"))?
             .to_bytes();
-        ensure(read == data.slice(start..end), || format!("range {start}..{end} returned {} other bytes", read.len()))?;
+        ensure(read == data.slice(start..end), || {
+            format!("range {start}..{end} returned {} other bytes", read.len())
+        })?;
     }
-    let tail = ctx.op().read_with(&key).range(50_000u64..).await.map_err(ctx_err("open-ended read"))?.to_bytes();
-    ensure(tail == data.slice(50_000..), || format!("range 50000.. returned {} bytes", tail.len()))
+    let tail = ctx
+        .op()
+        .read_with(&key)
+        .range(50_000u64..)
+        .await
+        .map_err(ctx_err("open-ended read"))?
+        .to_bytes();
+    ensure(tail == data.slice(50_000..), || {
+        format!("range 50000.. returned {} bytes", tail.len())
+    })
 }
 
 /// Object paths (relative to `dir`) found by a listing, directories left out.
 async fn listed_files(ctx: &Context, dir: &str, recursive: bool) -> Result<Vec<String>, String> {
-    let entries = ctx.op().list_with(dir).recursive(recursive).await.map_err(ctx_err("list"))?;
+    let entries = ctx
+        .op()
+        .list_with(dir)
+        .recursive(recursive)
+        .await
+        .map_err(ctx_err("list"))?;
     let mut files: Vec<String> = entries
         .iter()
         .map(|e| e.path().trim_start_matches('/').to_string())
         .filter(|p| !p.ends_with('/'))
-        .map(|p| p.strip_prefix(dir.trim_start_matches('/')).unwrap_or(&p).to_string())
+        .map(|p| {
+            p.strip_prefix(dir.trim_start_matches('/'))
+                .unwrap_or(&p)
+                .to_string()
+        })
         .collect();
     files.sort();
     Ok(files)
@@ -212,15 +317,28 @@ async fn listed_files(ctx: &Context, dir: &str, recursive: bool) -> Result<Vec<S
 async fn listing_with_prefixes(ctx: Arc<Context>) -> TrialResult {
     let dir = ctx.dir("prefixes");
     for name in ["a/1", "a/2", "a/b/3", "c/4", "ab"] {
-        ctx.op().write(&format!("{dir}{name}"), pattern(4, 10)).await.map_err(ctx_err("write"))?;
+        ctx.op()
+            .write(&format!("{dir}{name}"), pattern(4, 10))
+            .await
+            .map_err(ctx_err("write"))?;
     }
     let shallow = listed_files(&ctx, &format!("{dir}a/"), false).await?;
-    ensure(shallow == ["1", "2"], || format!("non-recursive listing of a/ gave {shallow:?}"))?;
-    let entries = ctx.op().list(&format!("{dir}a/")).await.map_err(ctx_err("list"))?;
+    ensure(shallow == ["1", "2"], || {
+        format!("non-recursive listing of a/ gave {shallow:?}")
+    })?;
+    let entries = ctx
+        .op()
+        .list(&format!("{dir}a/"))
+        .await
+        .map_err(ctx_err("list"))?;
     let has_subdir = entries.iter().any(|e| e.path().ends_with("a/b/"));
-    ensure(has_subdir, || "non-recursive listing of a/ does not show the sub-prefix a/b/".to_string())?;
+    ensure(has_subdir, || {
+        "non-recursive listing of a/ does not show the sub-prefix a/b/".to_string()
+    })?;
     let deep = listed_files(&ctx, &dir, true).await?;
-    ensure(deep == ["a/1", "a/2", "a/b/3", "ab", "c/4"], || format!("recursive listing gave {deep:?}"))
+    ensure(deep == ["a/1", "a/2", "a/b/3", "ab", "c/4"], || {
+        format!("recursive listing gave {deep:?}")
+    })
 }
 
 async fn listing_many_keys(ctx: Arc<Context>) -> TrialResult {
@@ -231,41 +349,77 @@ async fn listing_many_keys(ctx: Arc<Context>) -> TrialResult {
         .map(|i| {
             let ctx = ctx.clone();
             let key = format!("{dir}k{i:05}");
-            async move { ctx.op().write(&key, Bytes::new()).await.map_err(ctx_err("write")) }
+            async move {
+                ctx.op()
+                    .write(&key, Bytes::new())
+                    .await
+                    .map_err(ctx_err("write"))
+            }
         })
         .buffer_unordered(32)
         .try_collect::<Vec<_>>()
         .await?;
     let files = listed_files(&ctx, &dir, true).await?;
-    ensure(files.len() == KEYS, || format!("listed {} keys, wrote {KEYS}", files.len()))?;
+    ensure(files.len() == KEYS, || {
+        format!("listed {} keys, wrote {KEYS}", files.len())
+    })?;
     let expected: Vec<String> = (0..KEYS).map(|i| format!("k{i:05}")).collect();
-    ensure(files == expected, || "listing returned other keys than written".to_string())
+    ensure(files == expected, || {
+        "listing returned other keys than written".to_string()
+    })
 }
 
 async fn overwrite(ctx: Arc<Context>) -> TrialResult {
     let key = ctx.key("overwrite", "object");
-    ctx.op().write(&key, pattern(5, 5000)).await.map_err(ctx_err("first write"))?;
+    ctx.op()
+        .write(&key, pattern(5, 5000))
+        .await
+        .map_err(ctx_err("first write"))?;
     let second = pattern(6, 3000);
-    ctx.op().write(&key, second.clone()).await.map_err(ctx_err("overwrite"))?;
-    let read = ctx.op().read(&key).await.map_err(ctx_err("read"))?.to_bytes();
-    ensure(read == second, || format!("read {} bytes, not the 3000 of the second write", read.len()))
+    ctx.op()
+        .write(&key, second.clone())
+        .await
+        .map_err(ctx_err("overwrite"))?;
+    let read = ctx
+        .op()
+        .read(&key)
+        .await
+        .map_err(ctx_err("read"))?
+        .to_bytes();
+    ensure(read == second, || {
+        format!(
+            "read {} bytes, not the 3000 of the second write",
+            read.len()
+        )
+    })
 }
 
 async fn batch_delete(ctx: Arc<Context>) -> TrialResult {
-    let keys: Vec<String> = (0..50).map(|i| ctx.key("batch-delete", &format!("o{i}"))).collect();
+    let keys: Vec<String> = (0..50)
+        .map(|i| ctx.key("batch-delete", &format!("o{i}")))
+        .collect();
     for key in &keys {
-        ctx.op().write(key, pattern(7, 100)).await.map_err(ctx_err("write"))?;
+        ctx.op()
+            .write(key, pattern(7, 100))
+            .await
+            .map_err(ctx_err("write"))?;
     }
     let mut doomed = keys.clone();
     doomed.push(ctx.key("batch-delete", "never-written"));
-    ctx.op().delete_iter(doomed).await.map_err(ctx_err("batch delete"))?;
+    ctx.op()
+        .delete_iter(doomed)
+        .await
+        .map_err(ctx_err("batch delete"))?;
     for key in &keys {
         match ctx.op().stat(key).await {
             Err(err) if err.kind() == ErrorKind::NotFound => {}
             other => return Err(format!("{key} after batch delete: {other:?}")),
         }
     }
-    ctx.op().delete(&ctx.key("batch-delete", "o0")).await.map_err(ctx_err("deleting a deleted key"))
+    ctx.op()
+        .delete(&ctx.key("batch-delete", "o0"))
+        .await
+        .map_err(ctx_err("deleting a deleted key"))
 }
 
 async fn concurrent_writers(ctx: Arc<Context>) -> TrialResult {
@@ -277,7 +431,10 @@ async fn concurrent_writers(ctx: Arc<Context>) -> TrialResult {
             tokio::spawn(async move {
                 for i in 0..PER_WRITER {
                     let key = ctx.key("concurrent", &format!("w{w}-{i}"));
-                    ctx.op().write(&key, pattern(w * 100 + i, 64 * 1024)).await.map_err(ctx_err("write"))?;
+                    ctx.op()
+                        .write(&key, pattern(w * 100 + i, 64 * 1024))
+                        .await
+                        .map_err(ctx_err("write"))?;
                 }
                 Ok::<(), String>(())
             })
@@ -289,8 +446,15 @@ async fn concurrent_writers(ctx: Arc<Context>) -> TrialResult {
     for w in 0..WRITERS {
         for i in 0..PER_WRITER {
             let key = ctx.key("concurrent", &format!("w{w}-{i}"));
-            let read = ctx.op().read(&key).await.map_err(ctx_err("read"))?.to_bytes();
-            ensure(read == pattern(w * 100 + i, 64 * 1024), || format!("{key} holds another writer's data"))?;
+            let read = ctx
+                .op()
+                .read(&key)
+                .await
+                .map_err(ctx_err("read"))?
+                .to_bytes();
+            ensure(read == pattern(w * 100 + i, 64 * 1024), || {
+                format!("{key} holds another writer's data")
+            })?;
         }
     }
     Ok(())
@@ -299,25 +463,51 @@ async fn concurrent_writers(ctx: Arc<Context>) -> TrialResult {
 async fn error_not_found(ctx: Arc<Context>) -> TrialResult {
     let key = ctx.key("missing", "never-written");
     let read = ctx.op().read(&key).await;
-    ensure(matches!(&read, Err(e) if e.kind() == ErrorKind::NotFound), || format!("read of a missing key: {read:?}"))?;
+    ensure(
+        matches!(&read, Err(e) if e.kind() == ErrorKind::NotFound),
+        || format!("read of a missing key: {read:?}"),
+    )?;
     let stat = ctx.op().stat(&key).await;
-    ensure(matches!(&stat, Err(e) if e.kind() == ErrorKind::NotFound), || format!("stat of a missing key: {stat:?}"))
+    ensure(
+        matches!(&stat, Err(e) if e.kind() == ErrorKind::NotFound),
+        || format!("stat of a missing key: {stat:?}"),
+    )
 }
 
 /// A create-only write that lost: S3 answers 412 (ConditionNotMatch), a local
 /// directory `EEXIST` (AlreadyExists). Both mean the same to the stream store.
 fn lost_create(err: &opendal::Error) -> bool {
-    matches!(err.kind(), ErrorKind::ConditionNotMatch | ErrorKind::AlreadyExists)
+    matches!(
+        err.kind(),
+        ErrorKind::ConditionNotMatch | ErrorKind::AlreadyExists
+    )
 }
 
 async fn conditional_create(ctx: Arc<Context>) -> TrialResult {
     let key = ctx.key("create-only", "object");
     let first = pattern(8, 2000);
-    ctx.op().write_with(&key, first.clone()).if_not_exists(true).await.map_err(ctx_err("first create-only write"))?;
-    let second = ctx.op().write_with(&key, pattern(9, 2000)).if_not_exists(true).await;
-    ensure(matches!(&second, Err(e) if lost_create(e)), || format!("second create-only write: {second:?}"))?;
-    let read = ctx.op().read(&key).await.map_err(ctx_err("read"))?.to_bytes();
-    ensure(read == first, || "the refused write changed the object".to_string())
+    ctx.op()
+        .write_with(&key, first.clone())
+        .if_not_exists(true)
+        .await
+        .map_err(ctx_err("first create-only write"))?;
+    let second = ctx
+        .op()
+        .write_with(&key, pattern(9, 2000))
+        .if_not_exists(true)
+        .await;
+    ensure(matches!(&second, Err(e) if lost_create(e)), || {
+        format!("second create-only write: {second:?}")
+    })?;
+    let read = ctx
+        .op()
+        .read(&key)
+        .await
+        .map_err(ctx_err("read"))?
+        .to_bytes();
+    ensure(read == first, || {
+        "the refused write changed the object".to_string()
+    })
 }
 
 async fn conditional_create_race(ctx: Arc<Context>) -> TrialResult {
@@ -327,7 +517,15 @@ async fn conditional_create_race(ctx: Arc<Context>) -> TrialResult {
         .map(|r| {
             let ctx = ctx.clone();
             let key = key.clone();
-            tokio::spawn(async move { (r, ctx.op().write_with(&key, pattern(100 + r, 4096)).if_not_exists(true).await) })
+            tokio::spawn(async move {
+                (
+                    r,
+                    ctx.op()
+                        .write_with(&key, pattern(100 + r, 4096))
+                        .if_not_exists(true)
+                        .await,
+                )
+            })
         })
         .collect();
     let mut winners = Vec::new();
@@ -339,23 +537,47 @@ async fn conditional_create_race(ctx: Arc<Context>) -> TrialResult {
             Err(err) => return Err(format!("racer {r}: {err}")),
         }
     }
-    ensure(winners.len() == 1, || format!("{} of {RACERS} create-only writers won: {winners:?}", winners.len()))?;
-    let read = ctx.op().read(&key).await.map_err(ctx_err("read"))?.to_bytes();
-    ensure(read == pattern(100 + winners[0], 4096), || "the object is not the winner's".to_string())
+    ensure(winners.len() == 1, || {
+        format!(
+            "{} of {RACERS} create-only writers won: {winners:?}",
+            winners.len()
+        )
+    })?;
+    let read = ctx
+        .op()
+        .read(&key)
+        .await
+        .map_err(ctx_err("read"))?
+        .to_bytes();
+    ensure(read == pattern(100 + winners[0], 4096), || {
+        "the object is not the winner's".to_string()
+    })
 }
 
 async fn error_already_exists(ctx: Arc<Context>) -> TrialResult {
     let key = ctx.key("exists", "object");
-    ctx.op().write(&key, pattern(10, 10)).await.map_err(ctx_err("write"))?;
-    let again = ctx.op().write_with(&key, pattern(11, 10)).if_not_exists(true).await;
-    ensure(matches!(&again, Err(e) if lost_create(e)), || format!("create-only write over an existing key: {again:?}"))
+    ctx.op()
+        .write(&key, pattern(10, 10))
+        .await
+        .map_err(ctx_err("write"))?;
+    let again = ctx
+        .op()
+        .write_with(&key, pattern(11, 10))
+        .if_not_exists(true)
+        .await;
+    ensure(matches!(&again, Err(e) if lost_create(e)), || {
+        format!("create-only write over an existing key: {again:?}")
+    })
 }
 
 /// The store profile says whether a multipart create-only write is atomic; check the
 /// server still behaves as the profile says (Ceph RGW 16.2 overwrites).
 async fn multipart_create_matches_profile(ctx: Arc<Context>) -> TrialResult {
     let key = ctx.key("multipart-create", "object");
-    ctx.op().write(&key, pattern(12, 100)).await.map_err(ctx_err("write"))?;
+    ctx.op()
+        .write(&key, pattern(12, 100))
+        .await
+        .map_err(ctx_err("write"))?;
     let mut writer = ctx
         .op()
         .writer_with(&key)
@@ -371,9 +593,9 @@ async fn multipart_create_matches_profile(ctx: Arc<Context>) -> TrialResult {
     .await;
     match (ctx.storage.profile().conditional_create, result) {
         (ConditionalCreate::Any, Err(err)) if lost_create(&err) => Ok(()),
-        (ConditionalCreate::Any, other) => {
-            Err(format!("profile says multipart create-only is atomic, but it gave {other:?}"))
-        }
+        (ConditionalCreate::Any, other) => Err(format!(
+            "profile says multipart create-only is atomic, but it gave {other:?}"
+        )),
         (ConditionalCreate::SinglePutOnly, Ok(_)) => Ok(()),
         (ConditionalCreate::SinglePutOnly, other) => Err(format!(
             "profile says this store ignores create-only on multipart uploads, but it gave {other:?}: update the preset"
@@ -384,13 +606,23 @@ async fn multipart_create_matches_profile(ctx: Arc<Context>) -> TrialResult {
 
 async fn conditional_create_unsupported(ctx: Arc<Context>) -> TrialResult {
     let key = ctx.key("create-only", "object");
-    let result = ctx.op().write_with(&key, pattern(14, 10)).if_not_exists(true).await;
-    ensure(matches!(&result, Err(e) if e.kind() == ErrorKind::Unsupported), || {
-        format!("a backend without create-only writes must refuse them as Unsupported, it gave {result:?}")
-    })?;
-    ensure(ctx.storage.profile().conditional_create == ConditionalCreate::Unsupported, || {
-        "the store profile claims create-only writes the backend does not offer".to_string()
-    })
+    let result = ctx
+        .op()
+        .write_with(&key, pattern(14, 10))
+        .if_not_exists(true)
+        .await;
+    ensure(
+        matches!(&result, Err(e) if e.kind() == ErrorKind::Unsupported),
+        || {
+            format!(
+                "a backend without create-only writes must refuse them as Unsupported, it gave {result:?}"
+            )
+        },
+    )?;
+    ensure(
+        ctx.storage.profile().conditional_create == ConditionalCreate::Unsupported,
+        || "the store profile claims create-only writes the backend does not offer".to_string(),
+    )
 }
 
 async fn error_permission_denied(ctx: Arc<Context>, restricted: String) -> TrialResult {
@@ -398,9 +630,10 @@ async fn error_permission_denied(ctx: Arc<Context>, restricted: String) -> Trial
     let storage = Storage::open(&config).map_err(|e| e.to_string())?;
     let key = ctx.key("denied", "object");
     let write = storage.operator().write(&key, pattern(15, 10)).await;
-    ensure(matches!(&write, Err(e) if e.kind() == ErrorKind::PermissionDenied), || {
-        format!("a write with restricted credentials: {write:?}")
-    })
+    ensure(
+        matches!(&write, Err(e) if e.kind() == ErrorKind::PermissionDenied),
+        || format!("a write with restricted credentials: {write:?}"),
+    )
 }
 
 fn storage_check(check: &StorageCheck) -> TrialResult {
@@ -408,18 +641,32 @@ fn storage_check(check: &StorageCheck) -> TrialResult {
     let transcript = || format!("stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
     match check.expect {
         CheckExpectation::Passes => {
-            ensure(run.success, || format!("strata storage check failed\n{}", transcript()))?;
+            ensure(run.success, || {
+                format!("strata storage check failed\n{}", transcript())
+            })?;
             for capability in Capability::ALL {
                 let reported = run.stdout.lines().any(|line| {
                     let mut words = line.split_whitespace();
-                    matches!(words.next(), Some("ok" | "unsupported")) && words.next() == Some(capability.name())
+                    matches!(words.next(), Some("ok" | "unsupported"))
+                        && words.next() == Some(capability.name())
                 });
-                ensure(reported, || format!("capability {} not reported ok\n{}", capability.name(), transcript()))?;
+                ensure(reported, || {
+                    format!(
+                        "capability {} not reported ok\n{}",
+                        capability.name(),
+                        transcript()
+                    )
+                })?;
             }
             Ok(())
         }
         CheckExpectation::FailsWith(cause) => {
-            ensure(!run.success, || format!("strata storage check passed, expected [{cause}]\n{}", transcript()))?;
+            ensure(!run.success, || {
+                format!(
+                    "strata storage check passed, expected [{cause}]\n{}",
+                    transcript()
+                )
+            })?;
             ensure(run.stdout.contains(&format!("FAILED [{cause}]")), || {
                 format!("expected cause [{cause}]\n{}", transcript())
             })

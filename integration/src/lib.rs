@@ -35,7 +35,9 @@ pub fn start_or_fail(name: &str) -> testbed::Testbed {
         Ok(testbed) => testbed,
         Err(err) => {
             eprintln!("error: {err}");
-            eprintln!("test result: FAILED. 0 passed; 1 failed (testbed server {name} did not start)");
+            eprintln!(
+                "test result: FAILED. 0 passed; 1 failed (testbed server {name} did not start)"
+            );
             std::process::exit(101);
         }
     }

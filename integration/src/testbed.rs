@@ -30,7 +30,8 @@ impl Testbed {
         if !status.success() {
             return Err(format!(
                 "testbed server {name} failed to start ({status}); see the lines above and {}/{name}/",
-                std::env::var("STRATA_TESTBED_RUN").unwrap_or_else(|_| "/tmp/strata-testbed".into())
+                std::env::var("STRATA_TESTBED_RUN")
+                    .unwrap_or_else(|_| "/tmp/strata-testbed".into())
             ));
         }
         let output = Command::new("bash")
@@ -44,15 +45,21 @@ impl Testbed {
             .filter_map(|line| line.split_once('='))
             .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
             .collect();
-        Ok(Testbed { name: name.to_string(), settings })
+        Ok(Testbed {
+            name: name.to_string(),
+            settings,
+        })
     }
 
     /// A setting the start script printed, such as `S3_ENDPOINT`.
     pub fn setting(&self, key: &str) -> String {
-        self.settings
-            .get(key)
-            .cloned()
-            .unwrap_or_else(|| panic!("testbed {} printed no {key}; it printed {:?}", self.name, self.settings.keys()))
+        self.settings.get(key).cloned().unwrap_or_else(|| {
+            panic!(
+                "testbed {} printed no {key}; it printed {:?}",
+                self.name,
+                self.settings.keys()
+            )
+        })
     }
 }
 

@@ -14,7 +14,11 @@ fn main() {
 
     let config = s3_document("ceph", &endpoint, &bucket, &access, &secret);
     let checks = vec![
-        StorageCheck { name: "passes", config: config.clone(), expect: CheckExpectation::Passes },
+        StorageCheck {
+            name: "passes",
+            config: config.clone(),
+            expect: CheckExpectation::Passes,
+        },
         StorageCheck {
             name: "wrong_secret",
             config: s3_document("ceph", &endpoint, &bucket, &access, "not-the-secret"),
@@ -39,7 +43,13 @@ fn main() {
     let trials = conformance::trials(Backend {
         label: "ceph".to_string(),
         config,
-        restricted_config: Some(s3_document("ceph", &endpoint, &bucket, &other_access, &other_secret)),
+        restricted_config: Some(s3_document(
+            "ceph",
+            &endpoint,
+            &bucket,
+            &other_access,
+            &other_secret,
+        )),
         checks,
     });
     strata_integration::run_suite("ceph suite", server, trials)

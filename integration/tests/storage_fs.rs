@@ -10,7 +10,11 @@ fn main() {
         label: "fs".to_string(),
         config: config.clone(),
         restricted_config: None,
-        checks: vec![StorageCheck { name: "passes", config, expect: CheckExpectation::Passes }],
+        checks: vec![StorageCheck {
+            name: "passes",
+            config,
+            expect: CheckExpectation::Passes,
+        }],
     });
     strata_integration::run_suite("fs suite", dir, trials)
 }

@@ -11,13 +11,22 @@ fn main() {
     let name_node = server.setting("HDFS_NAME_NODE");
     let config = hdfs_document(&name_node, "/strata");
     let checks = vec![
-        StorageCheck { name: "passes", config: config.clone(), expect: CheckExpectation::Passes },
+        StorageCheck {
+            name: "passes",
+            config: config.clone(),
+            expect: CheckExpectation::Passes,
+        },
         StorageCheck {
             name: "closed_port",
             config: hdfs_document("hdfs://127.0.0.1:1", "/strata"),
             expect: CheckExpectation::FailsWith("namenode-unreachable"),
         },
     ];
-    let trials = conformance::trials(Backend { label: "hdfs".to_string(), config, restricted_config: None, checks });
+    let trials = conformance::trials(Backend {
+        label: "hdfs".to_string(),
+        config,
+        restricted_config: None,
+        checks,
+    });
     strata_integration::run_suite("hdfs suite", server, trials)
 }

@@ -8,7 +8,11 @@ fn main() {
         label: "memory".to_string(),
         config: config.clone(),
         restricted_config: None,
-        checks: vec![StorageCheck { name: "passes", config, expect: CheckExpectation::Passes }],
+        checks: vec![StorageCheck {
+            name: "passes",
+            config,
+            expect: CheckExpectation::Passes,
+        }],
     });
     strata_integration::run_suite("memory suite", (), trials)
 }

@@ -18,7 +18,11 @@ fn main() {
     for preset in ["minio", "cubefs"] {
         let config = s3_document(preset, &endpoint, &bucket, &access, &secret);
         let checks = vec![
-            StorageCheck { name: "passes", config: config.clone(), expect: CheckExpectation::Passes },
+            StorageCheck {
+                name: "passes",
+                config: config.clone(),
+                expect: CheckExpectation::Passes,
+            },
             StorageCheck {
                 name: "wrong_secret",
                 config: s3_document(preset, &endpoint, &bucket, &access, "not-the-secret"),
@@ -43,7 +47,13 @@ fn main() {
         trials.extend(conformance::trials(Backend {
             label: format!("{preset}-on-seaweedfs"),
             config,
-            restricted_config: Some(s3_document(preset, &endpoint, &bucket, &reader_access, &reader_secret)),
+            restricted_config: Some(s3_document(
+                preset,
+                &endpoint,
+                &bucket,
+                &reader_access,
+                &reader_secret,
+            )),
             checks,
         }));
     }
@@ -55,7 +65,11 @@ fn main() {
         label: "s3-on-seaweedfs".to_string(),
         config: plain_s3.clone(),
         restricted_config: None,
-        checks: vec![StorageCheck { name: "passes", config: plain_s3, expect: CheckExpectation::Passes }],
+        checks: vec![StorageCheck {
+            name: "passes",
+            config: plain_s3,
+            expect: CheckExpectation::Passes,
+        }],
     }));
     strata_integration::run_suite("seaweedfs suite", server, trials)
 }

@@ -57,13 +57,15 @@ impl StorageKind {
 
     /// Whether this build of Strata can open this kind.
     pub fn is_compiled_in(self) -> bool {
-        match self.feature() {
-            "fs" => cfg!(feature = "fs"),
-            "memory" => cfg!(feature = "memory"),
-            "s3" => cfg!(feature = "s3"),
-            "hdfs" => cfg!(feature = "hdfs"),
-            _ => false,
-        }
+        const COMPILED: [(&str, bool); 4] = [
+            ("fs", cfg!(feature = "fs")),
+            ("memory", cfg!(feature = "memory")),
+            ("s3", cfg!(feature = "s3")),
+            ("hdfs", cfg!(feature = "hdfs")),
+        ];
+        COMPILED
+            .iter()
+            .any(|&(feature, on)| on && feature == self.feature())
     }
 }
 

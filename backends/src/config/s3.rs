@@ -60,6 +60,11 @@ impl S3Flavor {
         }
     }
 
+    /// What this store is known to honour (see [`StoreProfile`]).
+    pub fn profile(self) -> StoreProfile {
+        self.preset().profile
+    }
+
     pub(crate) fn preset(self) -> Preset {
         let self_hosted = |profile| Preset {
             addressing: Addressing::Path,

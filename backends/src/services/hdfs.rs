@@ -20,9 +20,18 @@ pub(super) fn build(config: &HdfsConfig) -> Result<(Operator, StoreProfile), Bui
     // hdfs-native's own failover loop retries an unreachable NameNode for minutes;
     // Strata's retry layer already retries with backoff and within its timeouts.
     let client_options = HashMap::from([
-        ("dfs.client.failover.max.attempts".to_string(), "1".to_string()),
-        ("dfs.client.failover.sleep.base.millis".to_string(), "100".to_string()),
-        ("dfs.client.failover.sleep.max.millis".to_string(), "1000".to_string()),
+        (
+            "dfs.client.failover.max.attempts".to_string(),
+            "1".to_string(),
+        ),
+        (
+            "dfs.client.failover.sleep.base.millis".to_string(),
+            "100".to_string(),
+        ),
+        (
+            "dfs.client.failover.sleep.max.millis".to_string(),
+            "1000".to_string(),
+        ),
     ]);
     let builder = HdfsNative::default()
         .name_node(&config.name_node)
