@@ -6,6 +6,7 @@
 
 pub mod cli;
 pub mod conformance;
+pub mod faults;
 pub mod testbed;
 
 use libtest_mimic::{Arguments, Trial};

@@ -3,6 +3,7 @@
 //! plain `s3` kind with path addressing.
 
 use strata_integration::conformance::{self, Backend, CheckExpectation, StorageCheck};
+use strata_integration::faults::{self, S3Target};
 use strata_integration::s3_document;
 
 fn main() {
@@ -71,5 +72,15 @@ fn main() {
             expect: CheckExpectation::Passes,
         }],
     }));
+    trials.extend(faults::trials(
+        "faults-on-seaweedfs",
+        S3Target {
+            kind: "minio",
+            endpoint,
+            bucket,
+            access,
+            secret,
+        },
+    ));
     strata_integration::run_suite("seaweedfs suite", server, trials)
 }

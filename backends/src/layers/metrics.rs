@@ -78,3 +78,84 @@ impl MetricsIntercept for StrataMetrics {
         }
     }
 }
+
+#[cfg(all(test, feature = "memory"))]
+mod tests {
+    use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+
+    use super::names;
+    use crate::{Storage, StorageConfig};
+
+    /// Counter or histogram-sample count for `name` with all of `labels`.
+    fn observed(
+        snapshot: &[(String, Vec<(String, String)>, DebugValue)],
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> u64 {
+        snapshot
+            .iter()
+            .filter(|(n, l, _)| {
+                n == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
+            .map(|(_, _, value)| match value {
+                DebugValue::Counter(c) => *c,
+                DebugValue::Histogram(samples) => samples.len() as u64,
+                DebugValue::Gauge(_) => 0,
+            })
+            .sum()
+    }
+
+    #[test]
+    fn operations_bytes_latency_and_errors_are_recorded_by_backend_and_operation() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        metrics::with_local_recorder(&recorder, || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let config =
+                    StorageConfig::from_document("[storage]\nkind = \"memory\"\n").expect("config");
+                let storage = Storage::open(&config).expect("open");
+                let op = storage.operator();
+                op.write("a", vec![7u8; 1000]).await.expect("write");
+                op.read("a").await.expect("read");
+                assert!(op.read("missing").await.is_err());
+            });
+        });
+        let snapshot: Vec<_> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(key, _, _, value)| {
+                let (name, labels) = key.key().clone().into_parts();
+                let labels = labels
+                    .into_iter()
+                    .map(|l| (l.key().to_string(), l.value().to_string()))
+                    .collect();
+                (name.as_str().to_string(), labels, value)
+            })
+            .collect();
+        let memory_write = [("backend", "memory"), ("operation", "write")];
+        assert!(
+            observed(&snapshot, names::OPERATIONS, &memory_write) >= 1,
+            "{snapshot:?}"
+        );
+        assert!(observed(&snapshot, names::OPERATION_DURATION, &memory_write) >= 1);
+        assert_eq!(observed(&snapshot, names::BYTES, &memory_write), 1000);
+        let not_found = [
+            ("backend", "memory"),
+            ("operation", "read"),
+            ("error", "NotFound"),
+        ];
+        assert_eq!(
+            observed(&snapshot, names::ERRORS, &not_found),
+            1,
+            "{snapshot:?}"
+        );
+    }
+}
