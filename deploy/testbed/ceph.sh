@@ -11,7 +11,7 @@ ACCESS=strata-access
 SECRET=strata-secret
 
 tb_install() {
-  tb_apt ceph-mon ceph-osd radosgw ceph-common uuid-runtime
+  tb_apt ceph-mon ceph-osd radosgw ceph-common uuid-runtime faketime
   tb_pip boto3
 }
 

@@ -62,12 +62,16 @@ tb_wait_port() {
   done
 }
 
-# Fails if something already listens on a port this server needs.
+# Fails if something still listens on a port this server needs after 10 s (a
+# process stopped a moment ago may take that long to let go).
 tb_port_free() {
-  local port=$1
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    tb_die "port $port is already in use: stop what holds it (\`$0 stop\` if it is a previous run)"
-  fi
+  local port=$1 deadline=$((SECONDS + 10))
+  while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+    if [ $SECONDS -ge $deadline ]; then
+      tb_die "port $port is already in use: stop what holds it (\`$0 stop\` if it is a previous run)"
+    fi
+    sleep 0.2
+  done
 }
 
 # Starts a command in the background, logging to <state>/<label>.log, and records its PID.

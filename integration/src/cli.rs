@@ -29,17 +29,36 @@ pub fn strata_binary() -> Result<PathBuf, String> {
     }
 }
 
-/// `strata storage check --config <file with config_text>`.
-pub fn storage_check(config_text: &str) -> Result<Run, String> {
+/// `strata storage check --config <file with config_text>`, under libfaketime with
+/// its clock shifted by `clock_offset` when given.
+pub fn storage_check(config_text: &str, clock_offset: Option<&str>) -> Result<Run, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let path = dir.path().join("strata.toml");
     std::fs::write(&path, config_text).map_err(|e| e.to_string())?;
-    let output = Command::new(strata_binary()?)
+    let strata = strata_binary()?;
+    let mut command = match clock_offset {
+        None => Command::new(&strata),
+        Some(offset) => {
+            let mut faketime = Command::new("faketime");
+            // Only the wall clock moves: tokio's timers keep real monotonic time.
+            faketime
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+                .args(["-f", offset])
+                .arg(&strata);
+            faketime
+        }
+    };
+    let output = command
         .args(["storage", "check", "--config"])
         .arg(&path)
         .env("STRATA_LOG", "error")
         .output()
-        .map_err(|e| format!("cannot run strata: {e}"))?;
+        .map_err(|e| match clock_offset {
+            Some(_) => format!(
+                "cannot run faketime (Debian package faketime, installed by the testbed): {e}"
+            ),
+            None => format!("cannot run {}: {e}", strata.display()),
+        })?;
     let run = Run {
         success: output.status.success(),
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),

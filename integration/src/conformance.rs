@@ -30,6 +30,34 @@ pub struct StorageCheck {
     pub name: &'static str,
     pub config: String,
     pub expect: CheckExpectation,
+    /// Run `strata` with its wall clock shifted by this much (libfaketime syntax,
+    /// such as `-2h`), to meet a server's clock-skew check for real.
+    pub clock_offset: Option<&'static str>,
+}
+
+impl StorageCheck {
+    pub fn passes(config: String) -> Self {
+        StorageCheck {
+            name: "passes",
+            config,
+            expect: CheckExpectation::Passes,
+            clock_offset: None,
+        }
+    }
+
+    pub fn fails(name: &'static str, config: String, cause: &'static str) -> Self {
+        StorageCheck {
+            name,
+            config,
+            expect: CheckExpectation::FailsWith(cause),
+            clock_offset: None,
+        }
+    }
+
+    pub fn with_clock_offset(mut self, offset: &'static str) -> Self {
+        self.clock_offset = Some(offset);
+        self
+    }
 }
 
 pub enum CheckExpectation {
@@ -636,8 +664,9 @@ async fn error_permission_denied(ctx: Arc<Context>, restricted: String) -> Trial
     )
 }
 
-fn storage_check(check: &StorageCheck) -> TrialResult {
-    let run = cli::storage_check(&check.config)?;
+/// Runs `strata storage check` and compares its report with what `check` expects.
+pub fn storage_check(check: &StorageCheck) -> TrialResult {
+    let run = cli::storage_check(&check.config, check.clock_offset)?;
     let transcript = || format!("stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
     match check.expect {
         CheckExpectation::Passes => {

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use libtest_mimic::{Failed, Trial};
 use opendal::ErrorKind;
 use strata_backends::{Storage, StorageConfig};
+
+use crate::conformance::{self, StorageCheck};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -21,6 +23,7 @@ enum Fault {
         status: u16,
         reason: &'static str,
         code: &'static str,
+        message: &'static str,
         times: usize,
     },
     /// Read the request and never answer.
@@ -65,11 +68,12 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr, fault: Fault, n: usi
             status,
             reason,
             code,
+            message,
             times,
         } if n < times => {
             let _ = read_request_head(&mut client).await;
             let body = format!(
-                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>injected by the test proxy</Message></Error>"
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>{message}</Message></Error>"
             );
             let response = format!(
                 "HTTP/1.1 {status} {reason}\r\nContent-Type: application/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -142,11 +146,17 @@ impl S3Target {
 const FAST_RETRY: &str =
     "[storage.retry]\nmax_retries = 4\nmin_delay = \"20ms\"\nmax_delay = \"100ms\"\n";
 
+type FaultCase = fn(S3Target) -> Result<(), String>;
+
 pub fn trials(label: &str, target: S3Target) -> Vec<Trial> {
-    let cases: [(&str, fn(S3Target) -> Result<(), String>); 3] = [
+    let cases: [(&str, FaultCase); 4] = [
         ("retry_rides_out_throttling", throttled_then_ok),
         ("no_retry_on_permanent_error", permanent_error_once),
         ("stalled_request_times_out_and_retries", stalled_times_out),
+        (
+            "storage_check_wrong_region_as_aws_answers",
+            wrong_region_check,
+        ),
     ];
     cases
         .into_iter()
@@ -175,6 +185,7 @@ fn throttled_then_ok(target: S3Target) -> Result<(), String> {
             status: 503,
             reason: "Slow Down",
             code: "SlowDown",
+            message: "Please reduce your request rate.",
             times: 3,
         };
         let proxy = FaultProxy::start(target.upstream()?, fault)
@@ -213,6 +224,7 @@ fn permanent_error_once(target: S3Target) -> Result<(), String> {
             status: 403,
             reason: "Forbidden",
             code: "AccessDenied",
+            message: "Access Denied",
             times: usize::MAX,
         };
         let proxy = FaultProxy::start(target.upstream()?, fault)
@@ -264,5 +276,34 @@ fn stalled_times_out(target: S3Target) -> Result<(), String> {
             ));
         }
         Ok(())
+    })
+}
+
+/// No server installable here checks the signing region, so the proxy answers as AWS
+/// does for a bucket in another region, and `strata storage check` must name it.
+fn wrong_region_check(target: S3Target) -> Result<(), String> {
+    on_runtime(async move {
+        let fault = Fault::Respond {
+            status: 400,
+            reason: "Bad Request",
+            code: "AuthorizationHeaderMalformed",
+            message: "The authorization header is malformed; the region 'eu-west-9' is wrong; expecting 'us-east-1'",
+            times: usize::MAX,
+        };
+        let proxy = FaultProxy::start(target.upstream()?, fault)
+            .await
+            .map_err(|e| e.to_string())?;
+        let config = format!(
+            "[storage]\nkind = \"{}\"\nbucket = \"{}\"\nendpoint = \"{}\"\nregion = \"eu-west-9\"\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\n",
+            target.kind,
+            target.bucket,
+            proxy.endpoint(),
+            target.access,
+            target.secret
+        );
+        let check = StorageCheck::fails("wrong_region", config, "wrong-region");
+        tokio::task::spawn_blocking(move || conformance::storage_check(&check))
+            .await
+            .map_err(|e| format!("storage check task: {e}"))?
     })
 }

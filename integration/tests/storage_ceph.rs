@@ -1,6 +1,6 @@
 //! The conformance suite against a real Ceph RGW 16.2 (one mon, one OSD, radosgw).
 
-use strata_integration::conformance::{self, Backend, CheckExpectation, StorageCheck};
+use strata_integration::conformance::{self, Backend, StorageCheck};
 use strata_integration::s3_document;
 
 fn main() {
@@ -11,45 +11,40 @@ fn main() {
     let secret = server.setting("S3_SECRET_ACCESS_KEY");
     let other_access = server.setting("S3_OTHER_ACCESS_KEY_ID");
     let other_secret = server.setting("S3_OTHER_SECRET_ACCESS_KEY");
+    let ceph = |endpoint: &str, bucket: &str, access: &str, secret: &str| {
+        s3_document("ceph", endpoint, bucket, access, secret)
+    };
 
-    let config = s3_document("ceph", &endpoint, &bucket, &access, &secret);
+    let config = ceph(&endpoint, &bucket, &access, &secret);
     let checks = vec![
-        StorageCheck {
-            name: "passes",
-            config: config.clone(),
-            expect: CheckExpectation::Passes,
-        },
-        StorageCheck {
-            name: "wrong_secret",
-            config: s3_document("ceph", &endpoint, &bucket, &access, "not-the-secret"),
-            expect: CheckExpectation::FailsWith("bad-credentials"),
-        },
-        StorageCheck {
-            name: "missing_bucket",
-            config: s3_document("ceph", &endpoint, "no-such-bucket", &access, &secret),
-            expect: CheckExpectation::FailsWith("bucket-missing"),
-        },
-        StorageCheck {
-            name: "closed_port",
-            config: s3_document("ceph", "http://127.0.0.1:1", &bucket, &access, &secret),
-            expect: CheckExpectation::FailsWith("endpoint-unreachable"),
-        },
-        StorageCheck {
-            name: "other_users_bucket",
-            config: s3_document("ceph", &endpoint, &bucket, &other_access, &other_secret),
-            expect: CheckExpectation::FailsWith("permission-denied"),
-        },
+        StorageCheck::passes(config.clone()),
+        StorageCheck::fails(
+            "wrong_secret",
+            ceph(&endpoint, &bucket, &access, "not-the-secret"),
+            "bad-credentials",
+        ),
+        StorageCheck::fails(
+            "missing_bucket",
+            ceph(&endpoint, "no-such-bucket", &access, &secret),
+            "bucket-missing",
+        ),
+        StorageCheck::fails(
+            "closed_port",
+            ceph("http://127.0.0.1:1", &bucket, &access, &secret),
+            "endpoint-unreachable",
+        ),
+        StorageCheck::fails(
+            "other_users_bucket",
+            ceph(&endpoint, &bucket, &other_access, &other_secret),
+            "permission-denied",
+        ),
+        StorageCheck::fails("clock_two_hours_behind", config.clone(), "clock-skew")
+            .with_clock_offset("-2h"),
     ];
     let trials = conformance::trials(Backend {
         label: "ceph".to_string(),
+        restricted_config: Some(ceph(&endpoint, &bucket, &other_access, &other_secret)),
         config,
-        restricted_config: Some(s3_document(
-            "ceph",
-            &endpoint,
-            &bucket,
-            &other_access,
-            &other_secret,
-        )),
         checks,
     });
     strata_integration::run_suite("ceph suite", server, trials)

@@ -1,6 +1,6 @@
 //! The conformance suite on a local directory (the embedded default's backend).
 
-use strata_integration::conformance::{self, Backend, CheckExpectation, StorageCheck};
+use strata_integration::conformance::{self, Backend, StorageCheck};
 
 fn main() {
     let dir = tempfile::tempdir().expect("a temporary directory");
@@ -10,11 +10,7 @@ fn main() {
         label: "fs".to_string(),
         config: config.clone(),
         restricted_config: None,
-        checks: vec![StorageCheck {
-            name: "passes",
-            config,
-            expect: CheckExpectation::Passes,
-        }],
+        checks: vec![StorageCheck::passes(config)],
     });
     strata_integration::run_suite("fs suite", dir, trials)
 }

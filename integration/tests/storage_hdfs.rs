@@ -1,6 +1,6 @@
 //! The conformance suite against a real HDFS 2.7.3 NameNode and DataNode.
 
-use strata_integration::conformance::{self, Backend, CheckExpectation, StorageCheck};
+use strata_integration::conformance::{self, Backend, StorageCheck};
 
 fn hdfs_document(name_node: &str, root: &str) -> String {
     format!("[storage]\nkind = \"hdfs\"\nname_node = \"{name_node}\"\nroot = \"{root}\"\n")
@@ -11,16 +11,12 @@ fn main() {
     let name_node = server.setting("HDFS_NAME_NODE");
     let config = hdfs_document(&name_node, "/strata");
     let checks = vec![
-        StorageCheck {
-            name: "passes",
-            config: config.clone(),
-            expect: CheckExpectation::Passes,
-        },
-        StorageCheck {
-            name: "closed_port",
-            config: hdfs_document("hdfs://127.0.0.1:1", "/strata"),
-            expect: CheckExpectation::FailsWith("namenode-unreachable"),
-        },
+        StorageCheck::passes(config.clone()),
+        StorageCheck::fails(
+            "closed_port",
+            hdfs_document("hdfs://127.0.0.1:1", "/strata"),
+            "namenode-unreachable",
+        ),
     ];
     let trials = conformance::trials(Backend {
         label: "hdfs".to_string(),

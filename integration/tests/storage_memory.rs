@@ -1,6 +1,6 @@
 //! The conformance suite on process memory.
 
-use strata_integration::conformance::{self, Backend, CheckExpectation, StorageCheck};
+use strata_integration::conformance::{self, Backend, StorageCheck};
 
 fn main() {
     let config = "[storage]\nkind = \"memory\"\n".to_string();
@@ -8,11 +8,7 @@ fn main() {
         label: "memory".to_string(),
         config: config.clone(),
         restricted_config: None,
-        checks: vec![StorageCheck {
-            name: "passes",
-            config,
-            expect: CheckExpectation::Passes,
-        }],
+        checks: vec![StorageCheck::passes(config)],
     });
     strata_integration::run_suite("memory suite", (), trials)
 }

@@ -1,8 +1,8 @@
 //! The conformance suite against a real SeaweedFS S3 endpoint, through the `minio`
 //! and `cubefs` presets (MinIO and CubeFS servers cannot be installed here) and the
-//! plain `s3` kind with path addressing.
+//! plain `s3` kind with path addressing, plus fault injection in front of it.
 
-use strata_integration::conformance::{self, Backend, CheckExpectation, StorageCheck};
+use strata_integration::conformance::{self, Backend, StorageCheck};
 use strata_integration::faults::{self, S3Target};
 use strata_integration::s3_document;
 
@@ -17,44 +17,36 @@ fn main() {
 
     let mut trials = Vec::new();
     for preset in ["minio", "cubefs"] {
-        let config = s3_document(preset, &endpoint, &bucket, &access, &secret);
+        let document = |endpoint: &str, bucket: &str, access: &str, secret: &str| {
+            s3_document(preset, endpoint, bucket, access, secret)
+        };
+        let config = document(&endpoint, &bucket, &access, &secret);
+        let read_only = document(&endpoint, &bucket, &reader_access, &reader_secret);
         let checks = vec![
-            StorageCheck {
-                name: "passes",
-                config: config.clone(),
-                expect: CheckExpectation::Passes,
-            },
-            StorageCheck {
-                name: "wrong_secret",
-                config: s3_document(preset, &endpoint, &bucket, &access, "not-the-secret"),
-                expect: CheckExpectation::FailsWith("bad-credentials"),
-            },
-            StorageCheck {
-                name: "missing_bucket",
-                config: s3_document(preset, &endpoint, "no-such-bucket", &access, &secret),
-                expect: CheckExpectation::FailsWith("bucket-missing"),
-            },
-            StorageCheck {
-                name: "closed_port",
-                config: s3_document(preset, "http://127.0.0.1:1", &bucket, &access, &secret),
-                expect: CheckExpectation::FailsWith("endpoint-unreachable"),
-            },
-            StorageCheck {
-                name: "read_only_user",
-                config: s3_document(preset, &endpoint, &bucket, &reader_access, &reader_secret),
-                expect: CheckExpectation::FailsWith("permission-denied"),
-            },
+            StorageCheck::passes(config.clone()),
+            StorageCheck::fails(
+                "wrong_secret",
+                document(&endpoint, &bucket, &access, "not-the-secret"),
+                "bad-credentials",
+            ),
+            StorageCheck::fails(
+                "missing_bucket",
+                document(&endpoint, "no-such-bucket", &access, &secret),
+                "bucket-missing",
+            ),
+            StorageCheck::fails(
+                "closed_port",
+                document("http://127.0.0.1:1", &bucket, &access, &secret),
+                "endpoint-unreachable",
+            ),
+            StorageCheck::fails("read_only_user", read_only.clone(), "permission-denied"),
+            StorageCheck::fails("clock_two_hours_ahead", config.clone(), "clock-skew")
+                .with_clock_offset("+2h"),
         ];
         trials.extend(conformance::trials(Backend {
             label: format!("{preset}-on-seaweedfs"),
             config,
-            restricted_config: Some(s3_document(
-                preset,
-                &endpoint,
-                &bucket,
-                &reader_access,
-                &reader_secret,
-            )),
+            restricted_config: Some(read_only),
             checks,
         }));
     }
@@ -66,11 +58,7 @@ fn main() {
         label: "s3-on-seaweedfs".to_string(),
         config: plain_s3.clone(),
         restricted_config: None,
-        checks: vec![StorageCheck {
-            name: "passes",
-            config: plain_s3,
-            expect: CheckExpectation::Passes,
-        }],
+        checks: vec![StorageCheck::passes(plain_s3)],
     }));
     trials.extend(faults::trials(
         "faults-on-seaweedfs",

@@ -86,12 +86,11 @@ mod tests {
     use super::names;
     use crate::{Storage, StorageConfig};
 
+    /// (metric name, labels, value) of each recorded series.
+    type Series = (String, Vec<(String, String)>, DebugValue);
+
     /// Counter or histogram-sample count for `name` with all of `labels`.
-    fn observed(
-        snapshot: &[(String, Vec<(String, String)>, DebugValue)],
-        name: &str,
-        labels: &[(&str, &str)],
-    ) -> u64 {
+    fn observed(snapshot: &[Series], name: &str, labels: &[(&str, &str)]) -> u64 {
         snapshot
             .iter()
             .filter(|(n, l, _)| {
@@ -127,7 +126,7 @@ mod tests {
                 assert!(op.read("missing").await.is_err());
             });
         });
-        let snapshot: Vec<_> = snapshotter
+        let snapshot: Vec<Series> = snapshotter
             .snapshot()
             .into_vec()
             .into_iter()
