@@ -37,6 +37,9 @@ osd_pool_default_pg_autoscale_mode = off
 osd_crush_chooseleaf_type = 0
 mon_allow_pool_size_one = true
 mon_warn_on_pool_no_redundancy = false
+# A busy test disk must not stop the monitor.
+mon_data_avail_warn = 1
+mon_data_avail_crit = 0
 mon_max_pg_per_osd = 1000
 paxos_propose_interval = 0.05
 mon_data = $state/mon-\$id

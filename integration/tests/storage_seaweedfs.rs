@@ -60,6 +60,31 @@ fn main() {
         restricted_config: None,
         checks: vec![StorageCheck::passes(plain_s3)],
     }));
+    // TLS through the testbed's own CA, with the secret read from a file.
+    let secrets = tempfile::tempdir().expect("a temporary directory");
+    let secret_file = secrets.path().join("secret");
+    std::fs::write(&secret_file, format!("{secret}\n")).expect("write the secret file");
+    let tls_endpoint = server.setting("S3_TLS_ENDPOINT");
+    let tls = |ca_bundle: Option<&str>| {
+        let ca_line = ca_bundle
+            .map(|path| format!("ca_bundle = \"{path}\"\n"))
+            .unwrap_or_default();
+        format!(
+            "[storage]\nkind = \"minio\"\nbucket = \"{bucket}\"\nendpoint = \"{tls_endpoint}\"\n\
+             access_key_id = \"{access}\"\nsecret_access_key = {{ file = \"{}\" }}\n{ca_line}",
+            secret_file.display()
+        )
+    };
+    let ca_bundle = server.setting("S3_CA_BUNDLE");
+    trials.extend(conformance::trials(Backend {
+        label: "tls-on-seaweedfs".to_string(),
+        config: tls(Some(&ca_bundle)),
+        restricted_config: None,
+        checks: vec![
+            StorageCheck::passes(tls(Some(&ca_bundle))),
+            StorageCheck::fails("without_ca_bundle", tls(None), "tls-untrusted"),
+        ],
+    }));
     trials.extend(faults::trials(
         "faults-on-seaweedfs",
         S3Target {
@@ -70,5 +95,5 @@ fn main() {
             secret,
         },
     ));
-    strata_integration::run_suite("seaweedfs suite", server, trials)
+    strata_integration::run_suite("seaweedfs suite", (server, secrets), trials)
 }

@@ -16,6 +16,7 @@ use crate::config::StorageKind;
 pub enum Cause {
     EndpointUnreachable,
     NameNodeUnreachable,
+    TlsUntrusted,
     BadCredentials,
     BucketMissing,
     PermissionDenied,
@@ -35,6 +36,9 @@ impl Cause {
             }
             Cause::NameNodeUnreachable => {
                 "HDFS name node unreachable: nothing answered at storage.name_node; check the host, port and that the NameNode is running"
+            }
+            Cause::TlsUntrusted => {
+                "untrusted TLS certificate: the endpoint's certificate is not signed by a trusted CA (or not for this host); set storage.ca_bundle to the CA's PEM file"
             }
             Cause::BadCredentials => {
                 "bad credentials: the store rejected storage.access_key_id or storage.secret_access_key"
@@ -61,6 +65,7 @@ impl Cause {
         match self {
             Cause::EndpointUnreachable => "endpoint-unreachable",
             Cause::NameNodeUnreachable => "namenode-unreachable",
+            Cause::TlsUntrusted => "tls-untrusted",
             Cause::BadCredentials => "bad-credentials",
             Cause::BucketMissing => "bucket-missing",
             Cause::PermissionDenied => "permission-denied",
@@ -154,6 +159,8 @@ fn classify(kind: StorageKind, error_kind: ErrorKind, text: &str) -> Cause {
         Cause::PermissionDenied
     } else if has("SlowDown") || error_kind == ErrorKind::RateLimited {
         Cause::Throttled
+    } else if has_lower("invalid peer certificate") || has_lower("certificate verify failed") {
+        Cause::TlsUntrusted
     } else if has_lower("connection refused")
         || has_lower("tcp connect")
         || has_lower("dns error")
