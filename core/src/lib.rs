@@ -1,1 +1,7 @@
-//! The Strata stream store. The store itself lands with the stream-store issue.
+//! The Strata stream store.
+//!
+//! A Kafka partition is a stream: an append-only sequence of record batches
+//! addressed by offsets, kept in objects of the bucket. This crate knows nothing of
+//! Kafka's wire protocol. Built so far: the object format ([`object`]).
+
+pub mod object;
