@@ -4,4 +4,5 @@
 //! addressed by offsets, kept in objects of the bucket. This crate knows nothing of
 //! Kafka's wire protocol. Built so far: the object format ([`object`]).
 
+pub mod frame;
 pub mod object;
