@@ -71,13 +71,21 @@ pub fn scan(bytes: &[u8]) -> Scan {
             // A torn write can also leave a complete-looking frame with stale bytes;
             // at the tail both mean "never acknowledged".
             let at_tail = FRAME_HEADER_LEN + len == rest.len();
-            break Some(if at_tail { Damage::TornTail } else { Damage::Corrupt });
+            break Some(if at_tail {
+                Damage::TornTail
+            } else {
+                Damage::Corrupt
+            });
         }
         let start = position + FRAME_HEADER_LEN;
         payloads.push(start..start + len);
         position = start + len;
     };
-    Scan { payloads, valid_len: position, damage }
+    Scan {
+        payloads,
+        valid_len: position,
+        damage,
+    }
 }
 
 #[cfg(test)]

@@ -5,4 +5,5 @@
 //! Kafka's wire protocol. Built so far: the object format ([`object`]).
 
 pub mod frame;
+pub mod meta;
 pub mod object;

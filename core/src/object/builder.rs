@@ -30,12 +30,20 @@ pub struct BlockMeta {
 
 impl ObjectBuilder {
     pub fn new(kind: ObjectKind) -> Self {
-        ObjectBuilder { kind, data: BytesMut::new(), entries: Vec::new() }
+        ObjectBuilder {
+            kind,
+            data: BytesMut::new(),
+            entries: Vec::new(),
+        }
     }
 
     /// Appends one block made of `parts` (record batches, concatenated as given).
     pub fn add_block(&mut self, meta: BlockMeta, parts: &[Bytes]) -> Result<(), FormatError> {
-        let bad = |reason| FormatError::BadBlock { stream_id: meta.stream_id, start_offset: meta.start_offset, reason };
+        let bad = |reason| FormatError::BadBlock {
+            stream_id: meta.stream_id,
+            start_offset: meta.start_offset,
+            reason,
+        };
         if meta.end_offset <= meta.start_offset {
             return Err(bad("block holds no offsets"));
         }
@@ -44,9 +52,16 @@ impl ObjectBuilder {
             .iter()
             .any(|e| e.stream_id == meta.stream_id && e.end_offset > meta.start_offset);
         if overlaps {
-            return Err(bad("block does not follow the stream's previous block in this object"));
+            return Err(bad(
+                "block does not follow the stream's previous block in this object",
+            ));
         }
-        if self.kind == ObjectKind::Stream && self.entries.first().is_some_and(|e| e.stream_id != meta.stream_id) {
+        if self.kind == ObjectKind::Stream
+            && self
+                .entries
+                .first()
+                .is_some_and(|e| e.stream_id != meta.stream_id)
+        {
             return Err(bad("a stream object holds one stream"));
         }
         let position = self.data.len() as u64;
@@ -55,7 +70,8 @@ impl ObjectBuilder {
             checksum = crc32c::crc32c_append(checksum, part);
             self.data.extend_from_slice(part);
         }
-        let len = u32::try_from(self.data.len() as u64 - position).map_err(|_| bad("block larger than 4 GiB"))?;
+        let len = u32::try_from(self.data.len() as u64 - position)
+            .map_err(|_| bad("block larger than 4 GiB"))?;
         self.entries.push(BlockEntry {
             stream_id: meta.stream_id,
             start_offset: meta.start_offset,
@@ -80,7 +96,11 @@ impl ObjectBuilder {
 
     /// The finished object and its index entries.
     pub fn finish(self) -> (Bytes, Vec<BlockEntry>) {
-        let ObjectBuilder { kind, mut data, mut entries } = self;
+        let ObjectBuilder {
+            kind,
+            mut data,
+            mut entries,
+        } = self;
         entries.sort_by_key(|e| (e.stream_id, e.start_offset));
         let index_position = data.len() as u64;
         let mut index = Vec::with_capacity(entries.len() * super::INDEX_ENTRY_LEN);

@@ -63,7 +63,9 @@ impl Footer {
             block_count: u32::from_le_bytes(array(&bytes[16..20])),
             kind: ObjectKind::from_code(bytes[20])?,
         };
-        let index_end = footer.index_position.checked_add(u64::from(footer.index_len));
+        let index_end = footer
+            .index_position
+            .checked_add(u64::from(footer.index_len));
         if index_end != Some(object_len.saturating_sub(FOOTER_LEN as u64)) {
             return Err(FormatError::IndexOutOfBounds {
                 position: footer.index_position,

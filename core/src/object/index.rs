@@ -84,16 +84,30 @@ impl Index {
     pub fn decode(bytes: &Bytes, footer: &Footer) -> Result<Index, FormatError> {
         let expected = footer.block_count as usize * INDEX_ENTRY_LEN;
         if bytes.len() != expected || footer.index_len as usize != expected {
-            return Err(FormatError::IndexLength { len: bytes.len(), expected, blocks: footer.block_count });
+            return Err(FormatError::IndexLength {
+                len: bytes.len(),
+                expected,
+                blocks: footer.block_count,
+            });
         }
         let computed = crc32c::crc32c(bytes);
         if computed != footer.index_checksum {
-            return Err(FormatError::IndexChecksum { stored: footer.index_checksum, computed });
+            return Err(FormatError::IndexChecksum {
+                stored: footer.index_checksum,
+                computed,
+            });
         }
-        let entries: Vec<BlockEntry> = bytes.chunks_exact(INDEX_ENTRY_LEN).map(BlockEntry::decode).collect();
+        let entries: Vec<BlockEntry> = bytes
+            .chunks_exact(INDEX_ENTRY_LEN)
+            .map(BlockEntry::decode)
+            .collect();
         for entry in &entries {
             let end = entry.position.checked_add(u64::from(entry.len));
-            let bad = |reason| FormatError::BadBlock { stream_id: entry.stream_id, start_offset: entry.start_offset, reason };
+            let bad = |reason| FormatError::BadBlock {
+                stream_id: entry.stream_id,
+                start_offset: entry.start_offset,
+                reason,
+            };
             if end.is_none_or(|end| end > footer.index_position) {
                 return Err(bad("block lies outside the data region"));
             }
@@ -103,7 +117,8 @@ impl Index {
         }
         let sorted = entries.windows(2).all(|pair| {
             let (a, b) = (&pair[0], &pair[1]);
-            a.stream_id < b.stream_id || (a.stream_id == b.stream_id && a.end_offset <= b.start_offset)
+            a.stream_id < b.stream_id
+                || (a.stream_id == b.stream_id && a.end_offset <= b.start_offset)
         });
         if !sorted {
             let first = entries[0];
@@ -122,7 +137,9 @@ impl Index {
 
     /// The block of `stream_id` that holds `offset`, if this object has it.
     pub fn find(&self, stream_id: u64, offset: u64) -> Option<&BlockEntry> {
-        let after = self.entries.partition_point(|e| (e.stream_id, e.start_offset) <= (stream_id, offset));
+        let after = self
+            .entries
+            .partition_point(|e| (e.stream_id, e.start_offset) <= (stream_id, offset));
         let candidate = self.entries[..after].last()?;
         (candidate.stream_id == stream_id && offset < candidate.end_offset).then_some(candidate)
     }

@@ -35,8 +35,9 @@ mod tests {
 
     #[test]
     fn consecutive_ids_spread_over_prefixes() {
-        let prefixes: HashSet<String> =
-            (0..1024).map(|id| object_key(ObjectId(id))[..10].to_string()).collect();
+        let prefixes: HashSet<String> = (0..1024)
+            .map(|id| object_key(ObjectId(id))[..10].to_string())
+            .collect();
         assert!(prefixes.len() > 200, "only {} prefixes", prefixes.len());
         assert_eq!(object_key(ObjectId(0x2a)), object_key(ObjectId(0x2a)));
         assert!(object_key(ObjectId(0x2a)).ends_with("/000000000000002a.obj"));

@@ -62,13 +62,32 @@ pub enum FormatError {
     #[error("index checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
     IndexChecksum { stored: u32, computed: u32 },
     #[error("index region {position}+{len} lies outside the {object_len}-byte object")]
-    IndexOutOfBounds { position: u64, len: u64, object_len: u64 },
+    IndexOutOfBounds {
+        position: u64,
+        len: u64,
+        object_len: u64,
+    },
     #[error("index holds {len} bytes, not {expected} for {blocks} blocks")]
-    IndexLength { len: usize, expected: usize, blocks: u32 },
-    #[error("block of stream {stream_id} at offset {start_offset}: checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]
-    BlockChecksum { stream_id: u64, start_offset: u64, stored: u32, computed: u32 },
+    IndexLength {
+        len: usize,
+        expected: usize,
+        blocks: u32,
+    },
+    #[error(
+        "block of stream {stream_id} at offset {start_offset}: checksum mismatch (stored {stored:#010x}, computed {computed:#010x})"
+    )]
+    BlockChecksum {
+        stream_id: u64,
+        start_offset: u64,
+        stored: u32,
+        computed: u32,
+    },
     #[error("block of stream {stream_id} at offset {start_offset}: {reason}")]
-    BadBlock { stream_id: u64, start_offset: u64, reason: &'static str },
+    BadBlock {
+        stream_id: u64,
+        start_offset: u64,
+        reason: &'static str,
+    },
     #[error("unknown object kind {0}")]
     UnknownKind(u8),
 }

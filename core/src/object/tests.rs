@@ -8,7 +8,10 @@ use super::*;
 fn decode(object: &Bytes) -> Result<(Footer, Index), FormatError> {
     let footer = Footer::decode(object, object.len() as u64)?;
     let start = footer.index_position as usize;
-    let index = Index::decode(&object.slice(start..start + footer.index_len as usize), &footer)?;
+    let index = Index::decode(
+        &object.slice(start..start + footer.index_len as usize),
+        &footer,
+    )?;
     for entry in index.entries() {
         let position = entry.position as usize;
         entry.verify(&object[position..position + entry.len as usize])?;
@@ -24,7 +27,9 @@ fn blocks() -> impl Strategy<Value = Vec<(BlockMeta, Vec<u8>)>> {
             .map(|(stream_id, count, len, max_timestamp)| {
                 let start = *next_offset.entry(stream_id).or_insert(1000 * stream_id);
                 next_offset.insert(stream_id, start + count);
-                let data: Vec<u8> = (0..len).map(|i| (i as u64 ^ start ^ stream_id) as u8).collect();
+                let data: Vec<u8> = (0..len)
+                    .map(|i| (i as u64 ^ start ^ stream_id) as u8)
+                    .collect();
                 let meta = BlockMeta {
                     stream_id,
                     start_offset: start,
@@ -44,7 +49,9 @@ fn build(blocks: &[(BlockMeta, Vec<u8>)]) -> Bytes {
         // Split each block's bytes in two parts to exercise multi-part blocks.
         let data = Bytes::from(data.clone());
         let middle = data.len() / 2;
-        builder.add_block(*meta, &[data.slice(..middle), data.slice(middle..)]).expect("valid block");
+        builder
+            .add_block(*meta, &[data.slice(..middle), data.slice(middle..)])
+            .expect("valid block");
     }
     builder.finish().0
 }
@@ -98,22 +105,45 @@ proptest! {
 
 #[test]
 fn builder_refuses_overlap_and_mixed_stream_objects() {
-    let meta = |stream_id, start_offset, end_offset| BlockMeta { stream_id, start_offset, end_offset, record_count: 1, max_timestamp: 0 };
+    let meta = |stream_id, start_offset, end_offset| BlockMeta {
+        stream_id,
+        start_offset,
+        end_offset,
+        record_count: 1,
+        max_timestamp: 0,
+    };
     let mut set = ObjectBuilder::new(ObjectKind::StreamSet);
-    set.add_block(meta(1, 0, 10), &[Bytes::from_static(b"a")]).expect("first block");
-    assert!(set.add_block(meta(1, 5, 12), &[Bytes::from_static(b"b")]).is_err());
+    set.add_block(meta(1, 0, 10), &[Bytes::from_static(b"a")])
+        .expect("first block");
+    assert!(
+        set.add_block(meta(1, 5, 12), &[Bytes::from_static(b"b")])
+            .is_err()
+    );
     assert!(set.add_block(meta(1, 9, 9), &[]).is_err());
-    set.add_block(meta(2, 0, 1), &[Bytes::from_static(b"c")]).expect("another stream");
+    set.add_block(meta(2, 0, 1), &[Bytes::from_static(b"c")])
+        .expect("another stream");
 
     let mut single = ObjectBuilder::new(ObjectKind::Stream);
-    single.add_block(meta(1, 0, 10), &[Bytes::from_static(b"a")]).expect("first block");
-    assert!(single.add_block(meta(2, 0, 10), &[Bytes::from_static(b"b")]).is_err());
+    single
+        .add_block(meta(1, 0, 10), &[Bytes::from_static(b"a")])
+        .expect("first block");
+    assert!(
+        single
+            .add_block(meta(2, 0, 10), &[Bytes::from_static(b"b")])
+            .is_err()
+    );
 }
 
 #[test]
 fn footer_refuses_other_files_and_newer_versions() {
-    assert!(matches!(Footer::decode(b"short", 5), Err(FormatError::TooShort { .. })));
-    assert!(matches!(Footer::decode(&[0u8; 64], 64), Err(FormatError::BadMagic { .. })));
+    assert!(matches!(
+        Footer::decode(b"short", 5),
+        Err(FormatError::TooShort { .. })
+    ));
+    assert!(matches!(
+        Footer::decode(&[0u8; 64], 64),
+        Err(FormatError::BadMagic { .. })
+    ));
 
     let (object, _) = ObjectBuilder::new(ObjectKind::Stream).finish();
     let mut newer = object.to_vec();
@@ -121,5 +151,8 @@ fn footer_refuses_other_files_and_newer_versions() {
     newer[footer_start + 24..footer_start + 26].copy_from_slice(&2u16.to_le_bytes());
     let checksum = crc32c::crc32c(&newer[footer_start..footer_start + 36]);
     newer[footer_start + 36..].copy_from_slice(&checksum.to_le_bytes());
-    assert_eq!(Footer::decode(&newer, newer.len() as u64), Err(FormatError::UnsupportedVersion(2)));
+    assert_eq!(
+        Footer::decode(&newer, newer.len() as u64),
+        Err(FormatError::UnsupportedVersion(2))
+    );
 }
