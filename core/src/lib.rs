@@ -7,3 +7,4 @@
 pub mod frame;
 pub mod meta;
 pub mod object;
+pub mod wal;

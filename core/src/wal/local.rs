@@ -1,0 +1,369 @@
+//! The local WAL: segmented files in the data directory, written by one thread with
+//! group commit.
+//!
+//! Appends queue up while the previous group is being fsynced; the writer then
+//! writes everything queued (up to `max_group_bytes`) with one `write` and one
+//! `fsync`, and only then completes those appends. An append's future resolving
+//! `Ok` means its record is on disk. After a failed fsync the WAL refuses every
+//! further append: the kernel may have dropped the dirty pages, so nothing written
+//! since the last good fsync can be trusted, and the process must restart and
+//! recover from what is really on disk.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use super::segment::{self, SegmentFile};
+
+/// Log sequence number: the position of a record in the WAL, increasing by one per
+/// record across restarts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Lsn(pub u64);
+
+#[derive(Debug, Clone, Copy)]
+pub struct LocalWalOptions {
+    /// Start a new segment file once the current one holds this many bytes.
+    pub segment_bytes: u64,
+    /// Upper bound on the bytes written by one group commit.
+    pub max_group_bytes: usize,
+}
+
+impl Default for LocalWalOptions {
+    fn default() -> Self {
+        LocalWalOptions {
+            segment_bytes: 64 << 20,
+            max_group_bytes: 8 << 20,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WalError {
+    #[error("WAL {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("WAL {path} is corrupt at byte {position}: {reason}")]
+    Corrupt {
+        path: String,
+        position: usize,
+        reason: String,
+    },
+    #[error("WAL write failed and the WAL stopped accepting appends until restart: {0}")]
+    Failed(String),
+    #[error("the WAL is closed")]
+    Closed,
+}
+
+/// A record found on disk when the WAL was opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveredRecord {
+    pub lsn: Lsn,
+    pub record: Bytes,
+}
+
+enum Command {
+    Append {
+        record: Bytes,
+        reply: oneshot::Sender<Result<Lsn, WalError>>,
+    },
+    /// Records below `below` are no longer needed: delete the segments that hold
+    /// only such records.
+    Trim {
+        below: Lsn,
+        reply: oneshot::Sender<Result<(), WalError>>,
+    },
+}
+
+/// Handle to the WAL's writer thread. Dropping it lets queued appends finish, then
+/// stops the thread.
+pub struct LocalWal {
+    commands: Option<mpsc::Sender<Command>>,
+    writer: Option<JoinHandle<()>>,
+    fsyncs: Arc<AtomicU64>,
+}
+
+impl LocalWal {
+    /// Opens the WAL in `dir` and returns every record still on disk, in LSN order.
+    /// Records below a trim point may be among them: the caller skips what it has
+    /// already made durable elsewhere.
+    pub async fn open(
+        dir: &Path,
+        options: LocalWalOptions,
+    ) -> Result<(LocalWal, Vec<RecoveredRecord>), WalError> {
+        let dir = dir.to_path_buf();
+        let (writer, recovered) = tokio::task::spawn_blocking(move || Writer::open(dir, options))
+            .await
+            .map_err(|_| WalError::Closed)??;
+        let fsyncs = writer.fsyncs.clone();
+        let (commands, receiver) = mpsc::channel();
+        let handle = std::thread::Builder::new()
+            .name("strata-wal".to_string())
+            .spawn(move || writer.run(receiver))
+            .map_err(|source| WalError::Io {
+                path: "strata-wal thread".to_string(),
+                source,
+            })?;
+        Ok((
+            LocalWal {
+                commands: Some(commands),
+                writer: Some(handle),
+                fsyncs,
+            },
+            recovered,
+        ))
+    }
+
+    /// Queues `record`; the returned future resolves once it is on disk. Records
+    /// queued by one task are written in the order they were queued.
+    pub fn append(&self, record: Bytes) -> impl Future<Output = Result<Lsn, WalError>> + use<> {
+        let (reply, done) = oneshot::channel();
+        let sent = self.send(Command::Append { record, reply });
+        async move {
+            sent?;
+            done.await.map_err(|_| WalError::Closed)?
+        }
+    }
+
+    /// Deletes segments that hold only records below `below`.
+    pub async fn trim(&self, below: Lsn) -> Result<(), WalError> {
+        let (reply, done) = oneshot::channel();
+        self.send(Command::Trim { below, reply })?;
+        done.await.map_err(|_| WalError::Closed)?
+    }
+
+    /// fsyncs performed since open: fewer than appends when group commit works.
+    pub fn fsync_count(&self) -> u64 {
+        self.fsyncs.load(Ordering::Relaxed)
+    }
+
+    fn send(&self, command: Command) -> Result<(), WalError> {
+        self.commands
+            .as_ref()
+            .ok_or(WalError::Closed)?
+            .send(command)
+            .map_err(|_| WalError::Closed)
+    }
+}
+
+impl Drop for LocalWal {
+    fn drop(&mut self) {
+        self.commands.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+struct Writer {
+    dir: PathBuf,
+    options: LocalWalOptions,
+    segments: Vec<SegmentFile>,
+    active: File,
+    active_len: u64,
+    next_lsn: Lsn,
+    failed: Option<String>,
+    fsyncs: Arc<AtomicU64>,
+}
+
+impl Writer {
+    fn open(
+        dir: PathBuf,
+        options: LocalWalOptions,
+    ) -> Result<(Writer, Vec<RecoveredRecord>), WalError> {
+        std::fs::create_dir_all(&dir).map_err(|source| WalError::Io {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let mut segments = segment::list(&dir)?;
+        let mut recovered = Vec::new();
+        let mut active_len = 0;
+        let last = segments.len().saturating_sub(1);
+        for (i, file) in segments.iter().enumerate() {
+            let (entries, valid_len) = segment::read(file, i == last)?;
+            for entry in entries {
+                if let Some(previous) = recovered.last().map(|r: &RecoveredRecord| r.lsn)
+                    && entry.lsn.0 != previous.0 + 1
+                {
+                    return Err(WalError::Corrupt {
+                        path: file.path.display().to_string(),
+                        position: 0,
+                        reason: format!("LSN {} follows {}", entry.lsn.0, previous.0),
+                    });
+                }
+                recovered.push(RecoveredRecord {
+                    lsn: entry.lsn,
+                    record: entry.record,
+                });
+            }
+            active_len = valid_len;
+        }
+        let next_lsn = match (recovered.last(), segments.last()) {
+            (Some(record), _) => Lsn(record.lsn.0 + 1),
+            (None, Some(file)) => file.first_lsn,
+            (None, None) => Lsn(0),
+        };
+        if segments.is_empty() {
+            segments.push(SegmentFile {
+                first_lsn: next_lsn,
+                path: segment::segment_path(&dir, next_lsn),
+            });
+        }
+        let active_path = segments.last().map(|s| s.path.clone()).unwrap_or_default();
+        let active = segment::create(&active_path)?;
+        segment::sync_dir(&dir)?;
+        let writer = Writer {
+            dir,
+            options,
+            segments,
+            active,
+            active_len,
+            next_lsn,
+            failed: None,
+            fsyncs: Arc::new(AtomicU64::new(0)),
+        };
+        Ok((writer, recovered))
+    }
+
+    fn run(mut self, commands: mpsc::Receiver<Command>) {
+        while let Ok(first) = commands.recv() {
+            let mut group = vec![first];
+            let mut bytes = group_bytes(&group[0]);
+            while bytes < self.options.max_group_bytes {
+                match commands.try_recv() {
+                    Ok(command) => {
+                        bytes += group_bytes(&command);
+                        group.push(command);
+                    }
+                    Err(_) => break,
+                }
+            }
+            self.commit(group);
+        }
+    }
+
+    fn commit(&mut self, group: Vec<Command>) {
+        let mut buffer = Vec::new();
+        let mut appends = Vec::new();
+        let mut trims = Vec::new();
+        for command in group {
+            match command {
+                Command::Append { record, reply } => {
+                    let lsn = Lsn(self.next_lsn.0 + appends.len() as u64);
+                    segment::encode(lsn, &record, &mut buffer);
+                    appends.push((lsn, reply));
+                }
+                Command::Trim { below, reply } => trims.push((below, reply)),
+            }
+        }
+        if !appends.is_empty() {
+            let started = Instant::now();
+            match self.write_group(&buffer) {
+                Ok(()) => {
+                    self.next_lsn = Lsn(self.next_lsn.0 + appends.len() as u64);
+                    metrics::histogram!("strata_wal_fsync_seconds")
+                        .record(started.elapsed().as_secs_f64());
+                    metrics::histogram!("strata_wal_group_commit_records")
+                        .record(appends.len() as f64);
+                    metrics::counter!("strata_wal_bytes_total").increment(buffer.len() as u64);
+                    for (lsn, reply) in appends {
+                        let _ = reply.send(Ok(lsn));
+                    }
+                }
+                Err(message) => {
+                    for (_, reply) in appends {
+                        let _ = reply.send(Err(WalError::Failed(message.clone())));
+                    }
+                }
+            }
+            if let Err(err) = self.rotate_if_full() {
+                self.failed.get_or_insert(err.to_string());
+            }
+        }
+        for (below, reply) in trims {
+            let _ = reply.send(self.trim(below));
+        }
+    }
+
+    fn write_group(&mut self, buffer: &[u8]) -> Result<(), String> {
+        if let Some(reason) = &self.failed {
+            return Err(reason.clone());
+        }
+        let written = self
+            .active
+            .write_all(buffer)
+            .and_then(|()| self.active.sync_data());
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        match written {
+            Ok(()) => {
+                self.active_len += buffer.len() as u64;
+                Ok(())
+            }
+            Err(err) => {
+                let path = self
+                    .segments
+                    .last()
+                    .map(|s| s.path.display().to_string())
+                    .unwrap_or_default();
+                let reason = format!("{path}: {err}");
+                tracing::error!(path, error = %err, "WAL write failed; refusing further appends until restart");
+                self.failed = Some(reason.clone());
+                Err(reason)
+            }
+        }
+    }
+
+    fn rotate_if_full(&mut self) -> Result<(), WalError> {
+        if self.active_len < self.options.segment_bytes {
+            return Ok(());
+        }
+        let path = segment::segment_path(&self.dir, self.next_lsn);
+        self.active = segment::create(&path)?;
+        segment::sync_dir(&self.dir)?;
+        self.segments.push(SegmentFile {
+            first_lsn: self.next_lsn,
+            path,
+        });
+        self.active_len = 0;
+        Ok(())
+    }
+
+    fn trim(&mut self, below: Lsn) -> Result<(), WalError> {
+        // A segment holds only records below `below` when the next one starts at or
+        // below it. The active (last) segment is never deleted.
+        let removable = self
+            .segments
+            .windows(2)
+            .take_while(|pair| pair[1].first_lsn <= below)
+            .count();
+        if removable == 0 {
+            return Ok(());
+        }
+        for file in self.segments.drain(..removable) {
+            std::fs::remove_file(&file.path).map_err(|source| WalError::Io {
+                path: file.path.display().to_string(),
+                source,
+            })?;
+        }
+        segment::sync_dir(&self.dir)
+    }
+}
+
+fn group_bytes(command: &Command) -> usize {
+    match command {
+        Command::Append { record, .. } => record.len() + 16,
+        Command::Trim { .. } => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests;

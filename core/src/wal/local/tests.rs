@@ -1,0 +1,260 @@
+use std::io::Write;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::*;
+
+fn record(i: u64) -> Bytes {
+    Bytes::from(format!("record {i} {}", "x".repeat((i % 50) as usize)))
+}
+
+fn small_segments() -> LocalWalOptions {
+    LocalWalOptions {
+        segment_bytes: 1024,
+        max_group_bytes: 8 << 20,
+    }
+}
+
+async fn segment_count(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .expect("read dir")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".wal"))
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn records_come_back_in_order_across_segments_and_restarts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (wal, recovered) = LocalWal::open(dir.path(), small_segments())
+            .await
+            .expect("open");
+        assert!(recovered.is_empty());
+        for i in 0..100 {
+            assert_eq!(wal.append(record(i)).await.expect("append"), Lsn(i));
+        }
+    }
+    assert!(
+        segment_count(dir.path()).await > 3,
+        "small segments should rotate"
+    );
+    let (wal, recovered) = LocalWal::open(dir.path(), small_segments())
+        .await
+        .expect("reopen");
+    let expected: Vec<RecoveredRecord> = (0..100)
+        .map(|i| RecoveredRecord {
+            lsn: Lsn(i),
+            record: record(i),
+        })
+        .collect();
+    assert_eq!(recovered, expected);
+    assert_eq!(
+        wal.append(record(100)).await.expect("append"),
+        Lsn(100),
+        "LSNs continue after a restart"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_appends_share_fsyncs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (wal, _) = LocalWal::open(dir.path(), LocalWalOptions::default())
+        .await
+        .expect("open");
+    let pending: Vec<_> = (0..500).map(|i| wal.append(record(i))).collect();
+    let mut lsns = Vec::new();
+    for append in pending {
+        lsns.push(append.await.expect("append").0);
+    }
+    assert_eq!(
+        lsns,
+        (0..500).collect::<Vec<_>>(),
+        "queue order is LSN order"
+    );
+    assert!(
+        wal.fsync_count() < 500,
+        "{} fsyncs for 500 queued appends: no group commit",
+        wal.fsync_count()
+    );
+}
+
+#[tokio::test]
+async fn a_torn_tail_is_cut_and_appends_continue() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (wal, _) = LocalWal::open(dir.path(), LocalWalOptions::default())
+            .await
+            .expect("open");
+        for i in 0..10 {
+            wal.append(record(i)).await.expect("append");
+        }
+    }
+    let segment = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .next()
+        .expect("a segment");
+    let mut torn = Vec::new();
+    super::segment::encode(Lsn(10), b"never acknowledged", &mut torn);
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&segment)
+        .expect("open")
+        .write_all(&torn[..torn.len() - 3])
+        .expect("write");
+
+    let (wal, recovered) = LocalWal::open(dir.path(), LocalWalOptions::default())
+        .await
+        .expect("reopen");
+    assert_eq!(recovered.len(), 10);
+    assert_eq!(wal.append(record(10)).await.expect("append"), Lsn(10));
+    drop(wal);
+    let (_, recovered) = LocalWal::open(dir.path(), LocalWalOptions::default())
+        .await
+        .expect("reopen");
+    assert_eq!(recovered.last().map(|r| r.record.clone()), Some(record(10)));
+}
+
+#[tokio::test]
+async fn damage_inside_a_sealed_segment_refuses_to_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (wal, _) = LocalWal::open(dir.path(), small_segments())
+            .await
+            .expect("open");
+        for i in 0..60 {
+            wal.append(record(i)).await.expect("append");
+        }
+    }
+    let mut segments: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    segments.sort();
+    let mut bytes = std::fs::read(&segments[0]).expect("read");
+    bytes[20] ^= 0x40;
+    std::fs::write(&segments[0], bytes).expect("write");
+    match LocalWal::open(dir.path(), small_segments()).await {
+        Err(WalError::Corrupt { .. }) => {}
+        Err(other) => panic!("expected Corrupt, got {other}"),
+        Ok(_) => panic!("a corrupt sealed segment was accepted"),
+    }
+}
+
+#[tokio::test]
+async fn trim_removes_only_segments_wholly_below_the_point() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (wal, _) = LocalWal::open(dir.path(), small_segments())
+        .await
+        .expect("open");
+    for i in 0..100 {
+        wal.append(record(i)).await.expect("append");
+    }
+    let before = segment_count(dir.path()).await;
+    wal.trim(Lsn(50)).await.expect("trim");
+    let after = segment_count(dir.path()).await;
+    assert!(after < before, "nothing was trimmed ({before} segments)");
+    drop(wal);
+    let (_, recovered) = LocalWal::open(dir.path(), small_segments())
+        .await
+        .expect("reopen");
+    let first = recovered.first().map(|r| r.lsn.0).expect("records remain");
+    assert!(
+        first <= 50,
+        "trim removed record {first}..50 that was still needed"
+    );
+    assert_eq!(recovered.last().map(|r| r.lsn), Some(Lsn(99)));
+    wal_trim_everything_keeps_active(dir.path()).await;
+}
+
+async fn wal_trim_everything_keeps_active(dir: &std::path::Path) {
+    let (wal, _) = LocalWal::open(dir, small_segments()).await.expect("open");
+    wal.trim(Lsn(u64::MAX)).await.expect("trim");
+    assert_eq!(segment_count(dir).await, 1, "the active segment stays");
+    assert_eq!(wal.append(record(0)).await.expect("append"), Lsn(100));
+}
+
+/// Child side of the crash test; does nothing unless started by the parent.
+#[tokio::test]
+async fn crash_child_appends_until_killed() {
+    let Ok(dir) = std::env::var("STRATA_WAL_CRASH_DIR") else {
+        return;
+    };
+    let (wal, recovered) = LocalWal::open(std::path::Path::new(&dir), small_segments())
+        .await
+        .expect("open");
+    let first = recovered.last().map_or(0, |r| r.lsn.0 + 1);
+    let mut stdout = std::io::stdout();
+    // Queued from one task, records get consecutive LSNs: record(n) lands at LSN n.
+    for next in (first..).step_by(8) {
+        // Several appends in flight, as under load.
+        let batch: Vec<_> = (0..8).map(|k| wal.append(record(next + k))).collect();
+        for (k, append) in batch.into_iter().enumerate() {
+            let lsn = append.await.expect("append");
+            assert_eq!(lsn.0, next + k as u64);
+            writeln!(stdout, "{}", lsn.0).expect("stdout");
+        }
+        stdout.flush().expect("flush");
+    }
+}
+
+#[test]
+fn every_acknowledged_append_survives_sigkill() {
+    let exe = std::env::current_exe().expect("test binary");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut all_acked = Vec::new();
+    for round in 0..3u64 {
+        let mut child = std::process::Command::new(&exe)
+            .args([
+                "--exact",
+                "wal::local::tests::crash_child_appends_until_killed",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("STRATA_WAL_CRASH_DIR", dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn child");
+        std::thread::sleep(Duration::from_millis(300 + 170 * round));
+        child.kill().expect("SIGKILL");
+        let output = child.wait_with_output().expect("wait");
+        let acked: Vec<u64> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        assert!(!acked.is_empty(), "round {round}: nothing acknowledged");
+        all_acked.extend(acked);
+
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let recovered = runtime.block_on(async {
+            let (_, recovered) = LocalWal::open(dir.path(), small_segments())
+                .await
+                .expect("reopen");
+            recovered
+        });
+        let on_disk: std::collections::HashMap<u64, Bytes> = recovered
+            .iter()
+            .map(|r| (r.lsn.0, r.record.clone()))
+            .collect();
+        for lsn in &all_acked {
+            assert_eq!(
+                on_disk.get(lsn),
+                Some(&record(*lsn)),
+                "round {round}: acknowledged LSN {lsn} lost or altered"
+            );
+        }
+        let lsns: Vec<u64> = recovered.iter().map(|r| r.lsn.0).collect();
+        assert_eq!(
+            lsns,
+            (0..lsns.len() as u64).collect::<Vec<_>>(),
+            "round {round}: LSNs not dense"
+        );
+    }
+}
