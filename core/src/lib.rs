@@ -4,7 +4,9 @@
 //! addressed by offsets, kept in objects of the bucket. This crate knows nothing of
 //! Kafka's wire protocol. Built so far: the object format ([`object`]).
 
+pub mod batch;
 pub mod frame;
 pub mod meta;
 pub mod object;
+pub mod store;
 pub mod wal;

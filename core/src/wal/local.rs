@@ -90,6 +90,7 @@ pub struct LocalWal {
     commands: Option<mpsc::Sender<Command>>,
     writer: Option<JoinHandle<()>>,
     fsyncs: Arc<AtomicU64>,
+    first_lsn: Lsn,
 }
 
 impl LocalWal {
@@ -105,6 +106,7 @@ impl LocalWal {
             .await
             .map_err(|_| WalError::Closed)??;
         let fsyncs = writer.fsyncs.clone();
+        let first_lsn = writer.next_lsn;
         let (commands, receiver) = mpsc::channel();
         let handle = std::thread::Builder::new()
             .name("strata-wal".to_string())
@@ -118,6 +120,7 @@ impl LocalWal {
                 commands: Some(commands),
                 writer: Some(handle),
                 fsyncs,
+                first_lsn,
             },
             recovered,
         ))
@@ -139,6 +142,12 @@ impl LocalWal {
         let (reply, done) = oneshot::channel();
         self.send(Command::Trim { below, reply })?;
         done.await.map_err(|_| WalError::Closed)?
+    }
+
+    /// The LSN the first append after open gets; later appends count up from it in
+    /// the order they are queued.
+    pub fn first_lsn(&self) -> Lsn {
+        self.first_lsn
     }
 
     /// fsyncs performed since open: fewer than appends when group commit works.

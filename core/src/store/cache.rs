@@ -1,0 +1,218 @@
+//! The log cache: every acknowledged batch not yet in an object, plus recently
+//! uploaded ones, so that tail readers never touch storage.
+//!
+//! It also sequences WAL appends: an LSN is taken under the cache lock at the moment
+//! the record is queued, so the cache knows every LSN still in flight and never lets
+//! the WAL be trimmed past data that is not in an object yet.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::batch::RecordBatch;
+use crate::wal::Lsn;
+
+use super::metadata::StreamId;
+
+#[derive(Debug)]
+pub(super) struct LogCache {
+    capacity_bytes: usize,
+    streams: HashMap<StreamId, StreamCache>,
+    cached_bytes: usize,
+    unuploaded_bytes: usize,
+    next_lsn: Lsn,
+    in_flight: BTreeSet<Lsn>,
+}
+
+#[derive(Debug, Default)]
+struct StreamCache {
+    batches: BTreeMap<u64, Cached>,
+    /// Offsets below this are in committed objects.
+    uploaded_end: u64,
+    /// Offsets below this are acknowledged and readable: the contiguous prefix of
+    /// what the WAL confirmed.
+    acked_end: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Cached {
+    batch: RecordBatch,
+    lsn: Lsn,
+}
+
+/// The un-uploaded data of one stream, taken for an upload.
+#[derive(Debug, Clone)]
+pub(super) struct PendingStream {
+    pub stream: StreamId,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl LogCache {
+    pub(super) fn new(capacity_bytes: usize, next_lsn: Lsn) -> Self {
+        LogCache {
+            capacity_bytes,
+            streams: HashMap::new(),
+            cached_bytes: 0,
+            unuploaded_bytes: 0,
+            next_lsn,
+            in_flight: BTreeSet::new(),
+        }
+    }
+
+    /// Registers a stream whose offsets below `end` are all in objects.
+    pub(super) fn open_stream(&mut self, stream: StreamId, end: u64) {
+        let entry = self.streams.entry(stream).or_default();
+        entry.uploaded_end = entry.uploaded_end.max(end);
+        entry.acked_end = entry.acked_end.max(end);
+    }
+
+    /// Takes the LSN the next queued WAL record will get.
+    pub(super) fn reserve_lsn(&mut self) -> Lsn {
+        let lsn = self.next_lsn;
+        self.next_lsn = Lsn(lsn.0 + 1);
+        self.in_flight.insert(lsn);
+        lsn
+    }
+
+    /// The WAL did not make `lsn` durable.
+    pub(super) fn abandon(&mut self, lsn: Lsn) {
+        self.in_flight.remove(&lsn);
+    }
+
+    /// Adds a durable batch; returns the stream's new acknowledged end.
+    pub(super) fn insert(&mut self, stream: StreamId, batch: RecordBatch, lsn: Lsn) -> u64 {
+        self.in_flight.remove(&lsn);
+        let entry = self.streams.entry(stream).or_default();
+        if batch.end_offset() <= entry.uploaded_end {
+            return entry.acked_end;
+        }
+        self.cached_bytes += batch.len();
+        self.unuploaded_bytes += batch.len();
+        entry
+            .batches
+            .insert(batch.base_offset(), Cached { batch, lsn });
+        while let Some(next) = entry.batches.get(&entry.acked_end) {
+            entry.acked_end = next.batch.end_offset();
+        }
+        entry.acked_end
+    }
+
+    pub(super) fn acked_end(&self, stream: StreamId) -> Option<u64> {
+        self.streams.get(&stream).map(|s| s.acked_end)
+    }
+
+    /// Acknowledged batches from `offset` on, up to about `max_bytes` (at least one
+    /// batch); `None` when the cache no longer holds `offset`.
+    pub(super) fn read(
+        &self,
+        stream: StreamId,
+        offset: u64,
+        max_bytes: usize,
+    ) -> Option<Vec<RecordBatch>> {
+        let entry = self.streams.get(&stream)?;
+        let first = entry.batches.range(..=offset).next_back().map(|(_, c)| c)?;
+        if first.batch.end_offset() <= offset {
+            // `offset` falls between cached batches: only possible below the cache.
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for cached in entry
+            .batches
+            .range(first.batch.base_offset()..)
+            .map(|(_, c)| c)
+        {
+            if cached.batch.base_offset() >= entry.acked_end
+                || (!out.is_empty() && bytes + cached.batch.len() > max_bytes)
+            {
+                break;
+            }
+            bytes += cached.batch.len();
+            out.push(cached.batch.clone());
+        }
+        Some(out)
+    }
+
+    pub(super) fn unuploaded_bytes(&self) -> usize {
+        self.unuploaded_bytes
+    }
+
+    /// Every acknowledged, not yet uploaded batch, per stream in offset order.
+    pub(super) fn pending(&self) -> Vec<PendingStream> {
+        let mut pending: Vec<PendingStream> = self
+            .streams
+            .iter()
+            .filter_map(|(stream, entry)| {
+                let batches: Vec<RecordBatch> = entry
+                    .batches
+                    .range(entry.uploaded_end..)
+                    .map(|(_, c)| &c.batch)
+                    .take_while(|b| b.base_offset() < entry.acked_end)
+                    .cloned()
+                    .collect();
+                (!batches.is_empty()).then_some(PendingStream {
+                    stream: *stream,
+                    batches,
+                })
+            })
+            .collect();
+        pending.sort_by_key(|p| p.stream);
+        pending
+    }
+
+    /// Offsets below `end` of `stream` are now in a committed object.
+    pub(super) fn mark_uploaded(&mut self, stream: StreamId, end: u64) {
+        let Some(entry) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        let newly: usize = entry
+            .batches
+            .range(entry.uploaded_end..end)
+            .map(|(_, c)| c.batch.len())
+            .sum();
+        self.unuploaded_bytes -= newly;
+        entry.uploaded_end = entry.uploaded_end.max(end);
+        self.evict();
+    }
+
+    /// The WAL may drop records below this LSN: everything before it is in objects.
+    pub(super) fn wal_trim_point(&self) -> Lsn {
+        let unuploaded = self
+            .streams
+            .values()
+            .flat_map(|s| s.batches.range(s.uploaded_end..).map(|(_, c)| c.lsn))
+            .min();
+        [
+            unuploaded,
+            self.in_flight.first().copied(),
+            Some(self.next_lsn),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(self.next_lsn)
+    }
+
+    /// Drops uploaded batches, oldest offsets of each stream first, until within
+    /// capacity. Un-uploaded batches are never dropped: back-pressure bounds them.
+    fn evict(&mut self) {
+        while self.cached_bytes > self.capacity_bytes {
+            let mut freed = false;
+            for entry in self.streams.values_mut() {
+                let Some((&offset, oldest)) = entry.batches.first_key_value() else {
+                    continue;
+                };
+                if oldest.batch.end_offset() > entry.uploaded_end {
+                    continue;
+                }
+                self.cached_bytes -= oldest.batch.len();
+                entry.batches.remove(&offset);
+                freed = true;
+                if self.cached_bytes <= self.capacity_bytes {
+                    return;
+                }
+            }
+            if !freed {
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! The stream store's records in the [`MetaStore`], behind typed helpers.
+//!
+//! ```text
+//! c/stream                     next stream id (u64)
+//! c/object                     next object id (u64)
+//! s/<stream>/epoch             owner epoch (u64): every commit compares it
+//! s/<stream>/start             log start offset (u64)
+//! s/<stream>/r/<start offset>  a range of the stream in an object: end offset, object id
+//! o/<object>                   object state (prepared | committed), size, creation time
+//! ```
+//! Ids and offsets in keys are fixed-width hex so that key order is numeric order.
+
+use bytes::Bytes;
+
+use crate::meta::{Compare, KeyValue, MetaError, MetaStore, Op, Txn};
+use crate::object::ObjectId;
+
+/// A stream's id; a Kafka partition maps to one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StreamId(pub u64);
+
+pub(super) fn epoch_key(stream: StreamId) -> Bytes {
+    Bytes::from(format!("s/{:016x}/epoch", stream.0))
+}
+
+pub(super) fn start_key(stream: StreamId) -> Bytes {
+    Bytes::from(format!("s/{:016x}/start", stream.0))
+}
+
+pub(super) fn ranges_prefix(stream: StreamId) -> Bytes {
+    Bytes::from(format!("s/{:016x}/r/", stream.0))
+}
+
+pub(super) fn range_key(stream: StreamId, start_offset: u64) -> Bytes {
+    Bytes::from(format!("s/{:016x}/r/{start_offset:016x}", stream.0))
+}
+
+pub(super) fn object_key(object: ObjectId) -> Bytes {
+    Bytes::from(format!("o/{:016x}", object.0))
+}
+
+pub(super) const OBJECTS_PREFIX: &[u8] = b"o/";
+
+pub(super) fn u64_value(value: u64) -> Bytes {
+    Bytes::copy_from_slice(&value.to_le_bytes())
+}
+
+pub(super) fn parse_u64(kv: &KeyValue) -> Result<u64, StoreMetaError> {
+    let raw: [u8; 8] = kv.value[..]
+        .try_into()
+        .map_err(|_| StoreMetaError::Malformed(kv.key.clone()))?;
+    Ok(u64::from_le_bytes(raw))
+}
+
+/// A stream's range in one object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectRange {
+    pub start_offset: u64,
+    pub end_offset: u64,
+    pub object: ObjectId,
+}
+
+impl ObjectRange {
+    pub(super) fn value(&self) -> Bytes {
+        let mut out = Vec::with_capacity(16);
+        out.extend_from_slice(&self.end_offset.to_le_bytes());
+        out.extend_from_slice(&self.object.0.to_le_bytes());
+        Bytes::from(out)
+    }
+
+    pub(super) fn parse(start_offset: u64, kv: &KeyValue) -> Result<ObjectRange, StoreMetaError> {
+        let malformed = || StoreMetaError::Malformed(kv.key.clone());
+        let end: [u8; 8] = kv
+            .value
+            .get(0..8)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(malformed)?;
+        let object: [u8; 8] = kv
+            .value
+            .get(8..16)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(malformed)?;
+        Ok(ObjectRange {
+            start_offset,
+            end_offset: u64::from_le_bytes(end),
+            object: ObjectId(u64::from_le_bytes(object)),
+        })
+    }
+}
+
+/// Where an object is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectState {
+    /// Id allocated, PUT may or may not have happened; not referenced by any stream.
+    Prepared,
+    /// Referenced by stream ranges.
+    Committed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectRecord {
+    pub state: ObjectState,
+    pub size: u64,
+    pub created_ms: u64,
+}
+
+impl ObjectRecord {
+    pub(super) fn value(&self) -> Bytes {
+        let mut out = Vec::with_capacity(17);
+        out.push(match self.state {
+            ObjectState::Prepared => 1,
+            ObjectState::Committed => 2,
+        });
+        out.extend_from_slice(&self.size.to_le_bytes());
+        out.extend_from_slice(&self.created_ms.to_le_bytes());
+        Bytes::from(out)
+    }
+
+    pub(super) fn parse(kv: &KeyValue) -> Result<ObjectRecord, StoreMetaError> {
+        let malformed = || StoreMetaError::Malformed(kv.key.clone());
+        let state = match kv.value.first() {
+            Some(1) => ObjectState::Prepared,
+            Some(2) => ObjectState::Committed,
+            _ => return Err(malformed()),
+        };
+        let size: [u8; 8] = kv
+            .value
+            .get(1..9)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(malformed)?;
+        let created: [u8; 8] = kv
+            .value
+            .get(9..17)
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(malformed)?;
+        Ok(ObjectRecord {
+            state,
+            size: u64::from_le_bytes(size),
+            created_ms: u64::from_le_bytes(created),
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreMetaError {
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error("metadata record {0:?} is malformed")]
+    Malformed(Bytes),
+    #[error("counter {0} could not be advanced after many attempts")]
+    Contended(&'static str),
+}
+
+/// Takes the next value of a counter with compare-and-set.
+pub(super) async fn next_id(
+    meta: &dyn MetaStore,
+    counter: &'static str,
+) -> Result<u64, StoreMetaError> {
+    let key = Bytes::from_static(counter.as_bytes());
+    for _ in 0..64 {
+        let current = meta.get(&key).await?;
+        let (value, compare) = match &current {
+            Some(kv) => (
+                parse_u64(kv)?,
+                Compare::ModRevision(key.clone(), kv.mod_revision),
+            ),
+            None => (0, Compare::Absent(key.clone())),
+        };
+        let txn = Txn::new()
+            .when(compare)
+            .and_then(Op::put(key.clone(), u64_value(value + 1)));
+        if meta.txn(txn).await?.succeeded {
+            return Ok(value);
+        }
+    }
+    Err(StoreMetaError::Contended(counter))
+}
+
+pub(super) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}

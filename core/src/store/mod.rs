@@ -1,0 +1,489 @@
+//! The stream store: append-only streams of record batches, durable in a local WAL,
+//! served from a log cache, and uploaded as stream-set objects to the bucket.
+//!
+//! Guarantees:
+//! - [`StreamStore::append`] resolves `Ok` only once the batch is fsynced in the WAL;
+//!   after a crash, recovery replays every such batch that was not yet in a committed
+//!   object, so no acknowledged batch is lost, and none appears twice.
+//! - Offsets of a stream are dense and assigned in the order appends are called.
+//! - A stream has one owner at a time: opening it bumps its epoch, and every metadata
+//!   commit compares the epoch, so a stale owner can never change it.
+
+mod cache;
+mod metadata;
+mod read;
+mod upload;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes};
+use strata_backends::Storage;
+use tokio::sync::Notify;
+
+use crate::batch::{BatchError, RecordBatch};
+use crate::meta::{Compare, MetaStore, Op, Txn};
+use crate::object::FormatError;
+use crate::wal::{LocalWal, LocalWalOptions, Lsn, WalError};
+
+use self::cache::LogCache;
+pub use self::metadata::{ObjectRange, StoreMetaError, StreamId};
+
+/// Settings of the stream store.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Directory of the local WAL.
+    pub wal_dir: PathBuf,
+    pub wal: LocalWalOptions,
+    /// Upload once this much acknowledged data waits (the target object size).
+    pub upload_bytes: usize,
+    /// Upload at least this often while data waits.
+    pub upload_interval: Duration,
+    /// Largest block inside an object: the unit of a ranged read.
+    pub block_bytes: usize,
+    /// Log cache size (acknowledged batches, uploaded or not).
+    pub log_cache_bytes: usize,
+    /// Appends wait while this much data is not yet uploaded.
+    pub max_unuploaded_bytes: usize,
+}
+
+impl StoreConfig {
+    pub fn new(wal_dir: PathBuf) -> Self {
+        StoreConfig {
+            wal_dir,
+            wal: LocalWalOptions::default(),
+            upload_bytes: 16 << 20,
+            upload_interval: Duration::from_secs(5),
+            block_bytes: 1 << 20,
+            log_cache_bytes: 256 << 20,
+            max_unuploaded_bytes: 256 << 20,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(transparent)]
+    Meta(#[from] StoreMetaError),
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    #[error("object {key}: {source}")]
+    Format { key: String, source: FormatError },
+    #[error("object store {operation} {key}: {source}")]
+    Storage {
+        operation: &'static str,
+        key: String,
+        source: Box<opendal::Error>,
+    },
+    #[error("stream {0:?} is not open on this store")]
+    StreamNotOpen(StreamId),
+    #[error("stream {stream:?} was taken over by a newer owner (our epoch {epoch})")]
+    Fenced { stream: StreamId, epoch: u64 },
+    #[error("offset {offset} of stream {stream:?} is outside {start}..{end}")]
+    OffsetOutOfRange {
+        stream: StreamId,
+        offset: u64,
+        start: u64,
+        end: u64,
+    },
+    #[error("WAL record {lsn:?} is malformed")]
+    MalformedWalRecord { lsn: Lsn },
+}
+
+impl StoreError {
+    fn storage(
+        operation: &'static str,
+        key: &str,
+    ) -> impl FnOnce(opendal::Error) -> StoreError + use<> {
+        let key = key.to_string();
+        move |source| StoreError::Storage {
+            operation,
+            key,
+            source: Box::new(source),
+        }
+    }
+}
+
+impl From<crate::meta::MetaError> for StoreError {
+    fn from(err: crate::meta::MetaError) -> Self {
+        StoreError::Meta(StoreMetaError::Meta(err))
+    }
+}
+
+/// Where an appended batch landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub base_offset: u64,
+    /// One past the batch's last offset.
+    pub end_offset: u64,
+}
+
+/// The stream store. Cheap to clone.
+#[derive(Clone)]
+pub struct StreamStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    storage: Storage,
+    meta: Arc<dyn MetaStore>,
+    wal: LocalWal,
+    config: StoreConfig,
+    cache: Mutex<LogCache>,
+    streams: Mutex<HashMap<StreamId, Arc<OpenStream>>>,
+    /// Wakes the uploader early; shared with the uploader task, which holds no
+    /// strong reference to the store.
+    upload_wanted: Arc<Notify>,
+    /// Wakes appends waiting for room after an upload.
+    uploaded: Notify,
+    upload_lock: tokio::sync::Mutex<()>,
+    indexes: read::IndexCache,
+}
+
+struct OpenStream {
+    id: StreamId,
+    epoch: u64,
+    /// Next offset to assign; held while an append is queued so offsets follow call order.
+    next_offset: tokio::sync::Mutex<u64>,
+    state: Mutex<StreamState>,
+}
+
+struct StreamState {
+    start_offset: u64,
+    /// Committed ranges by start offset.
+    ranges: BTreeMap<u64, ObjectRange>,
+}
+
+impl StreamStore {
+    /// Opens the store: replays the WAL (every acknowledged batch not yet in an
+    /// object goes back into the cache and is uploaded), removes objects a crash left
+    /// uncommitted, and starts the uploader.
+    pub async fn open(
+        storage: Storage,
+        meta: Arc<dyn MetaStore>,
+        config: StoreConfig,
+    ) -> Result<StreamStore, StoreError> {
+        let (wal, recovered) = LocalWal::open(&config.wal_dir, config.wal).await?;
+        let cache = LogCache::new(config.log_cache_bytes, wal.first_lsn());
+        let inner = Arc::new(Inner {
+            storage,
+            meta,
+            wal,
+            config,
+            cache: Mutex::new(cache),
+            streams: Mutex::new(HashMap::new()),
+            upload_wanted: Arc::new(Notify::new()),
+            uploaded: Notify::new(),
+            upload_lock: tokio::sync::Mutex::new(()),
+            indexes: read::IndexCache::new(1024),
+        });
+        let store = StreamStore { inner };
+        upload::remove_uncommitted_objects(&store.inner).await?;
+        store.replay(recovered).await?;
+        if store.inner.lock_cache().unuploaded_bytes() > 0 {
+            upload::upload(&store.inner).await?;
+        }
+        tokio::spawn(upload::run(
+            Arc::downgrade(&store.inner),
+            store.inner.upload_wanted.clone(),
+        ));
+        Ok(store)
+    }
+
+    async fn replay(&self, recovered: Vec<crate::wal::RecoveredRecord>) -> Result<(), StoreError> {
+        let mut replayed = 0usize;
+        for record in recovered {
+            let (stream, batch) = decode_wal_record(record.record)
+                .ok_or(StoreError::MalformedWalRecord { lsn: record.lsn })?;
+            if self.inner.open_stream_state(stream).is_none() {
+                self.open_stream(stream).await?;
+            }
+            let open = self
+                .inner
+                .open_stream_state(stream)
+                .ok_or(StoreError::StreamNotOpen(stream))?;
+            // Batches already in committed objects are skipped by the cache.
+            let end = batch.end_offset();
+            if self.inner.lock_cache().insert(stream, batch, record.lsn) >= end {
+                replayed += 1;
+            }
+            let mut next = open
+                .next_offset
+                .try_lock()
+                .map_err(|_| StoreError::StreamNotOpen(stream))?;
+            *next = (*next).max(end);
+        }
+        if replayed > 0 {
+            tracing::info!(
+                batches = replayed,
+                "replayed acknowledged batches from the WAL"
+            );
+        }
+        Ok(())
+    }
+
+    /// Creates a new, empty stream and returns its id (not yet open).
+    pub async fn create_stream(&self) -> Result<StreamId, StoreError> {
+        let id = StreamId(metadata::next_id(self.inner.meta.as_ref(), "c/stream").await?);
+        let txn = Txn::new()
+            .when(Compare::Absent(metadata::epoch_key(id)))
+            .and_then(Op::put(metadata::epoch_key(id), metadata::u64_value(0)))
+            .and_then(Op::put(metadata::start_key(id), metadata::u64_value(0)));
+        self.inner.meta.txn(txn).await?;
+        Ok(id)
+    }
+
+    /// Takes ownership of `stream` (bumping its epoch) and loads its ranges.
+    pub async fn open_stream(&self, stream: StreamId) -> Result<(), StoreError> {
+        if self.inner.open_stream_state(stream).is_some() {
+            return Ok(());
+        }
+        let meta = self.inner.meta.as_ref();
+        let epoch_key = metadata::epoch_key(stream);
+        let current = meta
+            .get(&epoch_key)
+            .await?
+            .ok_or(StoreError::StreamNotOpen(stream))?;
+        let epoch = metadata::parse_u64(&current)? + 1;
+        let take = Txn::new()
+            .when(Compare::ModRevision(
+                epoch_key.clone(),
+                current.mod_revision,
+            ))
+            .and_then(Op::put(epoch_key, metadata::u64_value(epoch)));
+        if !meta.txn(take).await?.succeeded {
+            return Err(StoreError::Fenced { stream, epoch });
+        }
+        let start_offset = match meta.get(&metadata::start_key(stream)).await? {
+            Some(kv) => metadata::parse_u64(&kv)?,
+            None => 0,
+        };
+        let mut ranges = BTreeMap::new();
+        let prefix = metadata::ranges_prefix(stream);
+        for kv in meta.scan_prefix(&prefix, 0).await? {
+            let start = std::str::from_utf8(&kv.key[prefix.len()..])
+                .ok()
+                .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+                .ok_or_else(|| StoreMetaError::Malformed(kv.key.clone()))?;
+            ranges.insert(start, ObjectRange::parse(start, &kv)?);
+        }
+        let end = ranges
+            .values()
+            .map(|r| r.end_offset)
+            .max()
+            .unwrap_or(start_offset)
+            .max(start_offset);
+        self.inner.lock_cache().open_stream(stream, end);
+        let open = Arc::new(OpenStream {
+            id: stream,
+            epoch,
+            next_offset: tokio::sync::Mutex::new(end),
+            state: Mutex::new(StreamState {
+                start_offset,
+                ranges,
+            }),
+        });
+        self.inner.lock_streams().insert(stream, open);
+        Ok(())
+    }
+
+    /// Appends `batch` at the stream's end; resolves once it is durable.
+    pub async fn append(
+        &self,
+        stream: StreamId,
+        batch: RecordBatch,
+    ) -> Result<Appended, StoreError> {
+        let open = self
+            .inner
+            .open_stream_state(stream)
+            .ok_or(StoreError::StreamNotOpen(stream))?;
+        self.wait_for_room().await;
+        let (placed, lsn, durable) = {
+            let mut next = open.next_offset.lock().await;
+            let placed = batch.with_base_offset(*next);
+            let record = encode_wal_record(stream, &placed);
+            // Reserve the LSN and queue under one lock, so LSNs match queue order.
+            let (lsn, durable) = {
+                let mut cache = self.inner.lock_cache();
+                (cache.reserve_lsn(), self.inner.wal.append(record))
+            };
+            *next = placed.end_offset();
+            (placed, lsn, durable)
+        };
+        match durable.await {
+            Ok(written) if written == lsn => {}
+            Ok(written) => {
+                self.inner.lock_cache().abandon(lsn);
+                return Err(StoreError::Wal(WalError::Failed(format!(
+                    "WAL assigned {written:?}, expected {lsn:?}"
+                ))));
+            }
+            Err(err) => {
+                self.inner.lock_cache().abandon(lsn);
+                return Err(err.into());
+            }
+        }
+        let appended = Appended {
+            base_offset: placed.base_offset(),
+            end_offset: placed.end_offset(),
+        };
+        let unuploaded = {
+            let mut cache = self.inner.lock_cache();
+            cache.insert(stream, placed, lsn);
+            cache.unuploaded_bytes()
+        };
+        metrics::counter!("strata_stream_append_bytes_total").increment(batch.len() as u64);
+        if unuploaded >= self.inner.config.upload_bytes {
+            self.inner.upload_wanted.notify_one();
+        }
+        Ok(appended)
+    }
+
+    async fn wait_for_room(&self) {
+        loop {
+            let waiting = self.inner.uploaded.notified();
+            if self.inner.lock_cache().unuploaded_bytes() < self.inner.config.max_unuploaded_bytes {
+                return;
+            }
+            metrics::counter!("strata_stream_backpressure_total").increment(1);
+            self.inner.upload_wanted.notify_one();
+            waiting.await;
+        }
+    }
+
+    /// `start..end` of the stream: the first retained offset and one past the last
+    /// acknowledged one.
+    pub fn offsets(&self, stream: StreamId) -> Result<(u64, u64), StoreError> {
+        let open = self
+            .inner
+            .open_stream_state(stream)
+            .ok_or(StoreError::StreamNotOpen(stream))?;
+        let start = open.lock_state().start_offset;
+        let end = self.inner.lock_cache().acked_end(stream).unwrap_or(start);
+        Ok((start, end))
+    }
+
+    /// Whole batches from `offset` on, about `max_bytes` (at least one batch if any
+    /// exists at `offset`). Empty at the end of the stream.
+    pub async fn fetch(
+        &self,
+        stream: StreamId,
+        offset: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<RecordBatch>, StoreError> {
+        let (start, end) = self.offsets(stream)?;
+        if offset < start || offset > end {
+            return Err(StoreError::OffsetOutOfRange {
+                stream,
+                offset,
+                start,
+                end,
+            });
+        }
+        if offset == end {
+            return Ok(Vec::new());
+        }
+        if let Some(batches) = self.inner.lock_cache().read(stream, offset, max_bytes) {
+            metrics::counter!("strata_log_cache_hits_total").increment(1);
+            return Ok(batches);
+        }
+        metrics::counter!("strata_log_cache_misses_total").increment(1);
+        read::from_objects(&self.inner, stream, offset, max_bytes).await
+    }
+
+    /// Moves the stream's start to `new_start`; earlier offsets are no longer read.
+    pub async fn trim(&self, stream: StreamId, new_start: u64) -> Result<(), StoreError> {
+        let open = self
+            .inner
+            .open_stream_state(stream)
+            .ok_or(StoreError::StreamNotOpen(stream))?;
+        let (start, end) = self.offsets(stream)?;
+        if new_start <= start {
+            return Ok(());
+        }
+        if new_start > end {
+            return Err(StoreError::OffsetOutOfRange {
+                stream,
+                offset: new_start,
+                start,
+                end,
+            });
+        }
+        let txn = Txn::new()
+            .when(Compare::Value(
+                metadata::epoch_key(stream),
+                metadata::u64_value(open.epoch),
+            ))
+            .and_then(Op::put(
+                metadata::start_key(stream),
+                metadata::u64_value(new_start),
+            ));
+        if !self.inner.meta.txn(txn).await?.succeeded {
+            return Err(StoreError::Fenced {
+                stream,
+                epoch: open.epoch,
+            });
+        }
+        open.lock_state().start_offset = new_start;
+        Ok(())
+    }
+
+    /// Uploads everything acknowledged so far (for shutdown and tests).
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        upload::upload(&self.inner).await
+    }
+
+    /// Bytes acknowledged but not yet in objects.
+    pub fn unuploaded_bytes(&self) -> usize {
+        self.inner.lock_cache().unuploaded_bytes()
+    }
+}
+
+impl Inner {
+    fn lock_cache(&self) -> MutexGuard<'_, LogCache> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn lock_streams(&self) -> MutexGuard<'_, HashMap<StreamId, Arc<OpenStream>>> {
+        self.streams
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn open_stream_state(&self, stream: StreamId) -> Option<Arc<OpenStream>> {
+        self.lock_streams().get(&stream).cloned()
+    }
+}
+
+impl OpenStream {
+    fn lock_state(&self) -> MutexGuard<'_, StreamState> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// `[stream id: u64 LE][batch]`.
+fn encode_wal_record(stream: StreamId, batch: &RecordBatch) -> Bytes {
+    let mut out = Vec::with_capacity(8 + batch.len());
+    out.put_u64_le(stream.0);
+    out.extend_from_slice(batch.bytes());
+    Bytes::from(out)
+}
+
+fn decode_wal_record(mut record: Bytes) -> Option<(StreamId, RecordBatch)> {
+    if record.len() < 8 {
+        return None;
+    }
+    let stream = StreamId(record.get_u64_le());
+    RecordBatch::parse(record).ok().map(|batch| (stream, batch))
+}
+
+#[cfg(test)]
+mod tests;

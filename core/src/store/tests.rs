@@ -1,0 +1,437 @@
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_backends::{Storage, StorageConfig};
+
+use super::*;
+use crate::batch::synthetic_batch;
+use crate::meta::{EmbeddedMetaStore, EmbeddedOptions};
+
+struct Fixture {
+    dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Fixture {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    fn storage(&self) -> Storage {
+        let text = format!(
+            "[storage]\nkind = \"fs\"\nroot = \"{}\"\n",
+            self.dir.path().join("bucket").display()
+        );
+        Storage::open(&StorageConfig::from_document(&text).expect("config")).expect("storage")
+    }
+
+    async fn meta(&self) -> Arc<dyn MetaStore> {
+        Arc::new(
+            EmbeddedMetaStore::open(&self.dir.path().join("meta"), EmbeddedOptions::default())
+                .await
+                .expect("meta"),
+        )
+    }
+
+    fn config(&self) -> StoreConfig {
+        let mut config = StoreConfig::new(self.dir.path().join("wal"));
+        config.upload_interval = Duration::from_secs(3600);
+        config
+    }
+
+    async fn store(&self) -> StreamStore {
+        StreamStore::open(self.storage(), self.meta().await, self.config())
+            .await
+            .expect("store")
+    }
+
+    fn objects(&self) -> usize {
+        count_files(&self.dir.path().join("bucket/objects"))
+    }
+}
+
+fn count_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(Result::ok)
+        .map(|e| {
+            if e.path().is_dir() {
+                count_files(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+fn batch(records: u32, seed: i64) -> RecordBatch {
+    synthetic_batch(records, 200 + (seed as usize % 300), seed)
+}
+
+/// Every batch of the stream from `from`, fetched in small pieces.
+async fn read_all(store: &StreamStore, stream: StreamId, from: u64) -> Vec<RecordBatch> {
+    let (_, end) = store.offsets(stream).expect("offsets");
+    let mut out: Vec<RecordBatch> = Vec::new();
+    let mut offset = from;
+    while offset < end {
+        let batches = store.fetch(stream, offset, 2000).await.expect("fetch");
+        assert!(
+            !batches.is_empty(),
+            "no progress at offset {offset} of {end}"
+        );
+        offset = batches
+            .last()
+            .map(RecordBatch::end_offset)
+            .expect("non-empty");
+        out.extend(batches);
+    }
+    out
+}
+
+fn assert_dense(batches: &[RecordBatch], from: u64) {
+    let mut expected = from;
+    for batch in batches {
+        assert_eq!(batch.base_offset(), expected, "offsets not dense");
+        expected = batch.end_offset();
+    }
+}
+
+#[tokio::test]
+async fn appends_get_dense_offsets_and_tail_reads_come_from_the_cache() {
+    let fixture = Fixture::new();
+    let store = fixture.store().await;
+    let stream = store.create_stream().await.expect("create");
+    store.open_stream(stream).await.expect("open");
+    let mut expected = 0;
+    for i in 0..20 {
+        let appended = store.append(stream, batch(5, i)).await.expect("append");
+        assert_eq!(
+            appended,
+            Appended {
+                base_offset: expected,
+                end_offset: expected + 5
+            }
+        );
+        expected += 5;
+    }
+    assert_eq!(store.offsets(stream).expect("offsets"), (0, 100));
+    let all = read_all(&store, stream, 0).await;
+    assert_eq!(all.len(), 20);
+    assert_dense(&all, 0);
+    let middle = store.fetch(stream, 52, 1).await.expect("fetch");
+    assert_eq!(
+        middle[0].base_offset(),
+        50,
+        "a fetch inside a batch returns that whole batch"
+    );
+    assert!(
+        store
+            .fetch(stream, 100, 1000)
+            .await
+            .expect("fetch at end")
+            .is_empty()
+    );
+    assert!(matches!(
+        store.fetch(stream, 101, 1000).await,
+        Err(StoreError::OffsetOutOfRange { .. })
+    ));
+    assert_eq!(fixture.objects(), 0, "nothing uploaded yet");
+}
+
+#[tokio::test]
+async fn uploaded_data_is_read_back_from_objects_after_a_restart() {
+    let fixture = Fixture::new();
+    let (stream_a, stream_b, written) = {
+        let store = fixture.store().await;
+        let a = store.create_stream().await.expect("create");
+        let b = store.create_stream().await.expect("create");
+        store.open_stream(a).await.expect("open");
+        store.open_stream(b).await.expect("open");
+        let mut written = Vec::new();
+        for i in 0..30 {
+            written.push(store.append(a, batch(3, i)).await.expect("append"));
+            store.append(b, batch(7, i)).await.expect("append");
+        }
+        store.flush().await.expect("flush");
+        assert_eq!(store.unuploaded_bytes(), 0);
+        (a, b, written)
+    };
+    assert_eq!(
+        fixture.objects(),
+        1,
+        "one stream-set object for both streams"
+    );
+    let store = fixture.store().await;
+    store.open_stream(stream_a).await.expect("open");
+    store.open_stream(stream_b).await.expect("open");
+    assert_eq!(store.offsets(stream_a).expect("offsets"), (0, 90));
+    let a = read_all(&store, stream_a, 0).await;
+    assert_eq!(
+        a.iter().map(RecordBatch::base_offset).collect::<Vec<_>>(),
+        written.iter().map(|w| w.base_offset).collect::<Vec<_>>()
+    );
+    for (i, got) in a.iter().enumerate() {
+        assert_eq!(
+            got,
+            &batch(3, i as i64).with_base_offset(written[i].base_offset),
+            "batch {i} differs"
+        );
+    }
+    assert_dense(&read_all(&store, stream_b, 0).await, 0);
+    let appended = store
+        .append(stream_a, batch(1, 99))
+        .await
+        .expect("append after restart");
+    assert_eq!(appended.base_offset, 90);
+}
+
+#[tokio::test]
+async fn acknowledged_appends_survive_a_restart_without_upload() {
+    let fixture = Fixture::new();
+    let stream = {
+        let store = fixture.store().await;
+        let stream = store.create_stream().await.expect("create");
+        store.open_stream(stream).await.expect("open");
+        for i in 0..25 {
+            store.append(stream, batch(4, i)).await.expect("append");
+        }
+        stream
+    };
+    assert_eq!(fixture.objects(), 0);
+    let store = fixture.store().await;
+    store.open_stream(stream).await.expect("open");
+    assert_eq!(fixture.objects(), 1, "recovery uploads what the WAL held");
+    let all = read_all(&store, stream, 0).await;
+    assert_eq!(all.len(), 25);
+    assert_dense(&all, 0);
+    drop(store);
+    // A second restart finds everything in objects and nothing left to replay twice.
+    let store = fixture.store().await;
+    store.open_stream(stream).await.expect("open");
+    assert_eq!(read_all(&store, stream, 0).await.len(), 25);
+    assert_eq!(fixture.objects(), 1);
+}
+
+#[tokio::test]
+async fn a_stale_owner_cannot_commit() {
+    let fixture = Fixture::new();
+    let meta = fixture.meta().await;
+    let old = StreamStore::open(fixture.storage(), meta.clone(), fixture.config())
+        .await
+        .expect("store");
+    let stream = old.create_stream().await.expect("create");
+    old.open_stream(stream).await.expect("open");
+    old.append(stream, batch(2, 1)).await.expect("append");
+
+    let mut config = fixture.config();
+    config.wal_dir = fixture.dir.path().join("wal-new-owner");
+    let new = StreamStore::open(fixture.storage(), meta, config)
+        .await
+        .expect("second store");
+    new.open_stream(stream).await.expect("take over");
+
+    match old.flush().await {
+        Err(StoreError::Fenced { .. }) => {}
+        other => panic!("the old owner's upload must be fenced, got {other:?}"),
+    }
+    assert_eq!(fixture.objects(), 0, "the fenced object was deleted");
+}
+
+#[tokio::test]
+async fn trim_moves_the_start() {
+    let fixture = Fixture::new();
+    let store = fixture.store().await;
+    let stream = store.create_stream().await.expect("create");
+    store.open_stream(stream).await.expect("open");
+    for i in 0..10 {
+        store.append(stream, batch(10, i)).await.expect("append");
+    }
+    store.trim(stream, 40).await.expect("trim");
+    assert_eq!(store.offsets(stream).expect("offsets"), (40, 100));
+    assert!(matches!(
+        store.fetch(stream, 39, 100).await,
+        Err(StoreError::OffsetOutOfRange { start: 40, .. })
+    ));
+    assert!(store.trim(stream, 101).await.is_err());
+}
+
+#[tokio::test]
+async fn objects_left_prepared_by_a_crash_are_removed_on_open() {
+    let fixture = Fixture::new();
+    let meta = fixture.meta().await;
+    let storage = fixture.storage();
+    let id = crate::object::ObjectId(777);
+    storage
+        .operator()
+        .write(&crate::object::object_key(id), vec![1u8; 10])
+        .await
+        .expect("write");
+    let record = metadata::ObjectRecord {
+        state: metadata::ObjectState::Prepared,
+        size: 10,
+        created_ms: 0,
+    };
+    meta.put(metadata::object_key(id), record.value())
+        .await
+        .expect("put");
+    drop(meta);
+    let _store = fixture.store().await;
+    assert_eq!(fixture.objects(), 0, "the orphan object survived");
+}
+
+#[tokio::test]
+async fn backpressure_bounds_unuploaded_data() {
+    let fixture = Fixture::new();
+    let mut config = fixture.config();
+    config.max_unuploaded_bytes = 8 * 1024;
+    config.upload_bytes = 4 * 1024;
+    let store = StreamStore::open(fixture.storage(), fixture.meta().await, config)
+        .await
+        .expect("store");
+    let stream = store.create_stream().await.expect("create");
+    store.open_stream(stream).await.expect("open");
+    for i in 0..200 {
+        store.append(stream, batch(1, i)).await.expect("append");
+        assert!(
+            store.unuploaded_bytes() < 8 * 1024 + 600,
+            "{} bytes waiting",
+            store.unuploaded_bytes()
+        );
+    }
+    assert!(fixture.objects() > 1);
+    assert_dense(&read_all(&store, stream, 0).await, 0);
+}
+
+/// Child side of the crash test; does nothing unless started by the parent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_child_appends_until_killed() {
+    let Ok(dir) = std::env::var("STRATA_STORE_CRASH_DIR") else {
+        return;
+    };
+    let root = Path::new(&dir);
+    let text = format!(
+        "[storage]\nkind = \"fs\"\nroot = \"{}\"\n",
+        root.join("bucket").display()
+    );
+    let storage =
+        Storage::open(&StorageConfig::from_document(&text).expect("config")).expect("storage");
+    let meta: Arc<dyn MetaStore> = Arc::new(
+        EmbeddedMetaStore::open(&root.join("meta"), EmbeddedOptions::default())
+            .await
+            .expect("meta"),
+    );
+    let mut config = StoreConfig::new(root.join("wal"));
+    // Small uploads, often: kills land during uploads too.
+    config.upload_bytes = 16 * 1024;
+    config.upload_interval = Duration::from_millis(20);
+    let store = StreamStore::open(storage, meta.clone(), config)
+        .await
+        .expect("store");
+    let stream = match meta.get(b"c/stream").await.expect("get") {
+        Some(_) => StreamId(0),
+        None => store.create_stream().await.expect("create"),
+    };
+    store.open_stream(stream).await.expect("open");
+    let mut stdout = std::io::stdout();
+    for i in 0.. {
+        let pending: Vec<_> = (0..4)
+            .map(|k| store.append(stream, batch(3, i * 4 + k)))
+            .collect();
+        for append in pending {
+            let appended = append.await.expect("append");
+            writeln!(stdout, "{} {}", appended.base_offset, appended.end_offset).expect("stdout");
+        }
+        stdout.flush().expect("flush");
+    }
+}
+
+#[test]
+fn every_acknowledged_append_survives_sigkill_exactly_once_and_in_order() {
+    let exe = std::env::current_exe().expect("test binary");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut acked: Vec<(u64, u64)> = Vec::new();
+    for round in 0..4u64 {
+        let mut child = std::process::Command::new(&exe)
+            .args([
+                "--exact",
+                "store::tests::crash_child_appends_until_killed",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("STRATA_STORE_CRASH_DIR", dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn child");
+        std::thread::sleep(Duration::from_millis(400 + 230 * round));
+        child.kill().expect("SIGKILL");
+        let output = child.wait_with_output().expect("wait");
+        let this_round: Vec<(u64, u64)> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|l| {
+                l.split_once(' ')
+                    .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+            })
+            .collect();
+        assert!(
+            !this_round.is_empty(),
+            "round {round}: nothing acknowledged"
+        );
+        acked.extend(this_round);
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            let root = dir.path();
+            let text = format!(
+                "[storage]\nkind = \"fs\"\nroot = \"{}\"\n",
+                root.join("bucket").display()
+            );
+            let storage = Storage::open(&StorageConfig::from_document(&text).expect("config"))
+                .expect("storage");
+            let meta: Arc<dyn MetaStore> = Arc::new(
+                EmbeddedMetaStore::open(&root.join("meta"), EmbeddedOptions::default())
+                    .await
+                    .expect("meta"),
+            );
+            let mut config = StoreConfig::new(root.join("wal"));
+            config.upload_interval = Duration::from_secs(3600);
+            let store = StreamStore::open(storage, meta.clone(), config)
+                .await
+                .expect("reopen after SIGKILL");
+            let stream = StreamId(0);
+            store.open_stream(stream).await.expect("open");
+            let all = read_all(&store, stream, 0).await;
+            assert_dense(&all, 0);
+            let ends: std::collections::HashSet<(u64, u64)> = all
+                .iter()
+                .map(|b| (b.base_offset(), b.end_offset()))
+                .collect();
+            for (base, end) in &acked {
+                assert!(
+                    ends.contains(&(*base, *end)),
+                    "round {round}: acknowledged batch {base}..{end} lost"
+                );
+            }
+            for kv in meta
+                .scan_prefix(metadata::OBJECTS_PREFIX, 0)
+                .await
+                .expect("scan")
+            {
+                let record = metadata::ObjectRecord::parse(&kv).expect("record");
+                assert_eq!(
+                    record.state,
+                    metadata::ObjectState::Committed,
+                    "round {round}: an orphan survived open"
+                );
+            }
+        });
+    }
+}

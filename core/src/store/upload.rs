@@ -1,0 +1,244 @@
+//! Turns the log cache's acknowledged data into stream-set objects.
+//!
+//! One upload: take every pending batch, build one object (blocks of at most
+//! `block_bytes` per stream), record the object as prepared, PUT it, then in one
+//! metadata transaction — conditional on every included stream's epoch — add the
+//! streams' ranges and mark the object committed. Only then is the cache told the
+//! data is uploaded and the WAL trimmed. A crash before the commit leaves a prepared
+//! object, which the next open deletes; the data is still in the WAL.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use opendal::ErrorKind;
+use tokio::sync::Notify;
+
+use super::metadata::{self, ObjectRange, ObjectRecord, ObjectState};
+use super::{Inner, StoreError};
+use crate::batch::RecordBatch;
+use crate::meta::{Compare, Op, Txn};
+use crate::object::{BlockMeta, ObjectBuilder, ObjectId, ObjectKind, object_key};
+
+/// The uploader task: uploads when asked (enough data) or every `upload_interval`.
+pub(super) async fn run(store: Weak<Inner>, wanted: Arc<Notify>) {
+    let mut failures = 0u32;
+    loop {
+        let interval = match store.upgrade() {
+            Some(inner) => inner.config.upload_interval,
+            None => return,
+        };
+        let backoff = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
+        let wait = if failures > 0 { backoff } else { interval };
+        tokio::select! {
+            () = wanted.notified() => {}
+            () = tokio::time::sleep(wait) => {}
+        }
+        let Some(inner) = store.upgrade() else { return };
+        if inner.lock_cache().unuploaded_bytes() == 0 {
+            continue;
+        }
+        match upload(&inner).await {
+            Ok(()) => failures = 0,
+            Err(err) => {
+                failures += 1;
+                metrics::counter!("strata_upload_failures_total").increment(1);
+                tracing::warn!(error = %err, attempt = failures, "upload failed; the data stays in the WAL and will be retried");
+            }
+        }
+    }
+}
+
+pub(super) async fn upload(inner: &Inner) -> Result<(), StoreError> {
+    let _one_at_a_time = inner.upload_lock.lock().await;
+    let pending = inner.lock_cache().pending();
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let mut builder = ObjectBuilder::new(ObjectKind::StreamSet);
+    let mut commits = Vec::with_capacity(pending.len());
+    for stream in &pending {
+        let open = inner
+            .open_stream_state(stream.stream)
+            .ok_or(StoreError::StreamNotOpen(stream.stream))?;
+        for block in blocks(&stream.batches, inner.config.block_bytes) {
+            let parts: Vec<Bytes> = block.iter().map(|b| b.bytes().clone()).collect();
+            let meta = BlockMeta {
+                stream_id: stream.stream.0,
+                start_offset: block[0].base_offset(),
+                end_offset: block[block.len() - 1].end_offset(),
+                record_count: block.iter().map(RecordBatch::record_count).sum(),
+                max_timestamp: block
+                    .iter()
+                    .map(RecordBatch::max_timestamp)
+                    .max()
+                    .unwrap_or(i64::MIN),
+            };
+            builder
+                .add_block(meta, &parts)
+                .map_err(|source| StoreError::Format {
+                    key: "(being built)".to_string(),
+                    source,
+                })?;
+        }
+        let range_start = stream.batches[0].base_offset();
+        let range_end = stream.batches[stream.batches.len() - 1].end_offset();
+        commits.push((open, range_start, range_end));
+    }
+    let (object, _) = builder.finish();
+    let size = object.len() as u64;
+
+    let meta = inner.meta.as_ref();
+    let id = ObjectId(metadata::next_id(meta, "c/object").await?);
+    let key = object_key(id);
+    let record = ObjectRecord {
+        state: ObjectState::Prepared,
+        size,
+        created_ms: metadata::now_ms(),
+    };
+    meta.put(metadata::object_key(id), record.value()).await?;
+    inner
+        .storage
+        .operator()
+        .write(&key, object)
+        .await
+        .map_err(StoreError::storage("write", &key))?;
+
+    let mut txn = Txn::new();
+    for (open, start, end) in &commits {
+        txn = txn
+            .when(Compare::Value(
+                metadata::epoch_key(open.id),
+                metadata::u64_value(open.epoch),
+            ))
+            .and_then(Op::put(
+                metadata::range_key(open.id, *start),
+                ObjectRange {
+                    start_offset: *start,
+                    end_offset: *end,
+                    object: id,
+                }
+                .value(),
+            ));
+    }
+    let committed = ObjectRecord {
+        state: ObjectState::Committed,
+        ..record
+    };
+    txn = txn.and_then(Op::put(metadata::object_key(id), committed.value()));
+    if !meta.txn(txn).await?.succeeded {
+        // A newer owner took one of the streams: this object must not be referenced.
+        discard_object(inner, id).await?;
+        let (open, _, _) = &commits[0];
+        return Err(StoreError::Fenced {
+            stream: open.id,
+            epoch: open.epoch,
+        });
+    }
+
+    let trim_point = {
+        let mut cache = inner.lock_cache();
+        for (open, start, end) in &commits {
+            open.lock_state().ranges.insert(
+                *start,
+                ObjectRange {
+                    start_offset: *start,
+                    end_offset: *end,
+                    object: id,
+                },
+            );
+            cache.mark_uploaded(open.id, *end);
+        }
+        cache.wal_trim_point()
+    };
+    inner.wal.trim(trim_point).await?;
+    inner.uploaded.notify_waiters();
+    metrics::counter!("strata_upload_objects_total").increment(1);
+    metrics::counter!("strata_upload_bytes_total").increment(size);
+    metrics::histogram!("strata_upload_duration_seconds").record(started.elapsed().as_secs_f64());
+    tracing::debug!(object = %id, bytes = size, streams = commits.len(), "uploaded stream-set object");
+    Ok(())
+}
+
+/// Consecutive batches grouped into blocks of at most `block_bytes` (a batch larger
+/// than that is a block of its own).
+fn blocks(batches: &[RecordBatch], block_bytes: usize) -> Vec<&[RecordBatch]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, batch) in batches.iter().enumerate() {
+        if i > start && bytes + batch.len() > block_bytes {
+            out.push(&batches[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += batch.len();
+    }
+    if start < batches.len() {
+        out.push(&batches[start..]);
+    }
+    out
+}
+
+async fn discard_object(inner: &Inner, id: ObjectId) -> Result<(), StoreError> {
+    let key = object_key(id);
+    match inner.storage.operator().delete(&key).await {
+        Ok(()) => {}
+        Err(err) if err.kind() == ErrorKind::NotFound => {}
+        Err(err) => return Err(StoreError::storage("delete", &key)(err)),
+    }
+    inner.meta.delete(metadata::object_key(id)).await?;
+    Ok(())
+}
+
+/// Deletes objects recorded as prepared: a crash came between their PUT and their
+/// commit, so nothing references them (their data is still in the WAL).
+pub(super) async fn remove_uncommitted_objects(inner: &Inner) -> Result<(), StoreError> {
+    let mut removed = 0;
+    for kv in inner.meta.scan_prefix(metadata::OBJECTS_PREFIX, 0).await? {
+        if ObjectRecord::parse(&kv)?.state != ObjectState::Prepared {
+            continue;
+        }
+        let hex = std::str::from_utf8(&kv.key[metadata::OBJECTS_PREFIX.len()..]).ok();
+        let id = hex
+            .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+            .ok_or_else(|| metadata::StoreMetaError::Malformed(kv.key.clone()))?;
+        discard_object(inner, ObjectId(id)).await?;
+        removed += 1;
+    }
+    if removed > 0 {
+        tracing::info!(
+            objects = removed,
+            "removed objects a crash left uncommitted"
+        );
+        metrics::counter!("strata_orphan_objects_removed_total").increment(removed);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::synthetic_batch;
+
+    #[test]
+    fn blocks_respect_the_size_limit_and_keep_order() {
+        let batches: Vec<RecordBatch> = (0..10)
+            .map(|i| synthetic_batch(1, 39, 0).with_base_offset(i))
+            .collect();
+        let grouped = blocks(&batches, 250);
+        assert!(
+            grouped
+                .iter()
+                .all(|b| b.iter().map(RecordBatch::len).sum::<usize>() <= 250)
+        );
+        let flat: Vec<u64> = grouped
+            .iter()
+            .flat_map(|b| b.iter().map(RecordBatch::base_offset))
+            .collect();
+        assert_eq!(flat, (0..10).collect::<Vec<_>>());
+        let huge = [synthetic_batch(1, 1000, 0)];
+        assert_eq!(blocks(&huge, 10).len(), 1);
+    }
+}
