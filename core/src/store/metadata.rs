@@ -40,6 +40,24 @@ pub(super) fn object_key(object: ObjectId) -> Bytes {
 }
 
 pub(super) const OBJECTS_PREFIX: &[u8] = b"o/";
+pub(super) const STREAMS_PREFIX: &[u8] = b"s/";
+
+/// The object id in an `o/<id>` key.
+pub(super) fn parse_object_key(key: &Bytes) -> Result<ObjectId, StoreMetaError> {
+    std::str::from_utf8(&key[OBJECTS_PREFIX.len()..])
+        .ok()
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .map(ObjectId)
+        .ok_or_else(|| StoreMetaError::Malformed(key.clone()))
+}
+
+/// The start offset in an `s/<stream>/r/<start>` key.
+pub(super) fn parse_range_start(prefix: &[u8], key: &Bytes) -> Result<u64, StoreMetaError> {
+    std::str::from_utf8(&key[prefix.len()..])
+        .ok()
+        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+        .ok_or_else(|| StoreMetaError::Malformed(key.clone()))
+}
 
 pub(super) fn u64_value(value: u64) -> Bytes {
     Bytes::copy_from_slice(&value.to_le_bytes())
@@ -58,32 +76,35 @@ pub struct ObjectRange {
     pub start_offset: u64,
     pub end_offset: u64,
     pub object: ObjectId,
+    /// The stream's bytes in the object (for size-based retention).
+    pub bytes: u64,
+    /// Largest record timestamp in the range (for time-based retention).
+    pub max_timestamp: i64,
 }
 
 impl ObjectRange {
     pub(super) fn value(&self) -> Bytes {
-        let mut out = Vec::with_capacity(16);
+        let mut out = Vec::with_capacity(32);
         out.extend_from_slice(&self.end_offset.to_le_bytes());
         out.extend_from_slice(&self.object.0.to_le_bytes());
+        out.extend_from_slice(&self.bytes.to_le_bytes());
+        out.extend_from_slice(&self.max_timestamp.to_le_bytes());
         Bytes::from(out)
     }
 
     pub(super) fn parse(start_offset: u64, kv: &KeyValue) -> Result<ObjectRange, StoreMetaError> {
-        let malformed = || StoreMetaError::Malformed(kv.key.clone());
-        let end: [u8; 8] = kv
-            .value
-            .get(0..8)
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(malformed)?;
-        let object: [u8; 8] = kv
-            .value
-            .get(8..16)
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(malformed)?;
+        let field = |at: usize| -> Result<[u8; 8], StoreMetaError> {
+            kv.value
+                .get(at..at + 8)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| StoreMetaError::Malformed(kv.key.clone()))
+        };
         Ok(ObjectRange {
             start_offset,
-            end_offset: u64::from_le_bytes(end),
-            object: ObjectId(u64::from_le_bytes(object)),
+            end_offset: u64::from_le_bytes(field(0)?),
+            object: ObjectId(u64::from_le_bytes(field(8)?)),
+            bytes: u64::from_le_bytes(field(16)?),
+            max_timestamp: i64::from_le_bytes(field(24)?),
         })
     }
 }
@@ -95,6 +116,9 @@ pub enum ObjectState {
     Prepared,
     /// Referenced by stream ranges.
     Committed,
+    /// No range references it any more; deleted from the bucket after a grace
+    /// period, so that reads that found it just before still complete.
+    MarkedForDeletion { at_ms: u64 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,37 +130,38 @@ pub struct ObjectRecord {
 
 impl ObjectRecord {
     pub(super) fn value(&self) -> Bytes {
-        let mut out = Vec::with_capacity(17);
-        out.push(match self.state {
-            ObjectState::Prepared => 1,
-            ObjectState::Committed => 2,
-        });
+        let (tag, marked_at) = match self.state {
+            ObjectState::Prepared => (1, 0),
+            ObjectState::Committed => (2, 0),
+            ObjectState::MarkedForDeletion { at_ms } => (3, at_ms),
+        };
+        let mut out = Vec::with_capacity(25);
+        out.push(tag);
         out.extend_from_slice(&self.size.to_le_bytes());
         out.extend_from_slice(&self.created_ms.to_le_bytes());
+        out.extend_from_slice(&marked_at.to_le_bytes());
         Bytes::from(out)
     }
 
     pub(super) fn parse(kv: &KeyValue) -> Result<ObjectRecord, StoreMetaError> {
-        let malformed = || StoreMetaError::Malformed(kv.key.clone());
+        let field = |at: usize| -> Result<u64, StoreMetaError> {
+            let raw: [u8; 8] = kv
+                .value
+                .get(at..at + 8)
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| StoreMetaError::Malformed(kv.key.clone()))?;
+            Ok(u64::from_le_bytes(raw))
+        };
         let state = match kv.value.first() {
             Some(1) => ObjectState::Prepared,
             Some(2) => ObjectState::Committed,
-            _ => return Err(malformed()),
+            Some(3) => ObjectState::MarkedForDeletion { at_ms: field(17)? },
+            _ => return Err(StoreMetaError::Malformed(kv.key.clone())),
         };
-        let size: [u8; 8] = kv
-            .value
-            .get(1..9)
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(malformed)?;
-        let created: [u8; 8] = kv
-            .value
-            .get(9..17)
-            .and_then(|b| b.try_into().ok())
-            .ok_or_else(malformed)?;
         Ok(ObjectRecord {
             state,
-            size: u64::from_le_bytes(size),
-            created_ms: u64::from_le_bytes(created),
+            size: field(1)?,
+            created_ms: field(9)?,
         })
     }
 }

@@ -12,6 +12,7 @@
 mod cache;
 mod metadata;
 mod read;
+mod retention;
 mod upload;
 
 use std::collections::{BTreeMap, HashMap};
@@ -30,6 +31,7 @@ use crate::wal::{LocalWal, LocalWalOptions, Lsn, WalError};
 
 use self::cache::LogCache;
 pub use self::metadata::{ObjectRange, StoreMetaError, StreamId};
+pub use self::retention::{GcReport, RetentionPolicy};
 
 /// Settings of the stream store.
 #[derive(Debug, Clone)]
@@ -47,6 +49,10 @@ pub struct StoreConfig {
     pub log_cache_bytes: usize,
     /// Appends wait while this much data is not yet uploaded.
     pub max_unuploaded_bytes: usize,
+    /// How often retention policies are applied and garbage is collected.
+    pub retention_interval: Duration,
+    /// How long an unreferenced object stays in the bucket before deletion.
+    pub deletion_grace: Duration,
 }
 
 impl StoreConfig {
@@ -59,6 +65,8 @@ impl StoreConfig {
             block_bytes: 1 << 20,
             log_cache_bytes: 256 << 20,
             max_unuploaded_bytes: 256 << 20,
+            retention_interval: Duration::from_secs(60),
+            deletion_grace: Duration::from_secs(60),
         }
     }
 }
@@ -154,6 +162,7 @@ struct OpenStream {
 
 struct StreamState {
     start_offset: u64,
+    retention: RetentionPolicy,
     /// Committed ranges by start offset.
     ranges: BTreeMap<u64, ObjectRange>,
 }
@@ -187,6 +196,7 @@ impl StreamStore {
         if store.inner.lock_cache().unuploaded_bytes() > 0 {
             upload::upload(&store.inner).await?;
         }
+        tokio::spawn(retention::run(Arc::downgrade(&store.inner)));
         tokio::spawn(upload::run(
             Arc::downgrade(&store.inner),
             store.inner.upload_wanted.clone(),
@@ -265,10 +275,7 @@ impl StreamStore {
         let mut ranges = BTreeMap::new();
         let prefix = metadata::ranges_prefix(stream);
         for kv in meta.scan_prefix(&prefix, 0).await? {
-            let start = std::str::from_utf8(&kv.key[prefix.len()..])
-                .ok()
-                .and_then(|hex| u64::from_str_radix(hex, 16).ok())
-                .ok_or_else(|| StoreMetaError::Malformed(kv.key.clone()))?;
+            let start = metadata::parse_range_start(&prefix, &kv.key)?;
             ranges.insert(start, ObjectRange::parse(start, &kv)?);
         }
         let end = ranges
@@ -284,6 +291,7 @@ impl StreamStore {
             next_offset: tokio::sync::Mutex::new(end),
             state: Mutex::new(StreamState {
                 start_offset,
+                retention: RetentionPolicy::default(),
                 ranges,
             }),
         });
@@ -395,7 +403,8 @@ impl StreamStore {
         read::from_objects(&self.inner, stream, offset, max_bytes).await
     }
 
-    /// Moves the stream's start to `new_start`; earlier offsets are no longer read.
+    /// Moves the stream's start to `new_start`; earlier offsets are no longer read,
+    /// and objects only they used become garbage.
     pub async fn trim(&self, stream: StreamId, new_start: u64) -> Result<(), StoreError> {
         let open = self
             .inner
@@ -413,22 +422,20 @@ impl StreamStore {
                 end,
             });
         }
-        let txn = Txn::new()
-            .when(Compare::Value(
-                metadata::epoch_key(stream),
-                metadata::u64_value(open.epoch),
-            ))
-            .and_then(Op::put(
-                metadata::start_key(stream),
-                metadata::u64_value(new_start),
-            ));
-        if !self.inner.meta.txn(txn).await?.succeeded {
-            return Err(StoreError::Fenced {
-                stream,
-                epoch: open.epoch,
-            });
-        }
-        open.lock_state().start_offset = new_start;
+        retention::move_start(&self.inner, &open, new_start).await
+    }
+
+    /// Sets the policy the background retention applies to `stream`.
+    pub fn set_retention(
+        &self,
+        stream: StreamId,
+        policy: RetentionPolicy,
+    ) -> Result<(), StoreError> {
+        let open = self
+            .inner
+            .open_stream_state(stream)
+            .ok_or(StoreError::StreamNotOpen(stream))?;
+        open.lock_state().retention = policy;
         Ok(())
     }
 

@@ -15,7 +15,7 @@ use opendal::ErrorKind;
 use tokio::sync::Notify;
 
 use super::metadata::{self, ObjectRange, ObjectRecord, ObjectState};
-use super::{Inner, StoreError};
+use super::{Inner, OpenStream, StoreError};
 use crate::batch::RecordBatch;
 use crate::meta::{Compare, Op, Txn};
 use crate::object::{BlockMeta, ObjectBuilder, ObjectId, ObjectKind, object_key};
@@ -28,8 +28,11 @@ pub(super) async fn run(store: Weak<Inner>, wanted: Arc<Notify>) {
             Some(inner) => inner.config.upload_interval,
             None => return,
         };
-        let backoff = Duration::from_millis(100 * 2u64.pow(failures.min(6)));
-        let wait = if failures > 0 { backoff } else { interval };
+        let wait = if failures > 0 {
+            Duration::from_millis(100 * 2u64.pow(failures.min(6)))
+        } else {
+            interval
+        };
         tokio::select! {
             () = wanted.notified() => {}
             () = tokio::time::sleep(wait) => {}
@@ -43,7 +46,11 @@ pub(super) async fn run(store: Weak<Inner>, wanted: Arc<Notify>) {
             Err(err) => {
                 failures += 1;
                 metrics::counter!("strata_upload_failures_total").increment(1);
-                tracing::warn!(error = %err, attempt = failures, "upload failed; the data stays in the WAL and will be retried");
+                tracing::warn!(
+                    error = %err,
+                    attempt = failures,
+                    "upload failed; the data stays in the WAL and will be retried"
+                );
             }
         }
     }
@@ -57,34 +64,29 @@ pub(super) async fn upload(inner: &Inner) -> Result<(), StoreError> {
     }
     let started = Instant::now();
     let mut builder = ObjectBuilder::new(ObjectKind::StreamSet);
-    let mut commits = Vec::with_capacity(pending.len());
+    let mut commits: Vec<(Arc<OpenStream>, ObjectRange)> = Vec::with_capacity(pending.len());
     for stream in &pending {
         let open = inner
             .open_stream_state(stream.stream)
             .ok_or(StoreError::StreamNotOpen(stream.stream))?;
         for block in blocks(&stream.batches, inner.config.block_bytes) {
             let parts: Vec<Bytes> = block.iter().map(|b| b.bytes().clone()).collect();
-            let meta = BlockMeta {
-                stream_id: stream.stream.0,
-                start_offset: block[0].base_offset(),
-                end_offset: block[block.len() - 1].end_offset(),
-                record_count: block.iter().map(RecordBatch::record_count).sum(),
-                max_timestamp: block
-                    .iter()
-                    .map(RecordBatch::max_timestamp)
-                    .max()
-                    .unwrap_or(i64::MIN),
-            };
             builder
-                .add_block(meta, &parts)
+                .add_block(block_meta(stream.stream.0, block), &parts)
                 .map_err(|source| StoreError::Format {
                     key: "(being built)".to_string(),
                     source,
                 })?;
         }
-        let range_start = stream.batches[0].base_offset();
-        let range_end = stream.batches[stream.batches.len() - 1].end_offset();
-        commits.push((open, range_start, range_end));
+        let whole = block_meta(stream.stream.0, &stream.batches);
+        let range = ObjectRange {
+            start_offset: whole.start_offset,
+            end_offset: whole.end_offset,
+            object: ObjectId(0),
+            bytes: stream.batches.iter().map(|b| b.len() as u64).sum(),
+            max_timestamp: whole.max_timestamp,
+        };
+        commits.push((open, range));
     }
     let (object, _) = builder.finish();
     let size = object.len() as u64;
@@ -106,20 +108,16 @@ pub(super) async fn upload(inner: &Inner) -> Result<(), StoreError> {
         .map_err(StoreError::storage("write", &key))?;
 
     let mut txn = Txn::new();
-    for (open, start, end) in &commits {
+    for (open, range) in &mut commits {
+        range.object = id;
         txn = txn
             .when(Compare::Value(
                 metadata::epoch_key(open.id),
                 metadata::u64_value(open.epoch),
             ))
             .and_then(Op::put(
-                metadata::range_key(open.id, *start),
-                ObjectRange {
-                    start_offset: *start,
-                    end_offset: *end,
-                    object: id,
-                }
-                .value(),
+                metadata::range_key(open.id, range.start_offset),
+                range.value(),
             ));
     }
     let committed = ObjectRecord {
@@ -130,7 +128,7 @@ pub(super) async fn upload(inner: &Inner) -> Result<(), StoreError> {
     if !meta.txn(txn).await?.succeeded {
         // A newer owner took one of the streams: this object must not be referenced.
         discard_object(inner, id).await?;
-        let (open, _, _) = &commits[0];
+        let (open, _) = &commits[0];
         return Err(StoreError::Fenced {
             stream: open.id,
             epoch: open.epoch,
@@ -139,16 +137,9 @@ pub(super) async fn upload(inner: &Inner) -> Result<(), StoreError> {
 
     let trim_point = {
         let mut cache = inner.lock_cache();
-        for (open, start, end) in &commits {
-            open.lock_state().ranges.insert(
-                *start,
-                ObjectRange {
-                    start_offset: *start,
-                    end_offset: *end,
-                    object: id,
-                },
-            );
-            cache.mark_uploaded(open.id, *end);
+        for (open, range) in &commits {
+            open.lock_state().ranges.insert(range.start_offset, *range);
+            cache.mark_uploaded(open.id, range.end_offset);
         }
         cache.wal_trim_point()
     };
@@ -159,6 +150,21 @@ pub(super) async fn upload(inner: &Inner) -> Result<(), StoreError> {
     metrics::histogram!("strata_upload_duration_seconds").record(started.elapsed().as_secs_f64());
     tracing::debug!(object = %id, bytes = size, streams = commits.len(), "uploaded stream-set object");
     Ok(())
+}
+
+/// What a run of consecutive batches of one stream holds.
+fn block_meta(stream_id: u64, batches: &[RecordBatch]) -> BlockMeta {
+    BlockMeta {
+        stream_id,
+        start_offset: batches.first().map_or(0, RecordBatch::base_offset),
+        end_offset: batches.last().map_or(0, RecordBatch::end_offset),
+        record_count: batches.iter().map(RecordBatch::record_count).sum(),
+        max_timestamp: batches
+            .iter()
+            .map(RecordBatch::max_timestamp)
+            .max()
+            .unwrap_or(i64::MIN),
+    }
 }
 
 /// Consecutive batches grouped into blocks of at most `block_bytes` (a batch larger
@@ -181,7 +187,8 @@ fn blocks(batches: &[RecordBatch], block_bytes: usize) -> Vec<&[RecordBatch]> {
     out
 }
 
-async fn discard_object(inner: &Inner, id: ObjectId) -> Result<(), StoreError> {
+/// Deletes an object and then its record; either step may already be done.
+pub(super) async fn discard_object(inner: &Inner, id: ObjectId) -> Result<(), StoreError> {
     let key = object_key(id);
     match inner.storage.operator().delete(&key).await {
         Ok(()) => {}
@@ -200,11 +207,7 @@ pub(super) async fn remove_uncommitted_objects(inner: &Inner) -> Result<(), Stor
         if ObjectRecord::parse(&kv)?.state != ObjectState::Prepared {
             continue;
         }
-        let hex = std::str::from_utf8(&kv.key[metadata::OBJECTS_PREFIX.len()..]).ok();
-        let id = hex
-            .and_then(|hex| u64::from_str_radix(hex, 16).ok())
-            .ok_or_else(|| metadata::StoreMetaError::Malformed(kv.key.clone()))?;
-        discard_object(inner, ObjectId(id)).await?;
+        discard_object(inner, metadata::parse_object_key(&kv.key)?).await?;
         removed += 1;
     }
     if removed > 0 {

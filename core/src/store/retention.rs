@@ -1,0 +1,198 @@
+//! Retention and garbage collection.
+//!
+//! Retention moves a stream's start past whole object ranges that are too old or
+//! beyond the size limit, deleting those range records. Garbage collection then finds
+//! objects no range references, marks them, and deletes them from the bucket once a
+//! grace period has passed (reads that looked a range up just before still find the
+//! object). Ranges are only ever added pointing at new objects, so an unreferenced
+//! object can never become referenced again.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::metadata::{self, ObjectRange, ObjectRecord, ObjectState, StreamId};
+use super::{Inner, OpenStream, StoreError, StreamStore, upload};
+use crate::meta::{Compare, Op, Txn};
+
+/// How much of a stream to keep. `None` keeps everything on that axis.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    /// Drop ranges whose newest record is older than this.
+    pub max_age: Option<Duration>,
+    /// Drop the oldest ranges while the stream's uploaded bytes exceed this.
+    pub max_bytes: Option<u64>,
+}
+
+/// What one garbage collection did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GcReport {
+    /// Objects newly found unreferenced and marked.
+    pub marked: usize,
+    /// Objects deleted from the bucket.
+    pub deleted: usize,
+}
+
+impl StreamStore {
+    /// Applies `policy` to `stream` as of `now_ms` (ms since the epoch); returns the
+    /// stream's start offset afterwards. Data not yet uploaded is never dropped.
+    pub async fn enforce_retention(
+        &self,
+        stream: StreamId,
+        policy: RetentionPolicy,
+        now_ms: i64,
+    ) -> Result<u64, StoreError> {
+        let open = self
+            .inner
+            .open_stream_state(stream)
+            .ok_or(StoreError::StreamNotOpen(stream))?;
+        let (start, ranges) = {
+            let state = open.lock_state();
+            (
+                state.start_offset,
+                state.ranges.values().copied().collect::<Vec<_>>(),
+            )
+        };
+        let age_limit = policy
+            .max_age
+            .map(|age| now_ms.saturating_sub(age.as_millis() as i64));
+        let mut retained_bytes: u64 = ranges.iter().map(|r| r.bytes).sum();
+        let mut new_start = start;
+        for range in &ranges {
+            let too_old = age_limit.is_some_and(|limit| range.max_timestamp < limit);
+            let too_big = policy.max_bytes.is_some_and(|max| retained_bytes > max);
+            if !(too_old || too_big) {
+                break;
+            }
+            retained_bytes -= range.bytes;
+            new_start = new_start.max(range.end_offset);
+        }
+        if new_start > start {
+            move_start(&self.inner, &open, new_start).await?;
+            metrics::counter!("strata_retention_trims_total").increment(1);
+        }
+        Ok(new_start)
+    }
+
+    /// Marks objects no range references and deletes those marked at least `grace`
+    /// ago.
+    pub async fn collect_garbage(&self, grace: Duration) -> Result<GcReport, StoreError> {
+        collect_garbage(&self.inner, grace).await
+    }
+}
+
+/// Moves the start of `open` to `new_start` and deletes the range records wholly
+/// below it, in one transaction conditional on the stream's epoch.
+pub(super) async fn move_start(
+    inner: &Inner,
+    open: &Arc<OpenStream>,
+    new_start: u64,
+) -> Result<(), StoreError> {
+    let doomed: Vec<ObjectRange> = open
+        .lock_state()
+        .ranges
+        .values()
+        .filter(|r| r.end_offset <= new_start)
+        .copied()
+        .collect();
+    let mut txn = Txn::new()
+        .when(Compare::Value(
+            metadata::epoch_key(open.id),
+            metadata::u64_value(open.epoch),
+        ))
+        .and_then(Op::put(
+            metadata::start_key(open.id),
+            metadata::u64_value(new_start),
+        ));
+    for range in &doomed {
+        txn = txn.and_then(Op::Delete {
+            key: metadata::range_key(open.id, range.start_offset),
+        });
+    }
+    if !inner.meta.txn(txn).await?.succeeded {
+        return Err(StoreError::Fenced {
+            stream: open.id,
+            epoch: open.epoch,
+        });
+    }
+    let mut state = open.lock_state();
+    state.start_offset = state.start_offset.max(new_start);
+    for range in &doomed {
+        state.ranges.remove(&range.start_offset);
+    }
+    Ok(())
+}
+
+/// Applies every open stream's policy, then collects garbage, every
+/// `retention_interval`, until the store is dropped.
+pub(super) async fn run(store: std::sync::Weak<Inner>) {
+    loop {
+        let interval = match store.upgrade() {
+            Some(inner) => inner.config.retention_interval,
+            None => return,
+        };
+        tokio::time::sleep(interval).await;
+        let Some(inner) = store.upgrade() else { return };
+        let streams: Vec<Arc<OpenStream>> = inner.lock_streams().values().cloned().collect();
+        let handle = StreamStore {
+            inner: inner.clone(),
+        };
+        let now = metadata::now_ms() as i64;
+        for open in streams {
+            let policy = open.lock_state().retention;
+            if policy == RetentionPolicy::default() {
+                continue;
+            }
+            if let Err(err) = handle.enforce_retention(open.id, policy, now).await {
+                tracing::warn!(stream = open.id.0, error = %err, "retention failed; retrying next round");
+            }
+        }
+        if let Err(err) = collect_garbage(&inner, inner.config.deletion_grace).await {
+            tracing::warn!(error = %err, "garbage collection failed; retrying next round");
+        }
+    }
+}
+
+async fn collect_garbage(inner: &Inner, grace: Duration) -> Result<GcReport, StoreError> {
+    let meta = inner.meta.as_ref();
+    let mut referenced = HashSet::new();
+    for kv in meta.scan_prefix(metadata::STREAMS_PREFIX, 0).await? {
+        let Some(at) = kv.key.windows(3).position(|w| w == b"/r/") else {
+            continue;
+        };
+        let start = metadata::parse_range_start(&kv.key[..at + 3], &kv.key)?;
+        referenced.insert(ObjectRange::parse(start, &kv)?.object);
+    }
+    let now = metadata::now_ms();
+    let mut report = GcReport::default();
+    for kv in meta.scan_prefix(metadata::OBJECTS_PREFIX, 0).await? {
+        let id = metadata::parse_object_key(&kv.key)?;
+        let record = ObjectRecord::parse(&kv)?;
+        match record.state {
+            ObjectState::Committed if !referenced.contains(&id) => {
+                let marked = ObjectRecord {
+                    state: ObjectState::MarkedForDeletion { at_ms: now },
+                    ..record
+                };
+                let txn = Txn::new()
+                    .when(Compare::ModRevision(kv.key.clone(), kv.mod_revision))
+                    .and_then(Op::put(kv.key.clone(), marked.value()));
+                if meta.txn(txn).await?.succeeded {
+                    report.marked += 1;
+                }
+            }
+            ObjectState::MarkedForDeletion { at_ms }
+                if at_ms.saturating_add(grace.as_millis() as u64) <= now =>
+            {
+                upload::discard_object(inner, id).await?;
+                report.deleted += 1;
+            }
+            _ => {}
+        }
+    }
+    if report.deleted > 0 {
+        metrics::counter!("strata_retention_deleted_objects_total")
+            .increment(report.deleted as u64);
+    }
+    Ok(report)
+}
