@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod conformance;
 pub mod faults;
+pub mod store_crash;
 pub mod testbed;
 
 use libtest_mimic::{Arguments, Trial};

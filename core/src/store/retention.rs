@@ -14,6 +14,7 @@ use std::time::Duration;
 use super::metadata::{self, ObjectRange, ObjectRecord, ObjectState, StreamId};
 use super::{Inner, OpenStream, StoreError, StreamStore, upload};
 use crate::meta::{Compare, Op, Txn};
+use crate::object::ObjectId;
 
 /// How much of a stream to keep. `None` keeps everything on that axis.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -72,6 +73,11 @@ impl StreamStore {
             metrics::counter!("strata_retention_trims_total").increment(1);
         }
         Ok(new_start)
+    }
+
+    /// Objects some stream range points at.
+    pub async fn referenced_objects(&self) -> Result<HashSet<ObjectId>, StoreError> {
+        referenced_objects(&self.inner).await
     }
 
     /// Marks objects no range references and deletes those marked at least `grace`
@@ -153,16 +159,21 @@ pub(super) async fn run(store: std::sync::Weak<Inner>) {
     }
 }
 
-async fn collect_garbage(inner: &Inner, grace: Duration) -> Result<GcReport, StoreError> {
-    let meta = inner.meta.as_ref();
+async fn referenced_objects(inner: &Inner) -> Result<HashSet<ObjectId>, StoreError> {
     let mut referenced = HashSet::new();
-    for kv in meta.scan_prefix(metadata::STREAMS_PREFIX, 0).await? {
+    for kv in inner.meta.scan_prefix(metadata::STREAMS_PREFIX, 0).await? {
         let Some(at) = kv.key.windows(3).position(|w| w == b"/r/") else {
             continue;
         };
         let start = metadata::parse_range_start(&kv.key[..at + 3], &kv.key)?;
         referenced.insert(ObjectRange::parse(start, &kv)?.object);
     }
+    Ok(referenced)
+}
+
+async fn collect_garbage(inner: &Inner, grace: Duration) -> Result<GcReport, StoreError> {
+    let meta = inner.meta.as_ref();
+    let referenced = referenced_objects(inner).await?;
     let now = metadata::now_ms();
     let mut report = GcReport::default();
     for kv in meta.scan_prefix(metadata::OBJECTS_PREFIX, 0).await? {

@@ -1,0 +1,220 @@
+//! SIGKILL crash test of the stream store against a real server.
+//!
+//! The test binary runs itself as a child that appends under load — with small,
+//! frequent uploads and, every so often, retention and garbage collection — and
+//! prints each batch's offsets once its append is acknowledged. The parent kills it
+//! with SIGKILL at varying moments, reopens the store, and checks: every acknowledged
+//! batch at or after the start offset is there, exactly once, in order; and after
+//! cleanup, every object in the bucket is referenced and every referenced object is
+//! in the bucket.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use strata_backends::{Storage, StorageConfig};
+use strata_core::batch::{RecordBatch, synthetic_batch};
+use strata_core::meta::{EmbeddedMetaStore, EmbeddedOptions, MetaStore};
+use strata_core::object::ObjectId;
+use strata_core::store::{RetentionPolicy, StoreConfig, StreamId, StreamStore};
+
+const CHILD_DIR: &str = "STRATA_STORE_CRASH_DIR";
+const CHILD_CONFIG: &str = "STRATA_STORE_CRASH_CONFIG";
+
+async fn open_store(dir: &Path, storage_config: &str, child: bool) -> Result<StreamStore, String> {
+    let config = StorageConfig::from_document(storage_config).map_err(|e| e.to_string())?;
+    let storage = Storage::open(&config).map_err(|e| e.to_string())?;
+    let meta: Arc<dyn MetaStore> = Arc::new(
+        EmbeddedMetaStore::open(&dir.join("meta"), EmbeddedOptions::default())
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    let mut store_config = StoreConfig::new(dir.join("wal"));
+    if child {
+        // Small, frequent uploads: kills land in the middle of them.
+        store_config.upload_bytes = 32 * 1024;
+        store_config.upload_interval = Duration::from_millis(30);
+    } else {
+        store_config.upload_interval = Duration::from_secs(3600);
+        store_config.retention_interval = Duration::from_secs(3600);
+    }
+    StreamStore::open(storage, meta, store_config)
+        .await
+        .map_err(|e| format!("open the store: {e}"))
+}
+
+fn batch(seed: u64) -> RecordBatch {
+    synthetic_batch(3, 300 + (seed % 200) as usize, seed as i64)
+}
+
+/// When the test binary was started as the crash child, runs it (never returns).
+pub fn run_child_if_requested() {
+    let (Ok(dir), Ok(config)) = (std::env::var(CHILD_DIR), std::env::var(CHILD_CONFIG)) else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let store = open_store(Path::new(&dir), &config, true)
+            .await
+            .expect("child store");
+        let stream = StreamId(0);
+        if store.open_stream(stream).await.is_err() {
+            let created = store.create_stream().await.expect("create");
+            assert_eq!(created, stream);
+            store.open_stream(stream).await.expect("open");
+        }
+        let mut stdout = std::io::stdout();
+        for round in 0u64.. {
+            let pending: Vec<_> = (0..4)
+                .map(|k| store.append(stream, batch(round * 4 + k)))
+                .collect();
+            for append in pending {
+                let appended = append.await.expect("append");
+                writeln!(stdout, "{} {}", appended.base_offset, appended.end_offset)
+                    .expect("stdout");
+            }
+            stdout.flush().expect("flush");
+            if round % 50 == 49 {
+                // Keep roughly the newest 256 KiB uploaded; drop and collect the rest.
+                let policy = RetentionPolicy {
+                    max_age: None,
+                    max_bytes: Some(256 * 1024),
+                };
+                store
+                    .enforce_retention(stream, policy, 0)
+                    .await
+                    .expect("retention");
+                store.collect_garbage(Duration::ZERO).await.expect("gc");
+            }
+        }
+    });
+    std::process::exit(0);
+}
+
+/// Kills the child `rounds` times against `storage_config`; returns what failed.
+pub fn sigkill_rounds(storage_config: &str, rounds: u64) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let mut acked: Vec<(u64, u64)> = Vec::new();
+    for round in 0..rounds {
+        let mut child = std::process::Command::new(&exe)
+            .env(CHILD_DIR, dir.path())
+            .env(CHILD_CONFIG, storage_config)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("spawn the child: {e}"))?;
+        std::thread::sleep(Duration::from_millis(700 + 370 * round));
+        child.kill().map_err(|e| format!("SIGKILL: {e}"))?;
+        let output = child.wait_with_output().map_err(|e| e.to_string())?;
+        let this_round: Vec<(u64, u64)> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|l| {
+                let (a, b) = l.split_once(' ')?;
+                Some((a.parse().ok()?, b.parse().ok()?))
+            })
+            .collect();
+        if this_round.is_empty() {
+            return Err(format!("round {round}: the child acknowledged nothing"));
+        }
+        acked.extend(this_round);
+        let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+        runtime.block_on(verify(dir.path(), storage_config, &acked, round))?;
+        eprintln!(
+            "round {round}: {} acknowledged batches verified",
+            acked.len()
+        );
+    }
+    Ok(())
+}
+
+async fn verify(
+    dir: &Path,
+    storage_config: &str,
+    acked: &[(u64, u64)],
+    round: u64,
+) -> Result<(), String> {
+    let store = open_store(dir, storage_config, false).await?;
+    let stream = StreamId(0);
+    store
+        .open_stream(stream)
+        .await
+        .map_err(|e| format!("round {round}: open: {e}"))?;
+    let (start, end) = store.offsets(stream).map_err(|e| e.to_string())?;
+    let mut offset = start;
+    let mut found = HashSet::new();
+    while offset < end {
+        let batches = store
+            .fetch(stream, offset, 64 * 1024)
+            .await
+            .map_err(|e| format!("round {round}: fetch at {offset}: {e}"))?;
+        let first = batches
+            .first()
+            .ok_or(format!("round {round}: no progress at {offset}"))?;
+        if first.base_offset() > offset || (offset > start && first.base_offset() != offset) {
+            return Err(format!("round {round}: gap or overlap at offset {offset}"));
+        }
+        for batch in &batches {
+            if !found.insert((batch.base_offset(), batch.end_offset())) {
+                return Err(format!(
+                    "round {round}: batch {} twice",
+                    batch.base_offset()
+                ));
+            }
+            offset = batch.end_offset();
+        }
+    }
+    for (base, batch_end) in acked.iter().filter(|(_, e)| *e > start) {
+        if !found.contains(&(*base, *batch_end)) {
+            return Err(format!(
+                "round {round}: acknowledged batch {base}..{batch_end} lost (stream {start}..{end})"
+            ));
+        }
+    }
+    // Cleanup: what is in the bucket is exactly what the metadata references.
+    store
+        .collect_garbage(Duration::ZERO)
+        .await
+        .map_err(|e| e.to_string())?;
+    store
+        .collect_garbage(Duration::ZERO)
+        .await
+        .map_err(|e| e.to_string())?;
+    let referenced = store
+        .referenced_objects()
+        .await
+        .map_err(|e| e.to_string())?;
+    let config = StorageConfig::from_document(storage_config).map_err(|e| e.to_string())?;
+    let storage = Storage::open(&config).map_err(|e| e.to_string())?;
+    let listed = storage
+        .operator()
+        .list_with("objects/")
+        .recursive(true)
+        .await
+        .map_err(|e| format!("list: {e}"))?;
+    let in_bucket: HashSet<ObjectId> = listed
+        .iter()
+        .filter_map(|e| {
+            e.path()
+                .rsplit('/')
+                .next()?
+                .strip_suffix(".obj")
+                .map(str::to_string)
+        })
+        .filter_map(|hex| u64::from_str_radix(&hex, 16).ok().map(ObjectId))
+        .collect();
+    if in_bucket != referenced {
+        let orphans: Vec<_> = in_bucket.difference(&referenced).collect();
+        let missing: Vec<_> = referenced.difference(&in_bucket).collect();
+        return Err(format!(
+            "round {round}: orphan objects {orphans:?}, missing objects {missing:?}"
+        ));
+    }
+    Ok(())
+}
