@@ -1,5 +1,6 @@
 //! The `strata` command line.
 
+mod bench;
 mod storage;
 
 use std::path::PathBuf;
@@ -27,6 +28,23 @@ enum Command {
         #[command(subcommand)]
         command: StorageCommand,
     },
+    /// Benchmarks that print figures.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// The stream store (local WAL) beside the raw operator, on the configured store.
+    Store {
+        /// Config file; the embedded default (a local directory) when omitted.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        args: bench::BenchArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -44,6 +62,32 @@ impl Cli {
     /// Runs the command; the exit code says whether it succeeded.
     pub fn run(self) -> ExitCode {
         match self.command {
+            Command::Bench {
+                command: BenchCommand::Store { config, args },
+            } => {
+                let Some(snapshotter) = bench::install_recorder() else {
+                    eprintln!("error: a metrics recorder is already installed");
+                    return ExitCode::FAILURE;
+                };
+                let config = match StrataConfig::load(config.as_deref(), std::env::vars()) {
+                    Ok(config) => config,
+                    Err(err) => {
+                        eprintln!("error: {err}");
+                        return ExitCode::from(2);
+                    }
+                };
+                export_hdfs_user(&config);
+                let Some(rt) = runtime() else {
+                    return ExitCode::FAILURE;
+                };
+                match rt.block_on(bench::run(&config.storage, args, snapshotter)) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(err) => {
+                        eprintln!("error: {err}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
             Command::Storage {
                 command: StorageCommand::Check { config },
             } => {

@@ -98,6 +98,8 @@ pub enum StoreError {
         start: u64,
         end: u64,
     },
+    #[error("a background task of the store failed: {0}")]
+    Task(String),
     #[error("WAL record {lsn:?} is malformed")]
     MalformedWalRecord { lsn: Lsn },
 }

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use opendal::ErrorKind;
 use tokio::sync::Notify;
 
+use super::cache::PendingStream;
 use super::metadata::{self, ObjectRange, ObjectRecord, ObjectState};
 use super::{Inner, OpenStream, StoreError};
 use crate::batch::RecordBatch;
@@ -63,21 +64,11 @@ pub(super) async fn upload(inner: &Inner) -> Result<(), StoreError> {
         return Ok(());
     }
     let started = Instant::now();
-    let mut builder = ObjectBuilder::new(ObjectKind::StreamSet);
     let mut commits: Vec<(Arc<OpenStream>, ObjectRange)> = Vec::with_capacity(pending.len());
     for stream in &pending {
         let open = inner
             .open_stream_state(stream.stream)
             .ok_or(StoreError::StreamNotOpen(stream.stream))?;
-        for block in blocks(&stream.batches, inner.config.block_bytes) {
-            let parts: Vec<Bytes> = block.iter().map(|b| b.bytes().clone()).collect();
-            builder
-                .add_block(block_meta(stream.stream.0, block), &parts)
-                .map_err(|source| StoreError::Format {
-                    key: "(being built)".to_string(),
-                    source,
-                })?;
-        }
         let whole = block_meta(stream.stream.0, &stream.batches);
         let range = ObjectRange {
             start_offset: whole.start_offset,
@@ -88,7 +79,12 @@ pub(super) async fn upload(inner: &Inner) -> Result<(), StoreError> {
         };
         commits.push((open, range));
     }
-    let (object, _) = builder.finish();
+    // Copying and checksumming tens of MiB is CPU work: keep it off the async
+    // workers, where it would delay the acknowledgements of appends.
+    let block_bytes = inner.config.block_bytes;
+    let object = tokio::task::spawn_blocking(move || build_object(&pending, block_bytes))
+        .await
+        .map_err(|err| StoreError::Task(err.to_string()))??;
     let size = object.len() as u64;
 
     let meta = inner.meta.as_ref();
@@ -150,6 +146,23 @@ pub(super) async fn upload(inner: &Inner) -> Result<(), StoreError> {
     metrics::histogram!("strata_upload_duration_seconds").record(started.elapsed().as_secs_f64());
     tracing::debug!(object = %id, bytes = size, streams = commits.len(), "uploaded stream-set object");
     Ok(())
+}
+
+/// Lays out one stream-set object from the pending batches.
+fn build_object(pending: &[PendingStream], block_bytes: usize) -> Result<Bytes, StoreError> {
+    let mut builder = ObjectBuilder::new(ObjectKind::StreamSet);
+    for stream in pending {
+        for block in blocks(&stream.batches, block_bytes) {
+            let parts: Vec<Bytes> = block.iter().map(|b| b.bytes().clone()).collect();
+            builder
+                .add_block(block_meta(stream.stream.0, block), &parts)
+                .map_err(|source| StoreError::Format {
+                    key: "(being built)".to_string(),
+                    source,
+                })?;
+        }
+    }
+    Ok(builder.finish().0)
 }
 
 /// What a run of consecutive batches of one stream holds.
