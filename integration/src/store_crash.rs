@@ -218,3 +218,112 @@ async fn verify(
     }
     Ok(())
 }
+
+/// Appends while the object store misbehaves (errors, throttling, resets, cut
+/// transfers) and retries are nearly off, so failures reach the store's uploader.
+/// Every append must still be acknowledged (the WAL is local), and once the store
+/// behaves again, every acknowledged batch must be readable exactly once, in order,
+/// from objects, with no orphan object left after cleanup.
+pub fn backend_faults(
+    endpoint: &str,
+    bucket: &str,
+    access: &str,
+    secret: &str,
+) -> Result<(), String> {
+    let upstream: std::net::SocketAddr = endpoint
+        .trim_start_matches("http://")
+        .parse()
+        .map_err(|e| format!("endpoint {endpoint}: {e}"))?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let chaos = crate::chaos::ChaosProxy::start(upstream, 300, 7).await.map_err(|e| e.to_string())?;
+        let unique = format!("faults-{}", std::process::id());
+        let document = |endpoint: &str| {
+            format!(
+                "[storage]\nkind = \"minio\"\nbucket = \"{bucket}\"\nroot = \"/{unique}\"\nendpoint = \"{endpoint}\"\n\
+                 access_key_id = \"{access}\"\nsecret_access_key = \"{secret}\"\n\
+                 [storage.timeouts]\noperation = \"2s\"\nio = \"2s\"\n\
+                 [storage.retry]\nmax_retries = 1\nmin_delay = \"10ms\"\nmax_delay = \"20ms\"\n"
+            )
+        };
+        let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let chaotic = document(&chaos.endpoint());
+        let store = open_store(dir.path(), &chaotic, true).await?;
+        let streams = 8u64;
+        let mut acked = Vec::new();
+        for s in 0..streams {
+            let id = store.create_stream().await.map_err(|e| e.to_string())?;
+            store.open_stream(id).await.map_err(|e| e.to_string())?;
+            assert_eq!(id, StreamId(s));
+        }
+        let started = std::time::Instant::now();
+        let mut round = 0u64;
+        while started.elapsed() < Duration::from_secs(4) {
+            for s in 0..streams {
+                let appended = store
+                    .append(StreamId(s), batch(round * streams + s))
+                    .await
+                    .map_err(|e| format!("append failed while only the object store misbehaved: {e}"))?;
+                acked.push((s, appended.base_offset, appended.end_offset));
+            }
+            round += 1;
+        }
+        if chaos.injected() == 0 {
+            return Err("the chaos proxy injected no fault".to_string());
+        }
+        chaos.disable();
+        let mut flushed = false;
+        for _ in 0..20 {
+            if store.flush().await.is_ok() && store.unuploaded_bytes() == 0 {
+                flushed = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        if !flushed {
+            return Err("the store did not upload its backlog once the object store recovered".to_string());
+        }
+        drop(store);
+
+        // A fresh store straight to the server, with an empty cache: objects only.
+        let direct = document(endpoint);
+        let mut cold_dir_config = StoreConfig::new(dir.path().join("wal-verify"));
+        cold_dir_config.upload_interval = Duration::from_secs(3600);
+        let meta: Arc<dyn MetaStore> = Arc::new(
+            EmbeddedMetaStore::open(&dir.path().join("meta"), EmbeddedOptions::default())
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+        let storage = Storage::open(&StorageConfig::from_document(&direct).map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+        let verify = StreamStore::open(storage.clone(), meta, cold_dir_config).await.map_err(|e| e.to_string())?;
+        for s in 0..streams {
+            let stream = StreamId(s);
+            verify.open_stream(stream).await.map_err(|e| e.to_string())?;
+            let expected: Vec<(u64, u64)> = acked.iter().filter(|a| a.0 == s).map(|a| (a.1, a.2)).collect();
+            let mut got = Vec::new();
+            let mut offset = 0;
+            let (_, end) = verify.offsets(stream).map_err(|e| e.to_string())?;
+            while offset < end {
+                let batches = verify.fetch(stream, offset, 64 * 1024).await.map_err(|e| format!("fetch: {e}"))?;
+                for b in &batches {
+                    got.push((b.base_offset(), b.end_offset()));
+                    offset = b.end_offset();
+                }
+            }
+            if got != expected {
+                return Err(format!("stream {s}: read {} batches, {} acknowledged, or out of order", got.len(), expected.len()));
+            }
+        }
+        verify.collect_garbage(Duration::ZERO).await.map_err(|e| e.to_string())?;
+        verify.collect_garbage(Duration::ZERO).await.map_err(|e| e.to_string())?;
+        let referenced = verify.referenced_objects().await.map_err(|e| e.to_string())?;
+        let listed = storage.operator().list_with("objects/").recursive(true).await.map_err(|e| e.to_string())?;
+        let in_bucket = listed.iter().filter(|e| e.path().ends_with(".obj")).count();
+        if in_bucket != referenced.len() {
+            return Err(format!("{in_bucket} objects in the bucket, {} referenced", referenced.len()));
+        }
+        eprintln!("backend faults: {} faults injected, {} batches verified", chaos.injected(), acked.len());
+        Ok(())
+    })
+}
