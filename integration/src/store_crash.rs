@@ -1,7 +1,8 @@
 //! SIGKILL crash test of the stream store against a real server.
 //!
 //! The test binary runs itself as a child that appends under load — with small,
-//! frequent uploads and, every so often, retention and garbage collection — and
+//! frequent uploads and, every so often, retention, compaction and garbage
+//! collection — and
 //! prints each batch's offsets once its append is acknowledged. The parent kills it
 //! with SIGKILL at varying moments, reopens the store, and checks: every acknowledged
 //! batch at or after the start offset is there, exactly once, in order; and after
@@ -36,6 +37,7 @@ async fn open_store(dir: &Path, storage_config: &str, child: bool) -> Result<Str
         // Small, frequent uploads: kills land in the middle of them.
         store_config.upload_bytes = 32 * 1024;
         store_config.upload_interval = Duration::from_millis(30);
+        store_config.compaction_min_ranges = 3;
     } else {
         store_config.upload_interval = Duration::from_secs(3600);
         store_config.retention_interval = Duration::from_secs(3600);

@@ -102,20 +102,26 @@ impl ObjectBuilder {
             mut entries,
         } = self;
         entries.sort_by_key(|e| (e.stream_id, e.start_offset));
-        let index_position = data.len() as u64;
-        let mut index = Vec::with_capacity(entries.len() * super::INDEX_ENTRY_LEN);
-        for entry in &entries {
-            entry.encode_into(&mut index);
-        }
-        let footer = Footer {
-            index_position,
-            index_len: index.len() as u32,
-            index_checksum: crc32c::crc32c(&index),
-            block_count: entries.len() as u32,
-            kind,
-        };
-        data.extend_from_slice(&index);
-        data.extend_from_slice(&footer.encode());
+        let tail = encode_tail(kind, &entries, data.len() as u64);
+        data.extend_from_slice(&tail);
         (data.freeze(), entries)
     }
+}
+
+/// The index and footer that follow `data_len` bytes of blocks; `entries` must be
+/// sorted by stream and offset.
+pub fn encode_tail(kind: ObjectKind, entries: &[BlockEntry], data_len: u64) -> Vec<u8> {
+    let mut tail = Vec::with_capacity(entries.len() * super::INDEX_ENTRY_LEN + super::FOOTER_LEN);
+    for entry in entries {
+        entry.encode_into(&mut tail);
+    }
+    let footer = Footer {
+        index_position: data_len,
+        index_len: tail.len() as u32,
+        index_checksum: crc32c::crc32c(&tail),
+        block_count: entries.len() as u32,
+        kind,
+    };
+    tail.extend_from_slice(&footer.encode());
+    tail
 }

@@ -27,7 +27,7 @@ pub struct BlockEntry {
 }
 
 impl BlockEntry {
-    pub(super) fn encode_into(&self, out: &mut Vec<u8>) {
+    pub(crate) fn encode_into(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.stream_id.to_le_bytes());
         out.extend_from_slice(&self.start_offset.to_le_bytes());
         out.extend_from_slice(&self.end_offset.to_le_bytes());

@@ -9,7 +9,9 @@
 //! - A stream has one owner at a time: opening it bumps its epoch, and every metadata
 //!   commit compares the epoch, so a stale owner can never change it.
 
+mod block_cache;
 mod cache;
+mod compaction;
 mod metadata;
 mod read;
 mod retention;
@@ -30,6 +32,7 @@ use crate::object::FormatError;
 use crate::wal::{LocalWal, LocalWalOptions, Lsn, WalError};
 
 use self::cache::LogCache;
+pub use self::compaction::CompactionReport;
 pub use self::metadata::{ObjectRange, StoreMetaError, StreamId};
 pub use self::retention::{GcReport, RetentionPolicy};
 
@@ -49,7 +52,19 @@ pub struct StoreConfig {
     pub log_cache_bytes: usize,
     /// Appends wait while this much data is not yet uploaded.
     pub max_unuploaded_bytes: usize,
-    /// How often retention policies are applied and garbage is collected.
+    /// Block cache size (verified blocks read from objects).
+    pub block_cache_bytes: usize,
+    /// A cold read fetches up to this many bytes of the stream's following blocks in
+    /// the same request.
+    pub read_ahead_bytes: usize,
+    /// Storage reads for cold fetches in flight at once.
+    pub cold_read_concurrency: usize,
+    /// Size a compacted stream object grows to.
+    pub stream_object_bytes: u64,
+    /// Consecutive small ranges of a stream needed before compaction merges them.
+    pub compaction_min_ranges: usize,
+    /// How often retention policies are applied, streams compacted and garbage
+    /// collected.
     pub retention_interval: Duration,
     /// How long an unreferenced object stays in the bucket before deletion.
     pub deletion_grace: Duration,
@@ -65,6 +80,11 @@ impl StoreConfig {
             block_bytes: 1 << 20,
             log_cache_bytes: 256 << 20,
             max_unuploaded_bytes: 256 << 20,
+            block_cache_bytes: 128 << 20,
+            read_ahead_bytes: 4 << 20,
+            cold_read_concurrency: 16,
+            stream_object_bytes: 64 << 20,
+            compaction_min_ranges: 8,
             retention_interval: Duration::from_secs(60),
             deletion_grace: Duration::from_secs(60),
         }
@@ -152,11 +172,17 @@ struct Inner {
     uploaded: Notify,
     upload_lock: tokio::sync::Mutex<()>,
     indexes: read::IndexCache,
+    blocks: block_cache::BlockCache,
+    /// Permits for storage reads of cold fetches.
+    cold_reads: tokio::sync::Semaphore,
 }
 
 struct OpenStream {
     id: StreamId,
     epoch: u64,
+    /// Serialises retention, trim and compaction of this stream: each rewrites
+    /// range records computed from the in-memory state.
+    maintenance: tokio::sync::Mutex<()>,
     /// Next offset to assign; held while an append is queued so offsets follow call order.
     next_offset: tokio::sync::Mutex<u64>,
     state: Mutex<StreamState>,
@@ -180,6 +206,8 @@ impl StreamStore {
     ) -> Result<StreamStore, StoreError> {
         let (wal, recovered) = LocalWal::open(&config.wal_dir, config.wal).await?;
         let cache = LogCache::new(config.log_cache_bytes, wal.first_lsn());
+        let blocks = block_cache::BlockCache::new(config.block_cache_bytes);
+        let cold_reads = tokio::sync::Semaphore::new(config.cold_read_concurrency.max(1));
         let inner = Arc::new(Inner {
             storage,
             meta,
@@ -191,6 +219,8 @@ impl StreamStore {
             uploaded: Notify::new(),
             upload_lock: tokio::sync::Mutex::new(()),
             indexes: read::IndexCache::new(1024),
+            blocks,
+            cold_reads,
         });
         let store = StreamStore { inner };
         upload::remove_uncommitted_objects(&store.inner).await?;
@@ -290,6 +320,7 @@ impl StreamStore {
         let open = Arc::new(OpenStream {
             id: stream,
             epoch,
+            maintenance: tokio::sync::Mutex::new(()),
             next_offset: tokio::sync::Mutex::new(end),
             state: Mutex::new(StreamState {
                 start_offset,

@@ -1,13 +1,21 @@
-//! Reads of data no longer in the log cache: object index, then a ranged GET of the
-//! blocks that hold the offsets, each verified against its checksum.
+//! Reads of data no longer in the log cache: object index, then the blocks that hold
+//! the offsets, each verified against its checksum.
+//!
+//! A stream's blocks sit back to back in an object, so one ranged GET fetches the
+//! block a read needs together with the following ones, up to `read_ahead_bytes`:
+//! a sequential reader then finds its next blocks in the block cache. Cold reads take
+//! permits from their own semaphore, so a burst of them cannot take every storage
+//! request slot from uploads.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
+
 use super::metadata::{self, ObjectRecord, StreamId};
 use super::{Inner, StoreError};
 use crate::batch::RecordBatch;
-use crate::object::{FOOTER_LEN, Footer, Index, ObjectId, object_key};
+use crate::object::{BlockEntry, FOOTER_LEN, Footer, Index, ObjectId, object_key};
 
 /// Bytes fetched from an object's end on first read: the footer and, for objects
 /// of a few hundred blocks, the whole index, in one request.
@@ -64,10 +72,8 @@ pub(super) async fn from_objects(
             .filter(|r| offset < r.end_offset)
     };
     let Some(range) = range else {
-        let (start, end) = (
-            open.lock_state().start_offset,
-            inner.lock_cache().acked_end(stream).unwrap_or(0),
-        );
+        let start = open.lock_state().start_offset;
+        let end = inner.lock_cache().acked_end(stream).unwrap_or(0);
         return Err(StoreError::OffsetOutOfRange {
             stream,
             offset,
@@ -76,29 +82,29 @@ pub(super) async fn from_objects(
         });
     };
     let index = load_index(inner, range.object).await?;
-    let key = object_key(range.object);
-    let mut out = Vec::new();
-    let mut bytes = 0;
-    for entry in index
+    let blocks: Vec<BlockEntry> = index
         .blocks_of(stream.0)
         .iter()
         .filter(|e| e.end_offset > offset)
-    {
+        .copied()
+        .collect();
+    let mut out = Vec::new();
+    let mut bytes = 0;
+    for (i, entry) in blocks.iter().enumerate() {
         if !out.is_empty() && bytes >= max_bytes {
             break;
         }
-        let data = inner
-            .storage
-            .operator()
-            .read_with(&key)
-            .range(entry.position..entry.position + u64::from(entry.len))
-            .await
-            .map_err(StoreError::storage("read", &key))?
-            .to_bytes();
-        entry.verify(&data).map_err(|source| StoreError::Format {
-            key: key.clone(),
-            source,
-        })?;
+        let data = match inner.blocks.get((range.object, entry.position)) {
+            Some(data) => {
+                metrics::counter!("strata_block_cache_hits_total").increment(1);
+                data
+            }
+            None => {
+                metrics::counter!("strata_block_cache_misses_total").increment(1);
+                let budget = max_bytes.max(inner.config.read_ahead_bytes);
+                fetch_run(inner, range.object, &blocks[i..], budget).await?
+            }
+        };
         for batch in RecordBatch::split_stored(data)? {
             if batch.end_offset() <= offset {
                 continue;
@@ -113,7 +119,76 @@ pub(super) async fn from_objects(
     Ok(out)
 }
 
-async fn load_index(inner: &Inner, id: ObjectId) -> Result<Arc<Index>, StoreError> {
+/// Fetches `run[0]` and the contiguous blocks after it, up to `budget` bytes, in one
+/// ranged GET; verifies each and caches it; returns the first.
+async fn fetch_run(
+    inner: &Inner,
+    object: ObjectId,
+    run: &[BlockEntry],
+    budget: usize,
+) -> Result<Bytes, StoreError> {
+    let blocks = read_run(inner, object, run, budget).await?;
+    if blocks.len() > 1 {
+        metrics::counter!("strata_read_ahead_blocks_total").increment(blocks.len() as u64 - 1);
+    }
+    let first = blocks[0].1.clone();
+    for (entry, block) in blocks {
+        inner.blocks.insert((object, entry.position), block);
+    }
+    metrics::gauge!("strata_block_cache_bytes").set(inner.blocks.bytes() as f64);
+    Ok(first)
+}
+
+/// Reads `run[0]` and the blocks right after it in the object (while contiguous and
+/// within `budget` bytes) with one ranged GET, each verified against its checksum.
+pub(super) async fn read_run(
+    inner: &Inner,
+    object: ObjectId,
+    run: &[BlockEntry],
+    budget: usize,
+) -> Result<Vec<(BlockEntry, Bytes)>, StoreError> {
+    let mut count = 1;
+    let mut len = u64::from(run[0].len);
+    while let Some(next) = run.get(count) {
+        let previous = &run[count - 1];
+        let contiguous = next.position == previous.position + u64::from(previous.len);
+        if !contiguous || len + u64::from(next.len) > budget as u64 {
+            break;
+        }
+        len += u64::from(next.len);
+        count += 1;
+    }
+    let key = object_key(object);
+    let start = run[0].position;
+    let data = {
+        let _permit = inner
+            .cold_reads
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Task("cold read budget closed".into()))?;
+        inner
+            .storage
+            .operator()
+            .read_with(&key)
+            .range(start..start + len)
+            .await
+            .map_err(StoreError::storage("read", &key))?
+            .to_bytes()
+    };
+    let mut blocks = Vec::with_capacity(count);
+    for entry in &run[..count] {
+        let at = (entry.position - start) as usize;
+        let block = data.slice(at..at + entry.len as usize);
+        entry.verify(&block).map_err(|source| StoreError::Format {
+            key: key.clone(),
+            source,
+        })?;
+        blocks.push((*entry, block));
+    }
+    Ok(blocks)
+}
+
+pub(super) async fn load_index(inner: &Inner, id: ObjectId) -> Result<Arc<Index>, StoreError> {
     if let Some(index) = inner.indexes.get(id) {
         return Ok(index);
     }

@@ -94,6 +94,7 @@ pub(super) async fn move_start(
     open: &Arc<OpenStream>,
     new_start: u64,
 ) -> Result<(), StoreError> {
+    let _exclusive = open.maintenance.lock().await;
     let doomed: Vec<ObjectRange> = open
         .lock_state()
         .ranges
@@ -111,9 +112,10 @@ pub(super) async fn move_start(
             metadata::u64_value(new_start),
         ));
     for range in &doomed {
-        txn = txn.and_then(Op::Delete {
-            key: metadata::range_key(open.id, range.start_offset),
-        });
+        let key = metadata::range_key(open.id, range.start_offset);
+        txn = txn
+            .when(Compare::Value(key.clone(), range.value()))
+            .and_then(Op::Delete { key });
     }
     if !inner.meta.txn(txn).await?.succeeded {
         return Err(StoreError::Fenced {
@@ -129,7 +131,7 @@ pub(super) async fn move_start(
     Ok(())
 }
 
-/// Applies every open stream's policy, then collects garbage, every
+/// Applies every open stream's policy and compacts it, then collects garbage, every
 /// `retention_interval`, until the store is dropped.
 pub(super) async fn run(store: std::sync::Weak<Inner>) {
     loop {
@@ -146,11 +148,13 @@ pub(super) async fn run(store: std::sync::Weak<Inner>) {
         let now = metadata::now_ms() as i64;
         for open in streams {
             let policy = open.lock_state().retention;
-            if policy == RetentionPolicy::default() {
-                continue;
-            }
-            if let Err(err) = handle.enforce_retention(open.id, policy, now).await {
+            if policy != RetentionPolicy::default()
+                && let Err(err) = handle.enforce_retention(open.id, policy, now).await
+            {
                 tracing::warn!(stream = open.id.0, error = %err, "retention failed; retrying next round");
+            }
+            if let Err(err) = super::compaction::compact_stream(&inner, &open).await {
+                tracing::warn!(stream = open.id.0, error = %err, "compaction failed; retrying next round");
             }
         }
         if let Err(err) = collect_garbage(&inner, inner.config.deletion_grace).await {

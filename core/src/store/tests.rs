@@ -571,3 +571,64 @@ async fn background_retention_applies_policies_and_deletes_objects() {
     }
     assert_eq!(store.offsets(stream).expect("offsets"), (8, 12));
 }
+
+#[tokio::test]
+async fn compaction_merges_small_ranges_into_stream_objects() {
+    let fixture = Fixture::new();
+    let mut config = fixture.config();
+    config.compaction_min_ranges = 4;
+    let store = StreamStore::open(fixture.storage(), fixture.meta().await, config.clone())
+        .await
+        .expect("store");
+    let a = store.create_stream().await.expect("create");
+    let b = store.create_stream().await.expect("create");
+    store.open_stream(a).await.expect("open");
+    store.open_stream(b).await.expect("open");
+    let mut expected_a = Vec::new();
+    for round in 0..10 {
+        for i in 0..3 {
+            let appended = store
+                .append(a, batch(2, round * 3 + i))
+                .await
+                .expect("append");
+            expected_a.push(batch(2, round * 3 + i).with_base_offset(appended.base_offset));
+            store
+                .append(b, batch(5, round * 3 + i))
+                .await
+                .expect("append");
+        }
+        store.flush().await.expect("flush");
+    }
+    assert_eq!(fixture.objects(), 10);
+    let report = store.compact(a).await.expect("compact a");
+    assert_eq!((report.ranges_merged, report.objects_written), (10, 1));
+    assert_eq!(
+        store.compact(a).await.expect("again"),
+        CompactionReport::default()
+    );
+    store.compact(b).await.expect("compact b");
+    // Every stream-set object is now unreferenced: GC removes them.
+    store.collect_garbage(Duration::ZERO).await.expect("gc");
+    let gc = store.collect_garbage(Duration::ZERO).await.expect("gc");
+    assert_eq!(gc.deleted, 10);
+    assert_eq!(fixture.objects(), 2, "one stream object per stream remains");
+    store
+        .append(a, batch(2, 99))
+        .await
+        .expect("append after compaction");
+    drop(store);
+
+    let store = StreamStore::open(fixture.storage(), fixture.meta().await, config)
+        .await
+        .expect("reopen");
+    store.open_stream(a).await.expect("open");
+    store.open_stream(b).await.expect("open");
+    let read = read_all(&store, a, 0).await;
+    assert_eq!(
+        &read[..expected_a.len()],
+        &expected_a[..],
+        "compacted data differs"
+    );
+    assert_eq!(read.len(), expected_a.len() + 1);
+    assert_dense(&read_all(&store, b, 0).await, 0);
+}

@@ -1,0 +1,259 @@
+//! Compaction: a stream's small ranges, scattered over stream-set objects, are
+//! rewritten into one stream object each run, so cold reads of a stream touch few
+//! objects and stream-set objects become garbage once every stream has moved out.
+//!
+//! Memory stays bounded: source blocks are read a run at a time (at most
+//! `COPY_CHUNK` bytes) and streamed into a multipart writer. The commit replaces the
+//! old range records with the new one in a transaction that compares the stream's
+//! epoch and each old record's exact value, so a concurrent retention or a new owner
+//! makes it fail cleanly; the written object is then discarded.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::metadata::{self, ObjectRange, ObjectRecord, ObjectState, StreamId};
+use super::{Inner, OpenStream, StoreError, StreamStore, read, upload};
+use crate::meta::{Compare, Op, Txn};
+use crate::object::{BlockEntry, ObjectId, ObjectKind, encode_tail, object_key};
+
+/// Bytes read from a source object per request, and the writer's part size.
+const COPY_CHUNK: usize = 8 << 20;
+
+/// What one compaction of a stream did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CompactionReport {
+    /// Old ranges replaced.
+    pub ranges_merged: usize,
+    /// Stream objects written.
+    pub objects_written: usize,
+    /// Bytes copied.
+    pub bytes: u64,
+}
+
+impl StreamStore {
+    /// Merges runs of `stream`'s small ranges into stream objects.
+    pub async fn compact(&self, stream: StreamId) -> Result<CompactionReport, StoreError> {
+        let open = self
+            .inner
+            .open_stream_state(stream)
+            .ok_or(StoreError::StreamNotOpen(stream))?;
+        compact_stream(&self.inner, &open).await
+    }
+}
+
+pub(super) async fn compact_stream(
+    inner: &Inner,
+    open: &Arc<OpenStream>,
+) -> Result<CompactionReport, StoreError> {
+    let _exclusive = open.maintenance.lock().await;
+    let ranges: Vec<ObjectRange> = open.lock_state().ranges.values().copied().collect();
+    let mut report = CompactionReport::default();
+    for group in groups(
+        &ranges,
+        inner.config.stream_object_bytes,
+        inner.config.compaction_min_ranges,
+    ) {
+        if let Some(bytes) = compact_group(inner, open, group).await? {
+            report.ranges_merged += group.len();
+            report.objects_written += 1;
+            report.bytes += bytes;
+        }
+    }
+    if report.objects_written > 0 {
+        metrics::counter!("strata_compaction_runs_total").increment(1);
+        metrics::counter!("strata_compaction_bytes_total").increment(report.bytes);
+    }
+    Ok(report)
+}
+
+/// Runs of consecutive small ranges worth merging: each range smaller than half a
+/// stream object, a run at most `target` bytes and at least `min_ranges` long.
+fn groups(ranges: &[ObjectRange], target: u64, min_ranges: usize) -> Vec<&[ObjectRange]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    let min_ranges = min_ranges.max(2);
+    for (i, range) in ranges.iter().enumerate() {
+        let small = range.bytes < target / 2;
+        let contiguous = i == start || ranges[i - 1].end_offset == range.start_offset;
+        if !small || !contiguous || bytes + range.bytes > target {
+            if i - start >= min_ranges {
+                out.push(&ranges[start..i]);
+            }
+            start = if small { i } else { i + 1 };
+            bytes = 0;
+        }
+        if small {
+            bytes += range.bytes;
+        }
+    }
+    if ranges.len() > start && ranges.len() - start >= min_ranges {
+        out.push(&ranges[start..]);
+    }
+    out
+}
+
+/// Copies `group` into a new stream object and swaps the range records. `None` when
+/// the commit lost to a concurrent change (the new object is discarded).
+async fn compact_group(
+    inner: &Inner,
+    open: &OpenStream,
+    group: &[ObjectRange],
+) -> Result<Option<u64>, StoreError> {
+    let meta = inner.meta.as_ref();
+    let id = ObjectId(metadata::next_id(meta, "c/object").await?);
+    let prepared = ObjectRecord {
+        state: ObjectState::Prepared,
+        size: 0,
+        created_ms: metadata::now_ms(),
+    };
+    meta.put(metadata::object_key(id), prepared.value()).await?;
+
+    let copied = copy_blocks(inner, open.id, id, group).await;
+    let (size, copied_bytes) = match copied {
+        Ok(sizes) => sizes,
+        Err(err) => {
+            upload::discard_object(inner, id).await?;
+            return Err(err);
+        }
+    };
+
+    let merged = ObjectRange {
+        start_offset: group[0].start_offset,
+        end_offset: group[group.len() - 1].end_offset,
+        object: id,
+        bytes: group.iter().map(|r| r.bytes).sum(),
+        max_timestamp: group
+            .iter()
+            .map(|r| r.max_timestamp)
+            .max()
+            .unwrap_or(i64::MIN),
+    };
+    let mut txn = Txn::new().when(Compare::Value(
+        metadata::epoch_key(open.id),
+        metadata::u64_value(open.epoch),
+    ));
+    for old in group {
+        let old_key = metadata::range_key(open.id, old.start_offset);
+        txn = txn
+            .when(Compare::Value(old_key.clone(), old.value()))
+            .and_then(Op::Delete { key: old_key });
+    }
+    let committed = ObjectRecord {
+        state: ObjectState::Committed,
+        size,
+        ..prepared
+    };
+    txn = txn
+        .and_then(Op::put(
+            metadata::range_key(open.id, merged.start_offset),
+            merged.value(),
+        ))
+        .and_then(Op::put(metadata::object_key(id), committed.value()));
+    if !meta.txn(txn).await?.succeeded {
+        upload::discard_object(inner, id).await?;
+        return Ok(None);
+    }
+    let mut state = open.lock_state();
+    for old in group {
+        state.ranges.remove(&old.start_offset);
+    }
+    state.ranges.insert(merged.start_offset, merged);
+    tracing::debug!(stream = open.id.0, object = %id, ranges = group.len(), bytes = copied_bytes, "compacted ranges into a stream object");
+    Ok(Some(copied_bytes))
+}
+
+/// Streams the blocks of `group` into object `id`; returns (object size, block bytes).
+async fn copy_blocks(
+    inner: &Inner,
+    stream: StreamId,
+    id: ObjectId,
+    group: &[ObjectRange],
+) -> Result<(u64, u64), StoreError> {
+    let key = object_key(id);
+    let mut writer = inner
+        .storage
+        .operator()
+        .writer_with(&key)
+        .chunk(COPY_CHUNK)
+        .await
+        .map_err(StoreError::storage("write", &key))?;
+    let mut entries: Vec<BlockEntry> = Vec::new();
+    let mut position = 0u64;
+    for range in group {
+        let index = read::load_index(inner, range.object).await?;
+        let blocks: Vec<BlockEntry> = index
+            .blocks_of(stream.0)
+            .iter()
+            .filter(|e| e.start_offset >= range.start_offset && e.end_offset <= range.end_offset)
+            .copied()
+            .collect();
+        let mut next = 0;
+        while next < blocks.len() {
+            let run = read::read_run(inner, range.object, &blocks[next..], COPY_CHUNK).await?;
+            next += run.len();
+            for (entry, data) in run {
+                writer
+                    .write(data)
+                    .await
+                    .map_err(StoreError::storage("write", &key))?;
+                entries.push(BlockEntry { position, ..entry });
+                position += u64::from(entry.len);
+            }
+        }
+    }
+    let tail = encode_tail(ObjectKind::Stream, &entries, position);
+    let size = position + tail.len() as u64;
+    writer
+        .write(Bytes::from(tail))
+        .await
+        .map_err(StoreError::storage("write", &key))?;
+    writer
+        .close()
+        .await
+        .map_err(StoreError::storage("write", &key))?;
+    Ok((size, position))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(start: u64, end: u64, bytes: u64) -> ObjectRange {
+        ObjectRange {
+            start_offset: start,
+            end_offset: end,
+            object: ObjectId(start),
+            bytes,
+            max_timestamp: 0,
+        }
+    }
+
+    #[test]
+    fn groups_take_runs_of_small_contiguous_ranges() {
+        let ranges = [
+            range(0, 10, 10),
+            range(10, 20, 10),
+            range(20, 30, 10),
+            range(30, 40, 500),
+            range(40, 50, 10),
+            range(50, 60, 10),
+        ];
+        let found = groups(&ranges, 100, 2);
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[0].len(), 3);
+        assert_eq!(found[1].len(), 2);
+        assert!(
+            groups(&ranges, 100, 4).is_empty(),
+            "runs shorter than the minimum stay"
+        );
+        let many: Vec<_> = (0..10).map(|i| range(i * 10, i * 10 + 10, 30)).collect();
+        let capped = groups(&many, 100, 2);
+        assert!(
+            capped
+                .iter()
+                .all(|g| g.iter().map(|r| r.bytes).sum::<u64>() <= 100)
+        );
+    }
+}
