@@ -15,7 +15,7 @@ use strata_backends::config::BackendConfig;
 use strata_backends::{Storage, StorageConfig};
 use strata_core::batch::{RecordBatch, synthetic_batch};
 use strata_core::meta::{EmbeddedMetaStore, EmbeddedOptions, MetaStore};
-use strata_core::store::{StoreConfig, StreamId, StreamStore};
+use strata_core::store::{ObjectWalOptions, StoreConfig, StreamId, StreamStore, WalMode};
 
 /// Knobs of one benchmark run.
 #[derive(Debug, Clone, clap::Args)]
@@ -32,6 +32,12 @@ pub struct BenchArgs {
     /// Target rate of the fixed-rate phase, MiB/s.
     #[arg(long, default_value_t = 50.0)]
     pub rate_mib: f64,
+    /// Appends outstanding per stream (a producer's max.in.flight).
+    #[arg(long, default_value_t = 1)]
+    pub in_flight: usize,
+    /// Use the object WAL with this window (ms) instead of the local WAL.
+    #[arg(long)]
+    pub object_wal_window_ms: Option<u64>,
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -124,8 +130,11 @@ pub(super) async fn run(
     let storage = Storage::open(&config).map_err(|e| e.to_string())?;
     let phase_time = Duration::from_secs(args.seconds);
     let batch_payload = args.records_per_batch as usize * 1024;
+    let wal = args
+        .object_wal_window_ms
+        .map_or("local".to_string(), |ms| format!("object ({ms} ms window)"));
     println!(
-        "strata bench store: kind={} streams={} batch={} KiB ({} x 1 KiB records), {} s per phase",
+        "strata bench store: kind={} wal={wal} streams={} batch={} KiB ({} x 1 KiB records), {} s per phase",
         storage.kind(),
         args.streams,
         batch_payload / 1024,
@@ -149,7 +158,24 @@ pub(super) async fn run(
             .await
             .map_err(|e| e.to_string())?,
     );
-    let store_config = StoreConfig::new(dir.path().join("wal"));
+    let mut store_config = StoreConfig::new(dir.path().join("wal"));
+    if let Some(window_ms) = args.object_wal_window_ms {
+        let window = Duration::from_millis(window_ms);
+        store_config.wal_mode = WalMode::Object(ObjectWalOptions {
+            window,
+            max_bytes: 8 << 20,
+        });
+        // The baseline for the object WAL's latency: PUTs of one window's data.
+        let window_bytes = (args.rate_mib * MIB * window.as_secs_f64()) as usize;
+        let mut puts = put_latencies(&storage, window_bytes.max(4096), 20).await?;
+        println!(
+            "  raw PUT of one window ({} KiB)  p50 {:>7.2} ms  p99 {:>7.2} ms",
+            window_bytes / 1024,
+            ms(puts.percentile(0.50)),
+            ms(puts.percentile(0.99))
+        );
+        println!("  object WAL window           {:>7.2} ms", ms(window));
+    }
     let cache_bytes = store_config.log_cache_bytes;
     let store = StreamStore::open(storage.clone(), meta.clone(), store_config.clone())
         .await
@@ -167,8 +193,16 @@ pub(super) async fn run(
     );
 
     operations_since_last(&snapshotter, "write");
-    let mut full = ingest(&store, &streams, &batch, phase_time, None).await?;
-    let mut paced = ingest(&store, &streams, &batch, phase_time, Some(args.rate_mib)).await?;
+    let mut full = ingest(&store, &streams, &batch, phase_time, None, args.in_flight).await?;
+    let mut paced = ingest(
+        &store,
+        &streams,
+        &batch,
+        phase_time,
+        Some(args.rate_mib),
+        args.in_flight,
+    )
+    .await?;
     store.flush().await.map_err(|e| e.to_string())?;
     let puts = operations_since_last(&snapshotter, "write");
     let ingested_gib = (full.bytes + paced.bytes) as f64 / (MIB * 1024.0);
@@ -243,6 +277,27 @@ pub(super) async fn run(
     Ok(())
 }
 
+/// Latencies of `count` sequential PUTs of `bytes` each.
+async fn put_latencies(storage: &Storage, bytes: usize, count: usize) -> Result<Phase, String> {
+    let body = Bytes::from(vec![7u8; bytes]);
+    let started = Instant::now();
+    let mut latencies = Vec::with_capacity(count);
+    for i in 0..count {
+        let sent = Instant::now();
+        storage
+            .operator()
+            .write(&format!("put-latency/{i}"), body.clone())
+            .await
+            .map_err(|e| format!("PUT: {e}"))?;
+        latencies.push(sent.elapsed());
+    }
+    Ok(Phase {
+        bytes: (bytes * count) as u64,
+        elapsed: started.elapsed(),
+        latencies,
+    })
+}
+
 fn strata_core_now() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -298,8 +353,10 @@ async fn ingest(
     batch: &RecordBatch,
     phase: Duration,
     rate_mib: Option<f64>,
+    in_flight: usize,
 ) -> Result<Phase, String> {
     let started = Instant::now();
+    let in_flight = in_flight.max(1);
     let interval = rate_mib.map(|rate| {
         let batches_per_sec = rate * MIB / batch.len() as f64 / streams.len() as f64;
         Duration::from_secs_f64(1.0 / batches_per_sec)
@@ -316,16 +373,31 @@ async fn ingest(
                     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     ticker
                 });
+                // Like a Kafka producer's max.in.flight: up to `in_flight` appends
+                // outstanding per stream.
+                let mut outstanding = futures::stream::FuturesUnordered::new();
                 while started.elapsed() < phase {
+                    if outstanding.len() >= in_flight
+                        && let Some(done) = outstanding.next().await
+                    {
+                        latencies.push(done?);
+                    }
                     if let Some(ticker) = ticker.as_mut() {
                         ticker.tick().await;
                     }
+                    let store = store.clone();
+                    let batch = batch.clone();
                     let sent = Instant::now();
-                    store
-                        .append(stream, batch.clone())
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    latencies.push(sent.elapsed());
+                    outstanding.push(async move {
+                        store
+                            .append(stream, batch)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        Ok::<_, String>(sent.elapsed())
+                    });
+                }
+                while let Some(done) = outstanding.next().await {
+                    latencies.push(done?);
                 }
                 Ok::<_, String>(latencies)
             })

@@ -95,6 +95,23 @@ impl LogCache {
         entry.acked_end
     }
 
+    /// Adds a batch that is already in a committed object (object WAL): readable at
+    /// once, nothing to upload.
+    pub(super) fn insert_committed(&mut self, stream: StreamId, batch: RecordBatch) {
+        let entry = self.streams.entry(stream).or_default();
+        let end = batch.end_offset();
+        if end <= entry.uploaded_end {
+            return;
+        }
+        self.cached_bytes += batch.len();
+        entry
+            .batches
+            .insert(batch.base_offset(), Cached { batch, lsn: Lsn(0) });
+        entry.uploaded_end = end;
+        entry.acked_end = entry.acked_end.max(end);
+        self.evict();
+    }
+
     pub(super) fn acked_end(&self, stream: StreamId) -> Option<u64> {
         self.streams.get(&stream).map(|s| s.acked_end)
     }
@@ -214,5 +231,33 @@ impl LogCache {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::synthetic_batch;
+
+    #[test]
+    fn committed_batches_are_read_from_the_cache_and_evicted_oldest_first() {
+        let stream = StreamId(1);
+        let batch_len = synthetic_batch(4, 1000, 0).len();
+        let mut cache = LogCache::new(batch_len * 10, Lsn(0));
+        cache.open_stream(stream, 0);
+        for i in 0..20 {
+            cache.insert_committed(stream, synthetic_batch(4, 1000, 0).with_base_offset(i * 4));
+        }
+        assert_eq!(cache.acked_end(stream), Some(80));
+        let tail = cache
+            .read(stream, 70, usize::MAX)
+            .expect("the tail is cached");
+        assert_eq!(tail.first().map(RecordBatch::base_offset), Some(68));
+        assert_eq!(tail.len(), 3);
+        assert!(
+            cache.read(stream, 0, usize::MAX).is_none(),
+            "the oldest batches were evicted"
+        );
+        assert_eq!(cache.unuploaded_bytes(), 0);
     }
 }

@@ -13,6 +13,7 @@ mod block_cache;
 mod cache;
 mod compaction;
 mod metadata;
+mod object_wal;
 mod read;
 mod retention;
 mod upload;
@@ -34,12 +35,24 @@ use crate::wal::{LocalWal, LocalWalOptions, Lsn, WalError};
 use self::cache::LogCache;
 pub use self::compaction::CompactionReport;
 pub use self::metadata::{ObjectRange, StoreMetaError, StreamId};
+pub use self::object_wal::ObjectWalOptions;
 pub use self::retention::{GcReport, RetentionPolicy};
+
+/// Where appends become durable before they are acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WalMode {
+    /// A local file with group-commit fsync (`wal_dir`); uploads follow later.
+    #[default]
+    Local,
+    /// No local state: each window of appends is one stream-set object.
+    Object(ObjectWalOptions),
+}
 
 /// Settings of the stream store.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
-    /// Directory of the local WAL.
+    pub wal_mode: WalMode,
+    /// Directory of the local WAL (local mode only).
     pub wal_dir: PathBuf,
     pub wal: LocalWalOptions,
     /// Upload once this much acknowledged data waits (the target object size).
@@ -73,6 +86,7 @@ pub struct StoreConfig {
 impl StoreConfig {
     pub fn new(wal_dir: PathBuf) -> Self {
         StoreConfig {
+            wal_mode: WalMode::Local,
             wal_dir,
             wal: LocalWalOptions::default(),
             upload_bytes: 16 << 20,
@@ -118,6 +132,8 @@ pub enum StoreError {
         start: u64,
         end: u64,
     },
+    #[error("object WAL write failed: {0}")]
+    ObjectWal(String),
     #[error("a background task of the store failed: {0}")]
     Task(String),
     #[error("WAL record {lsn:?} is malformed")]
@@ -158,10 +174,15 @@ pub struct StreamStore {
     inner: Arc<Inner>,
 }
 
+enum Wal {
+    Local(LocalWal),
+    Object(object_wal::ObjectWal),
+}
+
 struct Inner {
     storage: Storage,
     meta: Arc<dyn MetaStore>,
-    wal: LocalWal,
+    wal: Wal,
     config: StoreConfig,
     cache: Mutex<LogCache>,
     streams: Mutex<HashMap<StreamId, Arc<OpenStream>>>,
@@ -204,8 +225,19 @@ impl StreamStore {
         meta: Arc<dyn MetaStore>,
         config: StoreConfig,
     ) -> Result<StreamStore, StoreError> {
-        let (wal, recovered) = LocalWal::open(&config.wal_dir, config.wal).await?;
-        let cache = LogCache::new(config.log_cache_bytes, wal.first_lsn());
+        let (wal, recovered, first_lsn) = match config.wal_mode {
+            WalMode::Local => {
+                let (wal, recovered) = LocalWal::open(&config.wal_dir, config.wal).await?;
+                let first = wal.first_lsn();
+                (Wal::Local(wal), recovered, first)
+            }
+            WalMode::Object(options) => (
+                Wal::Object(object_wal::ObjectWal::new(options)),
+                Vec::new(),
+                Lsn(0),
+            ),
+        };
+        let cache = LogCache::new(config.log_cache_bytes, first_lsn);
         let blocks = block_cache::BlockCache::new(config.block_cache_bytes);
         let cold_reads = tokio::sync::Semaphore::new(config.cold_read_concurrency.max(1));
         let inner = Arc::new(Inner {
@@ -229,10 +261,21 @@ impl StreamStore {
             upload::upload(&store.inner).await?;
         }
         tokio::spawn(retention::run(Arc::downgrade(&store.inner)));
-        tokio::spawn(upload::run(
-            Arc::downgrade(&store.inner),
-            store.inner.upload_wanted.clone(),
-        ));
+        match (&store.inner.wal, store.inner.config.wal_mode) {
+            (Wal::Object(wal), WalMode::Object(options)) => {
+                tokio::spawn(object_wal::run(
+                    Arc::downgrade(&store.inner),
+                    wal.wake_handle(),
+                    options.window,
+                ));
+            }
+            _ => {
+                tokio::spawn(upload::run(
+                    Arc::downgrade(&store.inner),
+                    store.inner.upload_wanted.clone(),
+                ));
+            }
+        }
         Ok(store)
     }
 
@@ -342,6 +385,15 @@ impl StreamStore {
             .inner
             .open_stream_state(stream)
             .ok_or(StoreError::StreamNotOpen(stream))?;
+        let wal = match &self.inner.wal {
+            Wal::Local(wal) => wal,
+            Wal::Object(wal) => {
+                let bytes = batch.len() as u64;
+                let appended = object_wal::append(wal, &open, batch).await?;
+                metrics::counter!("strata_stream_append_bytes_total").increment(bytes);
+                return Ok(appended);
+            }
+        };
         self.wait_for_room().await;
         let (placed, lsn, durable) = {
             let mut next = open.next_offset.lock().await;
@@ -350,7 +402,7 @@ impl StreamStore {
             // Reserve the LSN and queue under one lock, so LSNs match queue order.
             let (lsn, durable) = {
                 let mut cache = self.inner.lock_cache();
-                (cache.reserve_lsn(), self.inner.wal.append(record))
+                (cache.reserve_lsn(), wal.append(record))
             };
             *next = placed.end_offset();
             (placed, lsn, durable)

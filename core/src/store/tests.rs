@@ -632,3 +632,95 @@ async fn compaction_merges_small_ranges_into_stream_objects() {
     assert_eq!(read.len(), expected_a.len() + 1);
     assert_dense(&read_all(&store, b, 0).await, 0);
 }
+
+fn object_wal(window_ms: u64) -> WalMode {
+    WalMode::Object(ObjectWalOptions {
+        window: Duration::from_millis(window_ms),
+        max_bytes: 8 << 20,
+    })
+}
+
+#[tokio::test]
+async fn object_wal_writes_one_object_per_window_for_all_streams() {
+    let fixture = Fixture::new();
+    let mut config = fixture.config();
+    config.wal_mode = object_wal(300);
+    let store = StreamStore::open(fixture.storage(), fixture.meta().await, config.clone())
+        .await
+        .expect("store");
+    let mut streams = Vec::new();
+    for _ in 0..16 {
+        let id = store.create_stream().await.expect("create");
+        store.open_stream(id).await.expect("open");
+        streams.push(id);
+    }
+    let appends: Vec<_> = streams
+        .iter()
+        .map(|&id| {
+            let store = store.clone();
+            tokio::spawn(async move { store.append(id, batch(3, id.0 as i64)).await })
+        })
+        .collect();
+    for append in appends {
+        assert_eq!(append.await.expect("task").expect("append").base_offset, 0);
+    }
+    assert_eq!(fixture.objects(), 1, "16 streams in one window: one PUT");
+    assert_eq!(
+        store.unuploaded_bytes(),
+        0,
+        "nothing waits for upload in object mode"
+    );
+    assert_eq!(
+        read_all(&store, streams[3], 0).await.len(),
+        1,
+        "tail read from the cache"
+    );
+    drop(store);
+
+    // Nothing local: a new store on fresh local state reads everything from objects.
+    config.wal_dir = fixture.dir.path().join("unused");
+    let store = StreamStore::open(fixture.storage(), fixture.meta().await, config)
+        .await
+        .expect("reopen");
+    for id in &streams {
+        store.open_stream(*id).await.expect("open");
+        let read = read_all(&store, *id, 0).await;
+        assert_eq!(read, vec![batch(3, id.0 as i64)]);
+    }
+}
+
+#[tokio::test]
+async fn object_wal_failures_fail_appends_and_keep_offsets_dense() {
+    let fixture = Fixture::new();
+    let unreachable = "[storage]\nkind = \"minio\"\nbucket = \"b-1\"\nendpoint = \"http://127.0.0.1:1\"\n\
+                       access_key_id = \"a\"\nsecret_access_key = \"b\"\n[storage.retry]\nmax_retries = 0\n";
+    let storage = Storage::open(&StorageConfig::from_document(unreachable).expect("config"))
+        .expect("storage");
+    let mut config = fixture.config();
+    config.wal_mode = object_wal(20);
+    let store = StreamStore::open(storage, fixture.meta().await, config)
+        .await
+        .expect("store");
+    let stream = store.create_stream().await.expect("create");
+    store.open_stream(stream).await.expect("open");
+    let results: Vec<_> = (0..5)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.append(stream, batch(2, i)).await })
+        })
+        .collect();
+    for result in results {
+        assert!(matches!(
+            result.await.expect("task"),
+            Err(StoreError::ObjectWal(_))
+        ));
+    }
+    assert_eq!(
+        store.offsets(stream).expect("offsets"),
+        (0, 0),
+        "failed appends left no offsets behind"
+    );
+    let again = store.append(stream, batch(2, 9)).await;
+    assert!(again.is_err());
+    assert_eq!(store.offsets(stream).expect("offsets"), (0, 0));
+}

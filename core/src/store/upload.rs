@@ -63,6 +63,29 @@ pub(super) async fn upload(inner: &Inner) -> Result<(), StoreError> {
     if pending.is_empty() {
         return Ok(());
     }
+    let commits = write_stream_set(inner, pending).await?;
+    let trim_point = {
+        let mut cache = inner.lock_cache();
+        for (open, range) in &commits {
+            cache.mark_uploaded(open.id, range.end_offset);
+        }
+        cache.wal_trim_point()
+    };
+    if let super::Wal::Local(wal) = &inner.wal {
+        wal.trim(trim_point).await?;
+    }
+    inner.uploaded.notify_waiters();
+    Ok(())
+}
+
+/// Writes `pending` as one stream-set object and commits it: prepared record, PUT,
+/// then one transaction conditional on every stream's epoch that adds the ranges and
+/// marks the object committed. The ranges are added to the streams' state; a fenced
+/// commit discards the object and fails.
+pub(super) async fn write_stream_set(
+    inner: &Inner,
+    pending: Vec<PendingStream>,
+) -> Result<Vec<(Arc<OpenStream>, ObjectRange)>, StoreError> {
     let started = Instant::now();
     let mut commits: Vec<(Arc<OpenStream>, ObjectRange)> = Vec::with_capacity(pending.len());
     for stream in &pending {
@@ -130,22 +153,14 @@ pub(super) async fn upload(inner: &Inner) -> Result<(), StoreError> {
             epoch: open.epoch,
         });
     }
-
-    let trim_point = {
-        let mut cache = inner.lock_cache();
-        for (open, range) in &commits {
-            open.lock_state().ranges.insert(range.start_offset, *range);
-            cache.mark_uploaded(open.id, range.end_offset);
-        }
-        cache.wal_trim_point()
-    };
-    inner.wal.trim(trim_point).await?;
-    inner.uploaded.notify_waiters();
+    for (open, range) in &commits {
+        open.lock_state().ranges.insert(range.start_offset, *range);
+    }
     metrics::counter!("strata_upload_objects_total").increment(1);
     metrics::counter!("strata_upload_bytes_total").increment(size);
     metrics::histogram!("strata_upload_duration_seconds").record(started.elapsed().as_secs_f64());
-    tracing::debug!(object = %id, bytes = size, streams = commits.len(), "uploaded stream-set object");
-    Ok(())
+    tracing::debug!(object = %id, bytes = size, streams = commits.len(), "wrote stream-set object");
+    Ok(commits)
 }
 
 /// Lays out one stream-set object from the pending batches.
