@@ -75,6 +75,24 @@ pub(super) fn install_recorder() -> Option<Snapshotter> {
     Some(snapshotter)
 }
 
+/// The counters `names` since the previous snapshot (all labels summed), in order.
+fn counters_since_last(snapshotter: &Snapshotter, names: &[&str]) -> Vec<u64> {
+    let snapshot = snapshotter.snapshot().into_vec();
+    names
+        .iter()
+        .map(|name| {
+            snapshot
+                .iter()
+                .filter(|(key, _, _, _)| key.key().name() == *name)
+                .map(|(_, _, _, value)| match value {
+                    DebugValue::Counter(n) => *n,
+                    _ => 0,
+                })
+                .sum()
+        })
+        .collect()
+}
+
 /// Object-store operations of kind `operation` since the previous call: a snapshot
 /// drains every metric of the debugging recorder.
 fn operations_since_last(snapshotter: &Snapshotter, operation: &str) -> u64 {
@@ -232,11 +250,21 @@ pub(super) async fn run(
     // keeping up with producers reads.
     let tail_offsets =
         (cache_bytes / 4 / streams.len() / batch.len()) as u64 * batch.offset_count();
+    counters_since_last(&snapshotter, &[]);
     let tail = read_from(&store, &streams, 256 * 1024, Some(tail_offsets)).await?;
+    let hits = counters_since_last(
+        &snapshotter,
+        &[
+            "strata_log_cache_hits_total",
+            "strata_log_cache_misses_total",
+        ],
+    );
     println!(
-        "  tail read (log cache)  {:>8.1} MiB/s  (newest {} offsets of each stream)",
+        "  tail read (log cache)  {:>8.1} MiB/s  (newest {} offsets of each stream; {} cache hits, {} misses)",
         tail.mib_per_sec(),
-        tail_offsets
+        tail_offsets,
+        hits[0],
+        hits[1]
     );
     drop(store);
 

@@ -5,7 +5,7 @@
 //! the record is queued, so the cache knows every LSN still in flight and never lets
 //! the WAL be trimmed past data that is not in an object yet.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use crate::batch::RecordBatch;
 use crate::wal::Lsn;
@@ -20,6 +20,9 @@ pub(super) struct LogCache {
     unuploaded_bytes: usize,
     next_lsn: Lsn,
     in_flight: BTreeSet<Lsn>,
+    /// Cached batches in the order they arrived: eviction drops the oldest first,
+    /// whichever stream it belongs to.
+    arrival: VecDeque<(StreamId, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -54,6 +57,7 @@ impl LogCache {
             unuploaded_bytes: 0,
             next_lsn,
             in_flight: BTreeSet::new(),
+            arrival: VecDeque::new(),
         }
     }
 
@@ -86,6 +90,7 @@ impl LogCache {
         }
         self.cached_bytes += batch.len();
         self.unuploaded_bytes += batch.len();
+        self.arrival.push_back((stream, batch.base_offset()));
         entry
             .batches
             .insert(batch.base_offset(), Cached { batch, lsn });
@@ -104,6 +109,7 @@ impl LogCache {
             return;
         }
         self.cached_bytes += batch.len();
+        self.arrival.push_back((stream, batch.base_offset()));
         entry
             .batches
             .insert(batch.base_offset(), Cached { batch, lsn: Lsn(0) });
@@ -208,27 +214,27 @@ impl LogCache {
         .unwrap_or(self.next_lsn)
     }
 
-    /// Drops uploaded batches, oldest offsets of each stream first, until within
-    /// capacity. Un-uploaded batches are never dropped: back-pressure bounds them.
+    /// Drops uploaded batches in the order they entered the cache, until within
+    /// capacity. Un-uploaded batches are never dropped (back-pressure bounds them);
+    /// they are skipped, not waited for.
     fn evict(&mut self) {
-        while self.cached_bytes > self.capacity_bytes {
-            let mut freed = false;
-            for entry in self.streams.values_mut() {
-                let Some((&offset, oldest)) = entry.batches.first_key_value() else {
-                    continue;
-                };
-                if oldest.batch.end_offset() > entry.uploaded_end {
-                    continue;
+        let mut at = 0;
+        while self.cached_bytes > self.capacity_bytes && at < self.arrival.len() {
+            let (stream, base) = self.arrival[at];
+            let Some(entry) = self.streams.get_mut(&stream) else {
+                self.arrival.remove(at);
+                continue;
+            };
+            match entry.batches.get(&base) {
+                None => {
+                    self.arrival.remove(at);
                 }
-                self.cached_bytes -= oldest.batch.len();
-                entry.batches.remove(&offset);
-                freed = true;
-                if self.cached_bytes <= self.capacity_bytes {
-                    return;
+                Some(cached) if cached.batch.end_offset() <= entry.uploaded_end => {
+                    self.cached_bytes -= cached.batch.len();
+                    entry.batches.remove(&base);
+                    self.arrival.remove(at);
                 }
-            }
-            if !freed {
-                return;
+                Some(_) => at += 1,
             }
         }
     }
@@ -238,6 +244,28 @@ impl LogCache {
 mod tests {
     use super::*;
     use crate::batch::synthetic_batch;
+
+    #[test]
+    fn eviction_takes_the_oldest_batches_of_every_stream_alike() {
+        let batch_len = synthetic_batch(1, 100, 0).len();
+        let mut cache = LogCache::new(batch_len * 8, Lsn(0));
+        let streams: Vec<StreamId> = (0..4).map(StreamId).collect();
+        for round in 0..10u64 {
+            for &stream in &streams {
+                cache.insert_committed(stream, synthetic_batch(1, 100, 0).with_base_offset(round));
+            }
+        }
+        for &stream in &streams {
+            assert!(
+                cache.read(stream, 9, usize::MAX).is_some(),
+                "{stream:?} lost its newest batch"
+            );
+            assert!(
+                cache.read(stream, 7, usize::MAX).is_none(),
+                "{stream:?} kept more than its share"
+            );
+        }
+    }
 
     #[test]
     fn committed_batches_are_read_from_the_cache_and_evicted_oldest_first() {

@@ -724,3 +724,56 @@ async fn object_wal_failures_fail_appends_and_keep_offsets_dense() {
     assert!(again.is_err());
     assert_eq!(store.offsets(stream).expect("offsets"), (0, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_wal_tail_stays_in_the_log_cache() {
+    let fixture = Fixture::new();
+    let mut config = fixture.config();
+    config.wal_mode = object_wal(5);
+    config.log_cache_bytes = 256 * 1024;
+    let store = StreamStore::open(fixture.storage(), fixture.meta().await, config)
+        .await
+        .expect("store");
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        let id = store.create_stream().await.expect("create");
+        store.open_stream(id).await.expect("open");
+        streams.push(id);
+    }
+    let producers: Vec<_> = streams
+        .iter()
+        .map(|&id| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut outstanding = append_in_waves(&store, id).await;
+                outstanding.sort_unstable();
+                outstanding
+            })
+        })
+        .collect();
+    for producer in producers {
+        producer.await.expect("producer");
+    }
+    for id in &streams {
+        let (_, end) = store.offsets(*id).expect("offsets");
+        let cached = store.inner.lock_cache().read(*id, end - 8, usize::MAX);
+        assert!(
+            cached.is_some(),
+            "stream {id:?}: the newest batch is not in the log cache"
+        );
+    }
+}
+
+/// 200 appends with 8 in flight; returns their base offsets.
+async fn append_in_waves(store: &StreamStore, id: StreamId) -> Vec<u64> {
+    let mut offsets = Vec::new();
+    for chunk in 0..25 {
+        let pending: Vec<_> = (0..8)
+            .map(|k| store.append(id, batch(2, chunk * 8 + k)))
+            .collect();
+        for append in pending {
+            offsets.push(append.await.expect("append").base_offset);
+        }
+    }
+    offsets
+}
