@@ -403,12 +403,14 @@ async fn ingest(
                 });
                 // Like a Kafka producer's max.in.flight: up to `in_flight` appends
                 // outstanding per stream.
-                let mut outstanding = futures::stream::FuturesUnordered::new();
+                let mut outstanding: futures::stream::FuturesUnordered<
+                    tokio::task::JoinHandle<Result<Duration, String>>,
+                > = futures::stream::FuturesUnordered::new();
                 while started.elapsed() < phase {
                     if outstanding.len() >= in_flight
                         && let Some(done) = outstanding.next().await
                     {
-                        latencies.push(done?);
+                        latencies.push(done.map_err(|e| e.to_string())??);
                     }
                     if let Some(ticker) = ticker.as_mut() {
                         ticker.tick().await;
@@ -416,16 +418,18 @@ async fn ingest(
                     let store = store.clone();
                     let batch = batch.clone();
                     let sent = Instant::now();
-                    outstanding.push(async move {
+                    // Spawned, so the append starts now rather than when the set
+                    // is next polled.
+                    outstanding.push(tokio::spawn(async move {
                         store
                             .append(stream, batch)
                             .await
                             .map_err(|e| e.to_string())?;
                         Ok::<_, String>(sent.elapsed())
-                    });
+                    }));
                 }
                 while let Some(done) = outstanding.next().await {
-                    latencies.push(done?);
+                    latencies.push(done.map_err(|e| e.to_string())??);
                 }
                 Ok::<_, String>(latencies)
             })
