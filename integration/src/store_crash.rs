@@ -19,12 +19,20 @@ use strata_backends::{Storage, StorageConfig};
 use strata_core::batch::{RecordBatch, synthetic_batch};
 use strata_core::meta::{EmbeddedMetaStore, EmbeddedOptions, MetaStore};
 use strata_core::object::ObjectId;
-use strata_core::store::{RetentionPolicy, StoreConfig, StreamId, StreamStore};
+use strata_core::store::{
+    ObjectWalOptions, RetentionPolicy, StoreConfig, StreamId, StreamStore, WalMode,
+};
 
 const CHILD_DIR: &str = "STRATA_STORE_CRASH_DIR";
 const CHILD_CONFIG: &str = "STRATA_STORE_CRASH_CONFIG";
+const CHILD_OBJECT_WAL: &str = "STRATA_STORE_CRASH_OBJECT_WAL";
 
-async fn open_store(dir: &Path, storage_config: &str, child: bool) -> Result<StreamStore, String> {
+async fn open_store(
+    dir: &Path,
+    wal_dir: &Path,
+    storage_config: &str,
+    child: bool,
+) -> Result<StreamStore, String> {
     let config = StorageConfig::from_document(storage_config).map_err(|e| e.to_string())?;
     let storage = Storage::open(&config).map_err(|e| e.to_string())?;
     let meta: Arc<dyn MetaStore> = Arc::new(
@@ -32,7 +40,13 @@ async fn open_store(dir: &Path, storage_config: &str, child: bool) -> Result<Str
             .await
             .map_err(|e| e.to_string())?,
     );
-    let mut store_config = StoreConfig::new(dir.join("wal"));
+    let mut store_config = StoreConfig::new(wal_dir.to_path_buf());
+    if std::env::var_os(CHILD_OBJECT_WAL).is_some() {
+        store_config.wal_mode = WalMode::Object(ObjectWalOptions {
+            window: Duration::from_millis(15),
+            max_bytes: 64 * 1024,
+        });
+    }
     if child {
         // Small, frequent uploads: kills land in the middle of them.
         store_config.upload_bytes = 32 * 1024;
@@ -62,7 +76,8 @@ pub fn run_child_if_requested() {
         .build()
         .expect("runtime");
     runtime.block_on(async move {
-        let store = open_store(Path::new(&dir), &config, true)
+        let dir = Path::new(&dir);
+        let store = open_store(dir, &dir.join("wal"), &config, true)
             .await
             .expect("child store");
         let stream = StreamId(0);
@@ -99,13 +114,24 @@ pub fn run_child_if_requested() {
     std::process::exit(0);
 }
 
+/// Which WAL the crash child appends through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildWal {
+    Local,
+    Object,
+}
+
 /// Kills the child `rounds` times against `storage_config`; returns what failed.
-pub fn sigkill_rounds(storage_config: &str, rounds: u64) -> Result<(), String> {
+pub fn sigkill_rounds(storage_config: &str, rounds: u64, wal: ChildWal) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let mut acked: Vec<(u64, u64)> = Vec::new();
     for round in 0..rounds {
-        let mut child = std::process::Command::new(&exe)
+        let mut command = std::process::Command::new(&exe);
+        if wal == ChildWal::Object {
+            command.env(CHILD_OBJECT_WAL, "1");
+        }
+        let mut child = command
             .env(CHILD_DIR, dir.path())
             .env(CHILD_CONFIG, storage_config)
             .stdout(std::process::Stdio::piped())
@@ -127,7 +153,7 @@ pub fn sigkill_rounds(storage_config: &str, rounds: u64) -> Result<(), String> {
         }
         acked.extend(this_round);
         let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
-        runtime.block_on(verify(dir.path(), storage_config, &acked, round))?;
+        runtime.block_on(verify(dir.path(), storage_config, &acked, round, wal))?;
         eprintln!(
             "round {round}: {} acknowledged batches verified",
             acked.len()
@@ -141,8 +167,22 @@ async fn verify(
     storage_config: &str,
     acked: &[(u64, u64)],
     round: u64,
+    wal: ChildWal,
 ) -> Result<(), String> {
-    let store = open_store(dir, storage_config, false).await?;
+    // The object WAL keeps nothing local: verify with a fresh local WAL, so only
+    // what reached the bucket and the metadata counts.
+    let wal_dir = match wal {
+        ChildWal::Local => dir.join("wal"),
+        ChildWal::Object => {
+            if dir.join("wal").exists() {
+                return Err(format!(
+                    "round {round}: the object WAL wrote local WAL files"
+                ));
+            }
+            dir.join(format!("wal-verify-{round}"))
+        }
+    };
+    let store = open_store(dir, &wal_dir, storage_config, false).await?;
     let stream = StreamId(0);
     store
         .open_stream(stream)
@@ -250,7 +290,7 @@ pub fn backend_faults(
         };
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let chaotic = document(&chaos.endpoint());
-        let store = open_store(dir.path(), &chaotic, true).await?;
+        let store = open_store(dir.path(), &dir.path().join("wal"), &chaotic, true).await?;
         let streams = 8u64;
         let mut acked = Vec::new();
         for s in 0..streams {

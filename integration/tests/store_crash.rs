@@ -4,6 +4,7 @@
 //! faults.
 
 use libtest_mimic::{Failed, Trial};
+use strata_integration::store_crash::ChildWal;
 use strata_integration::{s3_document, store_crash};
 
 fn main() {
@@ -13,14 +14,17 @@ fn main() {
     let bucket = server.setting("S3_BUCKET");
     let access = server.setting("S3_ACCESS_KEY_ID");
     let secret = server.setting("S3_SECRET_ACCESS_KEY");
-    let s3 = s3_document("minio", &endpoint, &bucket, &access, &secret);
-    // Each run gets its own key prefix in the shared bucket.
+    // Each trial of each run gets its own key prefix in the shared bucket: the
+    // orphan check lists everything under it.
     let unique = std::process::id();
-    let s3 = s3.replacen(
-        "[storage]\n",
-        &format!("[storage]\nroot = \"/store-crash-{unique}\"\n"),
-        1,
-    );
+    let s3_under = |name: &str| {
+        s3_document("minio", &endpoint, &bucket, &access, &secret).replacen(
+            "[storage]\n",
+            &format!("[storage]\nroot = \"/store-crash-{unique}-{name}\"\n"),
+            1,
+        )
+    };
+    let (s3_local_wal, s3_object_wal) = (s3_under("local-wal"), s3_under("object-wal"));
     let local = tempfile::tempdir().expect("a temporary directory");
     let fs = format!(
         "[storage]\nkind = \"fs\"\nroot = \"{}\"\n",
@@ -28,10 +32,13 @@ fn main() {
     );
     let trials = vec![
         Trial::test("store::sigkill_on_local_directory", move || {
-            store_crash::sigkill_rounds(&fs, 4).map_err(Failed::from)
+            store_crash::sigkill_rounds(&fs, 4, ChildWal::Local).map_err(Failed::from)
         }),
         Trial::test("store::sigkill_on_seaweedfs", move || {
-            store_crash::sigkill_rounds(&s3, 4).map_err(Failed::from)
+            store_crash::sigkill_rounds(&s3_local_wal, 4, ChildWal::Local).map_err(Failed::from)
+        }),
+        Trial::test("store::sigkill_object_wal_on_seaweedfs", move || {
+            store_crash::sigkill_rounds(&s3_object_wal, 3, ChildWal::Object).map_err(Failed::from)
         }),
         Trial::test("store::backend_faults_on_seaweedfs", move || {
             store_crash::backend_faults(&endpoint, &bucket, &access, &secret).map_err(Failed::from)

@@ -40,7 +40,13 @@ pub(super) struct ObjectWal {
     gathering: Mutex<Vec<Gathered>>,
     gathered_bytes: Mutex<usize>,
     wake: Arc<Notify>,
+    /// Signalled when a window is taken: appends waiting for room may go on.
+    taken: Notify,
 }
+
+/// Appends wait while this many windows' worth of bytes is gathered: a slow store
+/// must not make the broker buffer without bound.
+const MAX_GATHERED_WINDOWS: usize = 4;
 
 struct Gathered {
     stream: StreamId,
@@ -55,6 +61,7 @@ impl ObjectWal {
             gathering: Mutex::new(Vec::new()),
             gathered_bytes: Mutex::new(0),
             wake: Arc::new(Notify::new()),
+            taken: Notify::new(),
         }
     }
 
@@ -67,12 +74,34 @@ impl ObjectWal {
     }
 
     fn take(&self) -> Vec<Gathered> {
-        let mut gathering = self.lock();
-        *self
-            .gathered_bytes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = 0;
-        std::mem::take(&mut *gathering)
+        let window = {
+            let mut gathering = self.lock();
+            *self
+                .gathered_bytes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = 0;
+            std::mem::take(&mut *gathering)
+        };
+        self.taken.notify_waiters();
+        window
+    }
+
+    async fn wait_for_room(&self) {
+        let limit = self.options.max_bytes.saturating_mul(MAX_GATHERED_WINDOWS);
+        loop {
+            let taken = self.taken.notified();
+            if *self
+                .gathered_bytes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                < limit
+            {
+                return;
+            }
+            metrics::counter!("strata_stream_backpressure_total").increment(1);
+            self.wake.notify_one();
+            taken.await;
+        }
     }
 }
 
@@ -82,6 +111,7 @@ pub(super) async fn append(
     open: &Arc<OpenStream>,
     batch: RecordBatch,
 ) -> Result<Appended, StoreError> {
+    wal.wait_for_room().await;
     let (appended, done) = {
         let mut next = open.next_offset.lock().await;
         let placed = batch.with_base_offset(*next);
