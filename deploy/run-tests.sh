@@ -37,6 +37,9 @@ for feature in fs memory s3 hdfs; do
   cargo build -q -p strata-backends --no-default-features --features "$feature" --locked
 done
 
+step "a build with only the fs backend refuses the others by feature name"
+cargo test -q -p strata-backends --no-default-features --features fs --locked --lib -- not_compiled_in
+
 step "build the strata binary (the storage check suites run it)"
 cargo build --workspace --bins --locked
 

@@ -59,3 +59,37 @@ impl Storage {
         self.profile
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs in builds without some backends (`deploy/run-tests.sh` tests the `fs`-only
+    /// build): a config naming a missing backend is refused with the feature to enable.
+    #[test]
+    fn kinds_not_compiled_in_name_their_feature() {
+        let documents = [
+            (StorageKind::Memory, "[storage]\nkind = \"memory\"\n"),
+            (
+                StorageKind::Ceph,
+                "[storage]\nkind = \"ceph\"\nbucket = \"b-1\"\nendpoint = \"http://h:1\"\naccess_key_id = \"a\"\nsecret_access_key = \"b\"\n",
+            ),
+            (
+                StorageKind::Hdfs,
+                "[storage]\nkind = \"hdfs\"\nname_node = \"hdfs://h:1\"\n",
+            ),
+        ];
+        for (kind, document) in documents {
+            let config = StorageConfig::from_document(document).expect("valid config");
+            let opened = Storage::open(&config);
+            if kind.is_compiled_in() {
+                continue;
+            }
+            let message = opened.err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(
+                message.contains(&format!("feature \"{}\"", kind.feature())),
+                "{kind}: {message}"
+            );
+        }
+    }
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 pub struct ChaosProxy {
@@ -89,7 +89,7 @@ async fn serve(
     match fault {
         Some(true) => {
             injected.fetch_add(1, Ordering::SeqCst);
-            let _ = read_head(&mut client).await;
+            let _ = crate::faults::read_request_head(&mut client).await;
             match (roll >> 20) % 3 {
                 0 => {
                     let _ = client
@@ -122,17 +122,4 @@ async fn serve(
             }
         }
     }
-}
-
-async fn read_head(client: &mut TcpStream) -> std::io::Result<()> {
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = client.read(&mut buf).await?;
-        if n == 0 {
-            break;
-        }
-        seen.extend_from_slice(&buf[..n]);
-    }
-    Ok(())
 }

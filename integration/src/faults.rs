@@ -94,7 +94,7 @@ async fn serve(mut client: TcpStream, upstream: SocketAddr, fault: Fault, n: usi
     }
 }
 
-async fn read_request_head(client: &mut TcpStream) -> std::io::Result<()> {
+pub(crate) async fn read_request_head(client: &mut TcpStream) -> std::io::Result<()> {
     let mut seen = Vec::new();
     let mut buf = [0u8; 4096];
     while !seen.windows(4).any(|w| w == b"\r\n\r\n") {

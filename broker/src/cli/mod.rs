@@ -69,14 +69,10 @@ impl Cli {
                     eprintln!("error: a metrics recorder is already installed");
                     return ExitCode::FAILURE;
                 };
-                let config = match StrataConfig::load(config.as_deref(), std::env::vars()) {
+                let config = match load(config.as_deref()) {
                     Ok(config) => config,
-                    Err(err) => {
-                        eprintln!("error: {err}");
-                        return ExitCode::from(2);
-                    }
+                    Err(code) => return code,
                 };
-                export_hdfs_user(&config);
                 let Some(rt) = runtime() else {
                     return ExitCode::FAILURE;
                 };
@@ -91,18 +87,29 @@ impl Cli {
             Command::Storage {
                 command: StorageCommand::Check { config },
             } => {
-                let config = match StrataConfig::load(config.as_deref(), std::env::vars()) {
+                let config = match load(config.as_deref()) {
                     Ok(config) => config,
-                    Err(err) => {
-                        eprintln!("error: {err}");
-                        return ExitCode::from(2);
-                    }
+                    Err(code) => return code,
                 };
-                export_hdfs_user(&config);
                 runtime().map_or(ExitCode::FAILURE, |rt| {
                     rt.block_on(storage::check(&config.storage))
                 })
             }
+        }
+    }
+}
+
+/// Loads the config (exit 2 with the reason when it is refused) and exports what the
+/// process environment must carry for it.
+fn load(path: Option<&std::path::Path>) -> Result<StrataConfig, ExitCode> {
+    match StrataConfig::load(path, std::env::vars()) {
+        Ok(config) => {
+            export_hdfs_user(&config);
+            Ok(config)
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            Err(ExitCode::from(2))
         }
     }
 }

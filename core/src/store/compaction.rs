@@ -102,13 +102,7 @@ async fn compact_group(
     group: &[ObjectRange],
 ) -> Result<Option<u64>, StoreError> {
     let meta = inner.meta.as_ref();
-    let id = ObjectId(metadata::next_id(meta, "c/object").await?);
-    let prepared = ObjectRecord {
-        state: ObjectState::Prepared,
-        size: 0,
-        created_ms: metadata::now_ms(),
-    };
-    meta.put(metadata::object_key(id), prepared.value()).await?;
+    let (id, prepared) = metadata::allocate_object(meta, 0).await?;
 
     let copied = copy_blocks(inner, open.id, id, group).await;
     let (size, copied_bytes) = match copied {

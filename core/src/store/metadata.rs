@@ -201,6 +201,50 @@ pub(super) async fn next_id(
     Err(StoreMetaError::Contended(counter))
 }
 
+/// Allocates an object id and records the object as prepared, in one transaction:
+/// every id below the counter has its record (or had one, deleted with its object),
+/// which is what lets garbage collection tell a leaked object from an upload in
+/// flight.
+pub(super) async fn allocate_object(
+    meta: &dyn MetaStore,
+    size: u64,
+) -> Result<(ObjectId, ObjectRecord), StoreMetaError> {
+    let counter = Bytes::from_static(OBJECT_COUNTER.as_bytes());
+    let record = ObjectRecord {
+        state: ObjectState::Prepared,
+        size,
+        created_ms: now_ms(),
+    };
+    for _ in 0..64 {
+        let current = meta.get(&counter).await?;
+        let (id, compare) = match &current {
+            Some(kv) => (
+                parse_u64(kv)?,
+                Compare::ModRevision(counter.clone(), kv.mod_revision),
+            ),
+            None => (0, Compare::Absent(counter.clone())),
+        };
+        let txn = Txn::new()
+            .when(compare)
+            .and_then(Op::put(counter.clone(), u64_value(id + 1)))
+            .and_then(Op::put(object_key(ObjectId(id)), record.value()));
+        if meta.txn(txn).await?.succeeded {
+            return Ok((ObjectId(id), record));
+        }
+    }
+    Err(StoreMetaError::Contended(OBJECT_COUNTER))
+}
+
+/// Object ids below this value were allocated (with their records) before the call.
+pub(super) async fn object_id_watermark(meta: &dyn MetaStore) -> Result<ObjectId, StoreMetaError> {
+    match meta.get(OBJECT_COUNTER.as_bytes()).await? {
+        Some(kv) => Ok(ObjectId(parse_u64(&kv)?)),
+        None => Ok(ObjectId(0)),
+    }
+}
+
+pub(super) const OBJECT_COUNTER: &str = "c/object";
+
 pub(super) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -32,6 +32,9 @@ pub struct GcReport {
     pub marked: usize,
     /// Objects deleted from the bucket.
     pub deleted: usize,
+    /// Objects found in the bucket with no metadata record at all (a PUT that
+    /// landed after a crash's cleanup), older than the grace period, and deleted.
+    pub orphans: usize,
 }
 
 impl StreamStore {
@@ -175,13 +178,79 @@ async fn referenced_objects(inner: &Inner) -> Result<HashSet<ObjectId>, StoreErr
     Ok(referenced)
 }
 
+/// Deletes objects in the bucket below `watermark` that no metadata record names
+/// and that are older than `grace`. An object's record is written with its id, before
+/// its PUT, so such an object can only be a PUT that completed after its record was
+/// discarded (a crashed or fenced upload cleaned up while its request was still in
+/// flight).
+async fn sweep_orphans(
+    inner: &Inner,
+    recorded: &HashSet<ObjectId>,
+    watermark: ObjectId,
+    grace: Duration,
+) -> Result<usize, StoreError> {
+    let op = inner.storage.operator();
+    let listed = op
+        .list_with("objects/")
+        .recursive(true)
+        .await
+        .map_err(StoreError::storage("list", "objects/"))?;
+    let now = std::time::SystemTime::now();
+    let mut removed = 0;
+    for entry in listed {
+        let path = entry.path();
+        let Some(id) = path
+            .rsplit('/')
+            .next()
+            .and_then(|name| name.strip_suffix(".obj"))
+            .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+            .map(ObjectId)
+        else {
+            continue;
+        };
+        // At or above the watermark: allocated after the record scan, maybe in flight.
+        if recorded.contains(&id) || id >= watermark {
+            continue;
+        }
+        let old_enough = grace.is_zero() || {
+            let modified = match entry.metadata().last_modified() {
+                Some(at) => Some(at),
+                None => op.stat(path).await.ok().and_then(|m| m.last_modified()),
+            };
+            modified.is_some_and(|at| {
+                now.duration_since(std::time::SystemTime::from(at))
+                    .is_ok_and(|age| age >= grace)
+            })
+        };
+        if old_enough {
+            op.delete(path)
+                .await
+                .map_err(StoreError::storage("delete", path))?;
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::info!(objects = removed, "deleted objects no metadata names");
+        metrics::counter!("strata_orphan_objects_removed_total").increment(removed as u64);
+    }
+    Ok(removed)
+}
+
 async fn collect_garbage(inner: &Inner, grace: Duration) -> Result<GcReport, StoreError> {
     let meta = inner.meta.as_ref();
+    // Order matters. Ids below the watermark have records; records are read before
+    // ranges, so an object committed after the record scan is not considered at all
+    // (its ranges may postdate the range scan), and one committed before it has its
+    // ranges in place when they are read.
+    let watermark = metadata::object_id_watermark(meta).await?;
+    let records = meta.scan_prefix(metadata::OBJECTS_PREFIX, 0).await?;
     let referenced = referenced_objects(inner).await?;
     let now = metadata::now_ms();
     let mut report = GcReport::default();
-    for kv in meta.scan_prefix(metadata::OBJECTS_PREFIX, 0).await? {
+    let mut recorded = HashSet::new();
+    for kv in records {
         let id = metadata::parse_object_key(&kv.key)?;
+        recorded.insert(id);
         let record = ObjectRecord::parse(&kv)?;
         match record.state {
             ObjectState::Committed if !referenced.contains(&id) => {
@@ -205,6 +274,7 @@ async fn collect_garbage(inner: &Inner, grace: Duration) -> Result<GcReport, Sto
             _ => {}
         }
     }
+    report.orphans = sweep_orphans(inner, &recorded, watermark, grace).await?;
     if report.deleted > 0 {
         metrics::counter!("strata_retention_deleted_objects_total")
             .increment(report.deleted as u64);

@@ -489,7 +489,8 @@ async fn retention_drops_old_and_excess_ranges_and_gc_deletes_their_objects() {
         first,
         GcReport {
             marked: 3,
-            deleted: 0
+            deleted: 0,
+            orphans: 0,
         }
     );
     let second = store.collect_garbage(Duration::ZERO).await.expect("gc");
@@ -497,7 +498,8 @@ async fn retention_drops_old_and_excess_ranges_and_gc_deletes_their_objects() {
         second,
         GcReport {
             marked: 0,
-            deleted: 3
+            deleted: 3,
+            orphans: 0,
         }
     );
     assert_eq!(fixture.objects(), 2, "objects still referenced must stay");
@@ -530,7 +532,8 @@ async fn marked_objects_wait_out_the_grace_period() {
         store.collect_garbage(grace).await.expect("gc"),
         GcReport {
             marked: 1,
-            deleted: 0
+            deleted: 0,
+            orphans: 0,
         }
     );
     assert_eq!(
@@ -776,4 +779,40 @@ async fn append_in_waves(store: &StreamStore, id: StreamId) -> Vec<u64> {
         }
     }
     offsets
+}
+
+#[tokio::test]
+async fn objects_without_any_record_are_swept_after_the_grace_period() {
+    let fixture = Fixture::new();
+    let meta = fixture.meta().await;
+    let old = StreamStore::open(fixture.storage(), meta.clone(), fixture.config())
+        .await
+        .expect("store");
+    let stream = old.create_stream().await.expect("create");
+    old.open_stream(stream).await.expect("open");
+    old.append(stream, batch(2, 1)).await.expect("append");
+    let mut config = fixture.config();
+    config.wal_dir = fixture.dir.path().join("wal-new-owner");
+    let new = StreamStore::open(fixture.storage(), meta, config)
+        .await
+        .expect("second store");
+    new.open_stream(stream).await.expect("take over");
+    assert!(matches!(old.flush().await, Err(StoreError::Fenced { .. })));
+    // The fenced upload's PUT lands after its cleanup: an object no record names.
+    let late = crate::object::object_key(crate::object::ObjectId(0));
+    fixture
+        .storage()
+        .operator()
+        .write(&late, vec![0u8; 64])
+        .await
+        .expect("write");
+    assert_eq!(fixture.objects(), 1);
+    let kept = new
+        .collect_garbage(Duration::from_secs(3600))
+        .await
+        .expect("gc");
+    assert_eq!(kept.orphans, 0, "a young orphan may be an upload in flight");
+    let swept = new.collect_garbage(Duration::ZERO).await.expect("gc");
+    assert_eq!(swept.orphans, 1);
+    assert_eq!(fixture.objects(), 0);
 }

@@ -111,14 +111,8 @@ pub(super) async fn write_stream_set(
     let size = object.len() as u64;
 
     let meta = inner.meta.as_ref();
-    let id = ObjectId(metadata::next_id(meta, "c/object").await?);
+    let (id, record) = metadata::allocate_object(meta, size).await?;
     let key = object_key(id);
-    let record = ObjectRecord {
-        state: ObjectState::Prepared,
-        size,
-        created_ms: metadata::now_ms(),
-    };
-    meta.put(metadata::object_key(id), record.value()).await?;
     inner
         .storage
         .operator()
