@@ -97,7 +97,9 @@ impl LogCache {
         while let Some(next) = entry.batches.get(&entry.acked_end) {
             entry.acked_end = next.batch.end_offset();
         }
-        entry.acked_end
+        let acked_end = entry.acked_end;
+        self.publish_sizes();
+        acked_end
     }
 
     /// Adds a batch that is already in a committed object (object WAL): readable at
@@ -116,6 +118,7 @@ impl LogCache {
         entry.uploaded_end = end;
         entry.acked_end = entry.acked_end.max(end);
         self.evict();
+        self.publish_sizes();
     }
 
     pub(super) fn acked_end(&self, stream: StreamId) -> Option<u64> {
@@ -194,6 +197,7 @@ impl LogCache {
         self.unuploaded_bytes -= newly;
         entry.uploaded_end = entry.uploaded_end.max(end);
         self.evict();
+        self.publish_sizes();
     }
 
     /// The WAL may drop records below this LSN: everything before it is in objects.
@@ -212,6 +216,11 @@ impl LogCache {
         .flatten()
         .min()
         .unwrap_or(self.next_lsn)
+    }
+
+    fn publish_sizes(&self) {
+        metrics::gauge!("strata_log_cache_bytes").set(self.cached_bytes as f64);
+        metrics::gauge!("strata_wal_unuploaded_bytes").set(self.unuploaded_bytes as f64);
     }
 
     /// Drops uploaded batches in the order they entered the cache, until within
