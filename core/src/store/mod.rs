@@ -72,6 +72,9 @@ pub struct StoreConfig {
     pub read_ahead_bytes: usize,
     /// Storage reads for cold fetches in flight at once.
     pub cold_read_concurrency: usize,
+    /// A stream with at least this much data in an upload gets a stream object of its
+    /// own instead of a share of the stream-set object.
+    pub stream_split_bytes: usize,
     /// Size a compacted stream object grows to.
     pub stream_object_bytes: u64,
     /// Consecutive small ranges of a stream needed before compaction merges them.
@@ -97,6 +100,7 @@ impl StoreConfig {
             block_cache_bytes: 128 << 20,
             read_ahead_bytes: 4 << 20,
             cold_read_concurrency: 16,
+            stream_split_bytes: 8 << 20,
             stream_object_bytes: 64 << 20,
             compaction_min_ranges: 8,
             retention_interval: Duration::from_secs(60),

@@ -816,3 +816,67 @@ async fn objects_without_any_record_are_swept_after_the_grace_period() {
     assert_eq!(swept.orphans, 1);
     assert_eq!(fixture.objects(), 0);
 }
+
+#[tokio::test]
+async fn a_large_stream_gets_an_object_of_its_own() {
+    let fixture = Fixture::new();
+    let mut config = fixture.config();
+    config.stream_split_bytes = 8 * 1024;
+    let store = StreamStore::open(fixture.storage(), fixture.meta().await, config.clone())
+        .await
+        .expect("store");
+    let ids: Vec<StreamId> = {
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let id = store.create_stream().await.expect("create");
+            store.open_stream(id).await.expect("open");
+            ids.push(id);
+        }
+        ids
+    };
+    for i in 0..30 {
+        store.append(ids[0], batch(4, i)).await.expect("append"); // ~15 KiB: large
+    }
+    store.append(ids[1], batch(1, 1)).await.expect("append");
+    store.append(ids[2], batch(1, 2)).await.expect("append");
+    store.flush().await.expect("flush");
+    assert_eq!(
+        fixture.objects(),
+        2,
+        "one stream object and one shared stream-set object"
+    );
+    let large_object = store
+        .inner
+        .open_stream_state(ids[0])
+        .expect("open")
+        .lock_state()
+        .ranges[&0]
+        .object;
+    let small_object = store
+        .inner
+        .open_stream_state(ids[1])
+        .expect("open")
+        .lock_state()
+        .ranges[&0]
+        .object;
+    assert_ne!(large_object, small_object);
+    assert_eq!(
+        store
+            .inner
+            .open_stream_state(ids[2])
+            .expect("open")
+            .lock_state()
+            .ranges[&0]
+            .object,
+        small_object
+    );
+    drop(store);
+    let store = StreamStore::open(fixture.storage(), fixture.meta().await, config)
+        .await
+        .expect("reopen");
+    for id in &ids {
+        store.open_stream(*id).await.expect("open");
+        assert_dense(&read_all(&store, *id, 0).await, 0);
+    }
+    assert_eq!(read_all(&store, ids[0], 0).await.len(), 30);
+}

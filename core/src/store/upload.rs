@@ -78,17 +78,104 @@ pub(super) async fn upload(inner: &Inner) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Writes `pending` as one stream-set object and commits it: prepared record, PUT,
-/// then one transaction conditional on every stream's epoch that adds the ranges and
-/// marks the object committed. The ranges are added to the streams' state; a fenced
-/// commit discards the object and fails.
+/// Writes `pending` as objects and commits them: streams with at least
+/// `stream_split_bytes` pending get a stream object of their own, the rest share one
+/// stream-set object. Each object's id is allocated with its prepared record before
+/// its PUT; then one transaction, conditional on every stream's epoch, adds all the
+/// ranges and marks every object committed. The ranges are added to the streams'
+/// state. When a PUT fails or the commit is fenced, the new objects are discarded
+/// (best effort; what remains is removed at the next open or by garbage collection).
 pub(super) async fn write_stream_set(
     inner: &Inner,
     pending: Vec<PendingStream>,
 ) -> Result<Vec<(Arc<OpenStream>, ObjectRange)>, StoreError> {
     let started = Instant::now();
-    let mut commits: Vec<(Arc<OpenStream>, ObjectRange)> = Vec::with_capacity(pending.len());
-    for stream in &pending {
+    let split = inner.config.stream_split_bytes;
+    let (large, small): (Vec<_>, Vec<_>) =
+        pending.into_iter().partition(|p| pending_bytes(p) >= split);
+    let mut layouts: Vec<(ObjectKind, Vec<PendingStream>)> = large
+        .into_iter()
+        .map(|p| (ObjectKind::Stream, vec![p]))
+        .collect();
+    if !small.is_empty() {
+        layouts.push((ObjectKind::StreamSet, small));
+    }
+
+    let mut written: Vec<Written> = Vec::with_capacity(layouts.len());
+    for (kind, streams) in layouts {
+        match write_object(inner, kind, streams).await {
+            Ok(object) => written.push(object),
+            Err(err) => {
+                discard_all(inner, &written).await;
+                return Err(err);
+            }
+        }
+    }
+
+    let mut txn = Txn::new();
+    for object in &mut written {
+        for (open, range) in &mut object.ranges {
+            range.object = object.id;
+            txn = txn
+                .when(Compare::Value(
+                    metadata::epoch_key(open.id),
+                    metadata::u64_value(open.epoch),
+                ))
+                .and_then(Op::put(
+                    metadata::range_key(open.id, range.start_offset),
+                    range.value(),
+                ));
+        }
+        let committed = ObjectRecord {
+            state: ObjectState::Committed,
+            ..object.record
+        };
+        txn = txn.and_then(Op::put(metadata::object_key(object.id), committed.value()));
+    }
+    // On an error the commit's outcome is unknown: the objects are left alone (if it
+    // did not apply, they are still prepared and the next open removes them).
+    let outcome = inner.meta.txn(txn).await?;
+    if !outcome.succeeded {
+        // A newer owner took one of the streams: these objects must not be referenced.
+        discard_all(inner, &written).await;
+        let (open, _) = &written[0].ranges[0];
+        return Err(StoreError::Fenced {
+            stream: open.id,
+            epoch: open.epoch,
+        });
+    }
+    let mut commits = Vec::new();
+    for object in written {
+        metrics::counter!("strata_upload_objects_total").increment(1);
+        metrics::counter!("strata_upload_bytes_total").increment(object.record.size);
+        tracing::debug!(object = %object.id, bytes = object.record.size, streams = object.ranges.len(), "uploaded object");
+        for (open, range) in object.ranges {
+            open.lock_state().ranges.insert(range.start_offset, range);
+            commits.push((open, range));
+        }
+    }
+    metrics::histogram!("strata_upload_duration_seconds").record(started.elapsed().as_secs_f64());
+    Ok(commits)
+}
+
+/// An object PUT but not yet committed.
+struct Written {
+    id: ObjectId,
+    record: ObjectRecord,
+    ranges: Vec<(Arc<OpenStream>, ObjectRange)>,
+}
+
+fn pending_bytes(stream: &PendingStream) -> usize {
+    stream.batches.iter().map(RecordBatch::len).sum()
+}
+
+async fn write_object(
+    inner: &Inner,
+    kind: ObjectKind,
+    streams: Vec<PendingStream>,
+) -> Result<Written, StoreError> {
+    let mut ranges = Vec::with_capacity(streams.len());
+    for stream in &streams {
         let open = inner
             .open_stream_state(stream.stream)
             .ok_or(StoreError::StreamNotOpen(stream.stream))?;
@@ -97,69 +184,48 @@ pub(super) async fn write_stream_set(
             start_offset: whole.start_offset,
             end_offset: whole.end_offset,
             object: ObjectId(0),
-            bytes: stream.batches.iter().map(|b| b.len() as u64).sum(),
+            bytes: pending_bytes(stream) as u64,
             max_timestamp: whole.max_timestamp,
         };
-        commits.push((open, range));
+        ranges.push((open, range));
     }
     // Copying and checksumming tens of MiB is CPU work: keep it off the async
     // workers, where it would delay the acknowledgements of appends.
     let block_bytes = inner.config.block_bytes;
-    let object = tokio::task::spawn_blocking(move || build_object(&pending, block_bytes))
+    let object = tokio::task::spawn_blocking(move || build_object(&streams, block_bytes, kind))
         .await
         .map_err(|err| StoreError::Task(err.to_string()))??;
-    let size = object.len() as u64;
-
-    let meta = inner.meta.as_ref();
-    let (id, record) = metadata::allocate_object(meta, size).await?;
+    let (id, record) = metadata::allocate_object(inner.meta.as_ref(), object.len() as u64).await?;
     let key = object_key(id);
-    inner
-        .storage
-        .operator()
-        .write(&key, object)
-        .await
-        .map_err(StoreError::storage("write", &key))?;
-
-    let mut txn = Txn::new();
-    for (open, range) in &mut commits {
-        range.object = id;
-        txn = txn
-            .when(Compare::Value(
-                metadata::epoch_key(open.id),
-                metadata::u64_value(open.epoch),
-            ))
-            .and_then(Op::put(
-                metadata::range_key(open.id, range.start_offset),
-                range.value(),
-            ));
+    let put = inner.storage.operator().write(&key, object).await;
+    if let Err(err) = put {
+        let written = Written {
+            id,
+            record,
+            ranges: Vec::new(),
+        };
+        discard_all(inner, std::slice::from_ref(&written)).await;
+        return Err(StoreError::storage("write", &key)(err));
     }
-    let committed = ObjectRecord {
-        state: ObjectState::Committed,
-        ..record
-    };
-    txn = txn.and_then(Op::put(metadata::object_key(id), committed.value()));
-    if !meta.txn(txn).await?.succeeded {
-        // A newer owner took one of the streams: this object must not be referenced.
-        discard_object(inner, id).await?;
-        let (open, _) = &commits[0];
-        return Err(StoreError::Fenced {
-            stream: open.id,
-            epoch: open.epoch,
-        });
-    }
-    for (open, range) in &commits {
-        open.lock_state().ranges.insert(range.start_offset, *range);
-    }
-    metrics::counter!("strata_upload_objects_total").increment(1);
-    metrics::counter!("strata_upload_bytes_total").increment(size);
-    metrics::histogram!("strata_upload_duration_seconds").record(started.elapsed().as_secs_f64());
-    tracing::debug!(object = %id, bytes = size, streams = commits.len(), "wrote stream-set object");
-    Ok(commits)
+    Ok(Written { id, record, ranges })
 }
 
-/// Lays out one stream-set object from the pending batches.
-fn build_object(pending: &[PendingStream], block_bytes: usize) -> Result<Bytes, StoreError> {
-    let mut builder = ObjectBuilder::new(ObjectKind::StreamSet);
+/// Best-effort removal of objects that will not be committed.
+async fn discard_all(inner: &Inner, written: &[Written]) {
+    for object in written {
+        if let Err(err) = discard_object(inner, object.id).await {
+            tracing::warn!(object = %object.id, error = %err, "cannot discard an uncommitted object; the next open or GC removes it");
+        }
+    }
+}
+
+/// Lays out one object from the pending batches.
+fn build_object(
+    pending: &[PendingStream],
+    block_bytes: usize,
+    kind: ObjectKind,
+) -> Result<Bytes, StoreError> {
+    let mut builder = ObjectBuilder::new(kind);
     for stream in pending {
         for block in blocks(&stream.batches, block_bytes) {
             let parts: Vec<Bytes> = block.iter().map(|b| b.bytes().clone()).collect();
