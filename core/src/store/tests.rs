@@ -352,27 +352,17 @@ async fn crash_child_appends_until_killed() {
 
 #[test]
 fn every_acknowledged_append_survives_sigkill_exactly_once_and_in_order() {
-    let exe = std::env::current_exe().expect("test binary");
     let dir = tempfile::tempdir().expect("tempdir");
     let mut acked: Vec<(u64, u64)> = Vec::new();
     for round in 0..4u64 {
-        let mut child = std::process::Command::new(&exe)
-            .args([
-                "--exact",
-                "store::tests::crash_child_appends_until_killed",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("STRATA_STORE_CRASH_DIR", dir.path())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn child");
-        std::thread::sleep(Duration::from_millis(400 + 230 * round));
-        child.kill().expect("SIGKILL");
-        let output = child.wait_with_output().expect("wait");
-        let this_round: Vec<(u64, u64)> = String::from_utf8_lossy(&output.stdout)
-            .lines()
+        let lines = crate::test_support::run_until_sigkill(
+            "store::tests::crash_child_appends_until_killed",
+            "STRATA_STORE_CRASH_DIR",
+            dir.path(),
+            Duration::from_millis(400 + 230 * round),
+        );
+        let this_round: Vec<(u64, u64)> = lines
+            .iter()
             .filter_map(|l| {
                 l.split_once(' ')
                     .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))

@@ -206,29 +206,16 @@ async fn crash_child_appends_until_killed() {
 
 #[test]
 fn every_acknowledged_append_survives_sigkill() {
-    let exe = std::env::current_exe().expect("test binary");
     let dir = tempfile::tempdir().expect("tempdir");
     let mut all_acked = Vec::new();
     for round in 0..3u64 {
-        let mut child = std::process::Command::new(&exe)
-            .args([
-                "--exact",
-                "wal::local::tests::crash_child_appends_until_killed",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("STRATA_WAL_CRASH_DIR", dir.path())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn child");
-        std::thread::sleep(Duration::from_millis(300 + 170 * round));
-        child.kill().expect("SIGKILL");
-        let output = child.wait_with_output().expect("wait");
-        let acked: Vec<u64> = String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect();
+        let lines = crate::test_support::run_until_sigkill(
+            "wal::local::tests::crash_child_appends_until_killed",
+            "STRATA_WAL_CRASH_DIR",
+            dir.path(),
+            Duration::from_millis(300 + 170 * round),
+        );
+        let acked: Vec<u64> = lines.iter().filter_map(|l| l.trim().parse().ok()).collect();
         assert!(!acked.is_empty(), "round {round}: nothing acknowledged");
         all_acked.extend(acked);
 
