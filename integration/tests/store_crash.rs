@@ -1,5 +1,5 @@
-//! SIGKILL crash tests of the stream store on a local directory and on a real S3
-//! server (SeaweedFS): every acknowledged append survives, exactly once, in order,
+//! SIGKILL crash tests of the stream store on a local directory and on real S3
+//! servers (SeaweedFS, Ceph RGW): every acknowledged append survives, exactly once, in order,
 //! and no orphan object survives cleanup; and the same through injected backend
 //! faults.
 
@@ -25,6 +25,14 @@ fn main() {
         )
     };
     let (s3_local_wal, s3_object_wal) = (s3_under("local-wal"), s3_under("object-wal"));
+    let ceph = strata_integration::start_or_fail("ceph");
+    let ceph_document = s3_document(
+        "ceph",
+        &ceph.setting("S3_ENDPOINT"),
+        &ceph.setting("S3_BUCKET"),
+        &ceph.setting("S3_ACCESS_KEY_ID"),
+        &ceph.setting("S3_SECRET_ACCESS_KEY"),
+    );
     let local = tempfile::tempdir().expect("a temporary directory");
     let fs = format!(
         "[storage]\nkind = \"fs\"\nroot = \"{}\"\n",
@@ -40,9 +48,12 @@ fn main() {
         Trial::test("store::sigkill_object_wal_on_seaweedfs", move || {
             store_crash::sigkill_rounds(&s3_object_wal, 3, ChildWal::Object).map_err(Failed::from)
         }),
+        Trial::test("store::sigkill_on_ceph", move || {
+            store_crash::sigkill_rounds(&ceph_document, 3, ChildWal::Local).map_err(Failed::from)
+        }),
         Trial::test("store::backend_faults_on_seaweedfs", move || {
             store_crash::backend_faults(&endpoint, &bucket, &access, &secret).map_err(Failed::from)
         }),
     ];
-    strata_integration::run_suite("store crash suite", (server, local), trials)
+    strata_integration::run_suite("store crash suite", (server, ceph, local), trials)
 }
