@@ -176,26 +176,31 @@ pub enum StoreMetaError {
     Contended(&'static str),
 }
 
-/// Takes the next value of a counter with compare-and-set.
+/// Takes the next value of `counter` with compare-and-set, writing `records(id)` in
+/// the same transaction, so an id never exists without what it names.
 pub(super) async fn next_id(
     meta: &dyn MetaStore,
     counter: &'static str,
+    records: impl Fn(u64) -> Vec<Op>,
 ) -> Result<u64, StoreMetaError> {
     let key = Bytes::from_static(counter.as_bytes());
     for _ in 0..64 {
         let current = meta.get(&key).await?;
-        let (value, compare) = match &current {
+        let (id, compare) = match &current {
             Some(kv) => (
                 parse_u64(kv)?,
                 Compare::ModRevision(key.clone(), kv.mod_revision),
             ),
             None => (0, Compare::Absent(key.clone())),
         };
-        let txn = Txn::new()
+        let mut txn = Txn::new()
             .when(compare)
-            .and_then(Op::put(key.clone(), u64_value(value + 1)));
+            .and_then(Op::put(key.clone(), u64_value(id + 1)));
+        for op in records(id) {
+            txn = txn.and_then(op);
+        }
         if meta.txn(txn).await?.succeeded {
-            return Ok(value);
+            return Ok(id);
         }
     }
     Err(StoreMetaError::Contended(counter))
@@ -209,30 +214,16 @@ pub(super) async fn allocate_object(
     meta: &dyn MetaStore,
     size: u64,
 ) -> Result<(ObjectId, ObjectRecord), StoreMetaError> {
-    let counter = Bytes::from_static(OBJECT_COUNTER.as_bytes());
     let record = ObjectRecord {
         state: ObjectState::Prepared,
         size,
         created_ms: now_ms(),
     };
-    for _ in 0..64 {
-        let current = meta.get(&counter).await?;
-        let (id, compare) = match &current {
-            Some(kv) => (
-                parse_u64(kv)?,
-                Compare::ModRevision(counter.clone(), kv.mod_revision),
-            ),
-            None => (0, Compare::Absent(counter.clone())),
-        };
-        let txn = Txn::new()
-            .when(compare)
-            .and_then(Op::put(counter.clone(), u64_value(id + 1)))
-            .and_then(Op::put(object_key(ObjectId(id)), record.value()));
-        if meta.txn(txn).await?.succeeded {
-            return Ok((ObjectId(id), record));
-        }
-    }
-    Err(StoreMetaError::Contended(OBJECT_COUNTER))
+    let id = next_id(meta, OBJECT_COUNTER, |id| {
+        vec![Op::put(object_key(ObjectId(id)), record.value())]
+    })
+    .await?;
+    Ok((ObjectId(id), record))
 }
 
 /// Object ids below this value were allocated (with their records) before the call.

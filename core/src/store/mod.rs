@@ -317,13 +317,15 @@ impl StreamStore {
 
     /// Creates a new, empty stream and returns its id (not yet open).
     pub async fn create_stream(&self) -> Result<StreamId, StoreError> {
-        let id = StreamId(metadata::next_id(self.inner.meta.as_ref(), "c/stream").await?);
-        let txn = Txn::new()
-            .when(Compare::Absent(metadata::epoch_key(id)))
-            .and_then(Op::put(metadata::epoch_key(id), metadata::u64_value(0)))
-            .and_then(Op::put(metadata::start_key(id), metadata::u64_value(0)));
-        self.inner.meta.txn(txn).await?;
-        Ok(id)
+        let id = metadata::next_id(self.inner.meta.as_ref(), "c/stream", |id| {
+            let stream = StreamId(id);
+            vec![
+                Op::put(metadata::epoch_key(stream), metadata::u64_value(0)),
+                Op::put(metadata::start_key(stream), metadata::u64_value(0)),
+            ]
+        })
+        .await?;
+        Ok(StreamId(id))
     }
 
     /// Takes ownership of `stream` (bumping its epoch) and loads its ranges.
