@@ -122,6 +122,60 @@ impl RecordBatch {
         be_i64(&self.bytes, 35)
     }
 
+    /// The attributes: compression codec (bits 0-2), timestamp type (bit 3),
+    /// transactional (bit 4), control (bit 5).
+    pub fn attributes(&self) -> i16 {
+        i16::from_be_bytes([self.bytes[21], self.bytes[22]])
+    }
+
+    pub fn base_timestamp(&self) -> i64 {
+        be_i64(&self.bytes, 27)
+    }
+
+    /// The idempotent producer's id, or -1.
+    pub fn producer_id(&self) -> i64 {
+        be_i64(&self.bytes, 43)
+    }
+
+    pub fn producer_epoch(&self) -> i16 {
+        i16::from_be_bytes([self.bytes[51], self.bytes[52]])
+    }
+
+    /// Sequence number of the first record, or -1.
+    pub fn base_sequence(&self) -> i32 {
+        be_i32(&self.bytes, 53)
+    }
+
+    /// Sequence number of the last record (wrapping as Kafka's does).
+    pub fn last_sequence(&self) -> i32 {
+        let delta = be_i32(&self.bytes, 23);
+        let base = self.base_sequence();
+        if base < 0 {
+            return base;
+        }
+        ((i64::from(base) + i64::from(delta)) % (i64::from(i32::MAX) + 1)) as i32
+    }
+
+    /// Whether the broker stamps this batch's records with their append time.
+    pub fn has_log_append_time(&self) -> bool {
+        self.attributes() & 0x08 != 0
+    }
+
+    /// The same batch stamped with the broker's append time: the timestamp-type bit
+    /// set and the max timestamp replaced, as Kafka does for `LogAppendTime` topics.
+    /// Both fields are under the CRC, which is recomputed.
+    pub fn with_log_append_time(&self, append_time_ms: i64) -> RecordBatch {
+        let mut bytes = BytesMut::from(&self.bytes[..]);
+        let attributes = self.attributes() | 0x08;
+        bytes[21..23].copy_from_slice(&attributes.to_be_bytes());
+        bytes[35..43].copy_from_slice(&append_time_ms.to_be_bytes());
+        let crc = crc32c::crc32c(&bytes[21..]);
+        bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+        RecordBatch {
+            bytes: bytes.freeze(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.bytes.len()
     }
@@ -217,6 +271,29 @@ mod tests {
             RecordBatch::parse(Bytes::from_static(b"tiny")),
             Err(BatchError::TooShort(4))
         );
+    }
+
+    #[test]
+    fn stamps_log_append_time_keeping_a_valid_crc() {
+        let batch = synthetic_batch(4, 50, 1_000);
+        assert!(!batch.has_log_append_time());
+        let stamped = batch.with_log_append_time(99_000);
+        let reparsed = RecordBatch::parse(stamped.bytes().clone()).expect("valid CRC");
+        assert!(reparsed.has_log_append_time());
+        assert_eq!(reparsed.max_timestamp(), 99_000);
+        assert_eq!(reparsed.base_timestamp(), 1_000);
+    }
+
+    #[test]
+    fn sequence_arithmetic_wraps_like_kafka() {
+        let mut bytes = synthetic_batch(10, 0, 0).bytes().to_vec();
+        bytes[53..57].copy_from_slice(&(i32::MAX - 3).to_be_bytes());
+        let crc = crc32c::crc32c(&bytes[21..]);
+        bytes[17..21].copy_from_slice(&crc.to_be_bytes());
+        let batch = RecordBatch::parse(Bytes::from(bytes)).expect("valid");
+        assert_eq!(batch.base_sequence(), i32::MAX - 3);
+        assert_eq!(batch.last_sequence(), 5);
+        assert_eq!(synthetic_batch(3, 0, 0).last_sequence(), -1);
     }
 
     #[test]

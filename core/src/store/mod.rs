@@ -127,6 +127,8 @@ pub enum StoreError {
     },
     #[error("stream {0:?} is not open on this store")]
     StreamNotOpen(StreamId),
+    #[error("stream {0:?} does not exist (never created, or deleted)")]
+    UnknownStream(StreamId),
     #[error("stream {stream:?} was taken over by a newer owner (our epoch {epoch})")]
     Fenced { stream: StreamId, epoch: u64 },
     #[error("offset {offset} of stream {stream:?} is outside {start}..{end}")]
@@ -170,6 +172,26 @@ pub struct Appended {
     pub base_offset: u64,
     /// One past the batch's last offset.
     pub end_offset: u64,
+}
+
+/// An append whose offsets are fixed and whose WAL write is under way.
+#[must_use = "the batch is acknowledged only once `durable` resolves"]
+pub struct QueuedAppend {
+    appended: Appended,
+    durable: std::pin::Pin<Box<dyn Future<Output = Result<Appended, StoreError>> + Send>>,
+}
+
+impl QueuedAppend {
+    /// Where the batch will be once durable.
+    pub fn placement(&self) -> Appended {
+        self.appended
+    }
+
+    /// Resolves once the batch is durable (then it is acknowledged and readable), or
+    /// with the error that kept it from being written.
+    pub async fn durable(self) -> Result<Appended, StoreError> {
+        self.durable.await
+    }
 }
 
 /// The stream store. Cheap to clone.
@@ -289,7 +311,12 @@ impl StreamStore {
             let (stream, batch) = decode_wal_record(record.record)
                 .ok_or(StoreError::MalformedWalRecord { lsn: record.lsn })?;
             if self.inner.open_stream_state(stream).is_none() {
-                self.open_stream(stream).await?;
+                match self.open_stream(stream).await {
+                    Ok(()) => {}
+                    // Deleted after this record was written: nothing to bring back.
+                    Err(StoreError::UnknownStream(_)) => continue,
+                    Err(err) => return Err(err),
+                }
             }
             let open = self
                 .inner
@@ -338,7 +365,7 @@ impl StreamStore {
         let current = meta
             .get(&epoch_key)
             .await?
-            .ok_or(StoreError::StreamNotOpen(stream))?;
+            .ok_or(StoreError::UnknownStream(stream))?;
         let epoch = metadata::parse_u64(&current)? + 1;
         let take = Txn::new()
             .when(Compare::ModRevision(
@@ -387,59 +414,87 @@ impl StreamStore {
         stream: StreamId,
         batch: RecordBatch,
     ) -> Result<Appended, StoreError> {
+        self.enqueue(stream, batch).await?.durable().await
+    }
+
+    /// Places `batch` at the stream's end and queues it for the WAL; resolves once its
+    /// offsets are fixed (waiting for room while too much is not yet uploaded).
+    ///
+    /// Appends queued one after another on a stream keep that order, so a caller that
+    /// awaits `enqueue` in request order may wait for durability concurrently. The batch
+    /// is acknowledged, and readable, only when [`QueuedAppend::durable`] resolves `Ok`.
+    pub async fn enqueue(
+        &self,
+        stream: StreamId,
+        batch: RecordBatch,
+    ) -> Result<QueuedAppend, StoreError> {
         let open = self
             .inner
             .open_stream_state(stream)
             .ok_or(StoreError::StreamNotOpen(stream))?;
+        let bytes = batch.len() as u64;
         let wal = match &self.inner.wal {
             Wal::Local(wal) => wal,
             Wal::Object(wal) => {
-                let bytes = batch.len() as u64;
-                let appended = object_wal::append(wal, &open, batch).await?;
-                metrics::counter!("strata_stream_append_bytes_total").increment(bytes);
-                return Ok(appended);
+                let (appended, done) = object_wal::enqueue(wal, &open, batch).await;
+                let durable = async move {
+                    object_wal::durable(done).await?;
+                    metrics::counter!("strata_stream_append_bytes_total").increment(bytes);
+                    Ok(appended)
+                };
+                return Ok(QueuedAppend {
+                    appended,
+                    durable: Box::pin(durable),
+                });
             }
         };
         self.wait_for_room().await;
-        let (placed, lsn, durable) = {
+        let (placed, lsn, written) = {
             let mut next = open.next_offset.lock().await;
             let placed = batch.with_base_offset(*next);
             let record = encode_wal_record(stream, &placed);
             // Reserve the LSN and queue under one lock, so LSNs match queue order.
-            let (lsn, durable) = {
+            let (lsn, written) = {
                 let mut cache = self.inner.lock_cache();
                 (cache.reserve_lsn(), wal.append(record))
             };
             *next = placed.end_offset();
-            (placed, lsn, durable)
+            (placed, lsn, written)
         };
-        match durable.await {
-            Ok(written) if written == lsn => {}
-            Ok(written) => {
-                self.inner.lock_cache().abandon(lsn);
-                return Err(StoreError::Wal(WalError::Failed(format!(
-                    "WAL assigned {written:?}, expected {lsn:?}"
-                ))));
-            }
-            Err(err) => {
-                self.inner.lock_cache().abandon(lsn);
-                return Err(err.into());
-            }
-        }
         let appended = Appended {
             base_offset: placed.base_offset(),
             end_offset: placed.end_offset(),
         };
-        let unuploaded = {
-            let mut cache = self.inner.lock_cache();
-            cache.insert(stream, placed, lsn);
-            cache.unuploaded_bytes()
+        let inner = self.inner.clone();
+        let durable = async move {
+            match written.await {
+                Ok(written) if written == lsn => {}
+                Ok(written) => {
+                    inner.lock_cache().abandon(lsn);
+                    return Err(StoreError::Wal(WalError::Failed(format!(
+                        "WAL assigned {written:?}, expected {lsn:?}"
+                    ))));
+                }
+                Err(err) => {
+                    inner.lock_cache().abandon(lsn);
+                    return Err(err.into());
+                }
+            }
+            let unuploaded = {
+                let mut cache = inner.lock_cache();
+                cache.insert(stream, placed, lsn);
+                cache.unuploaded_bytes()
+            };
+            metrics::counter!("strata_stream_append_bytes_total").increment(bytes);
+            if unuploaded >= inner.config.upload_bytes {
+                inner.upload_wanted.notify_one();
+            }
+            Ok(appended)
         };
-        metrics::counter!("strata_stream_append_bytes_total").increment(batch.len() as u64);
-        if unuploaded >= self.inner.config.upload_bytes {
-            self.inner.upload_wanted.notify_one();
-        }
-        Ok(appended)
+        Ok(QueuedAppend {
+            appended,
+            durable: Box::pin(durable),
+        })
     }
 
     async fn wait_for_room(&self) {
@@ -514,6 +569,92 @@ impl StreamStore {
             });
         }
         retention::move_start(&self.inner, &open, new_start).await
+    }
+
+    /// The first batch holding a record with a timestamp at or after `timestamp_ms`
+    /// (Kafka's offset-for-time lookup), or `None` when no record is that late.
+    ///
+    /// Committed ranges carry their largest timestamp, so ranges wholly earlier are
+    /// skipped without reading; the rest is read in order.
+    pub async fn first_batch_at_or_after(
+        &self,
+        stream: StreamId,
+        timestamp_ms: i64,
+    ) -> Result<Option<RecordBatch>, StoreError> {
+        let open = self
+            .inner
+            .open_stream_state(stream)
+            .ok_or(StoreError::StreamNotOpen(stream))?;
+        let (start, end) = self.offsets(stream)?;
+        let mut offset = {
+            let state = open.lock_state();
+            let committed_end = state.ranges.values().map(|r| r.end_offset).max();
+            state
+                .ranges
+                .values()
+                .find(|r| r.end_offset > start && r.max_timestamp >= timestamp_ms)
+                .map(|r| r.start_offset)
+                .or(committed_end)
+                .unwrap_or(start)
+                .max(start)
+        };
+        while offset < end {
+            let batches = match self.fetch(stream, offset, 1 << 20).await {
+                Ok(batches) => batches,
+                // Retention moved the start past us while we read: go on from there.
+                Err(StoreError::OffsetOutOfRange { start, .. }) if offset < start => {
+                    offset = start;
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
+            let Some(last) = batches.last() else { break };
+            let next = last.end_offset();
+            if let Some(found) = batches
+                .into_iter()
+                .find(|b| b.end_offset() > offset && b.max_timestamp() >= timestamp_ms)
+            {
+                return Ok(Some(found));
+            }
+            offset = next;
+        }
+        Ok(None)
+    }
+
+    /// Deletes the stream: everything acknowledged is uploaded first (so no upload
+    /// can follow the deletion), then its ranges and records are removed in one
+    /// transaction conditional on our epoch; its objects become garbage.
+    pub async fn delete_stream(&self, stream: StreamId) -> Result<(), StoreError> {
+        let open = self
+            .inner
+            .open_stream_state(stream)
+            .ok_or(StoreError::StreamNotOpen(stream))?;
+        self.flush().await?;
+        let _exclusive = open.maintenance.lock().await;
+        let mut txn = Txn::new().when(Compare::Value(
+            metadata::epoch_key(stream),
+            metadata::u64_value(open.epoch),
+        ));
+        txn = txn
+            .and_then(Op::Delete {
+                key: metadata::epoch_key(stream),
+            })
+            .and_then(Op::Delete {
+                key: metadata::start_key(stream),
+            });
+        for start in open.lock_state().ranges.keys() {
+            txn = txn.and_then(Op::Delete {
+                key: metadata::range_key(stream, *start),
+            });
+        }
+        if !self.inner.meta.txn(txn).await?.succeeded {
+            return Err(StoreError::Fenced {
+                stream,
+                epoch: open.epoch,
+            });
+        }
+        self.inner.lock_streams().remove(&stream);
+        Ok(())
     }
 
     /// Sets the policy the background retention applies to `stream`.

@@ -106,39 +106,42 @@ impl ObjectWal {
 }
 
 /// Places `batch` at the stream's end and waits for its window to be committed.
-pub(super) async fn append(
+/// Queues `batch` for the next window; the receiver says how its write ended.
+pub(super) async fn enqueue(
     wal: &ObjectWal,
     open: &Arc<OpenStream>,
     batch: RecordBatch,
-) -> Result<Appended, StoreError> {
+) -> (Appended, oneshot::Receiver<Result<(), String>>) {
     wal.wait_for_room().await;
-    let (appended, done) = {
-        let mut next = open.next_offset.lock().await;
-        let placed = batch.with_base_offset(*next);
-        let appended = Appended {
-            base_offset: placed.base_offset(),
-            end_offset: placed.end_offset(),
-        };
-        let (sender, done) = oneshot::channel();
-        let len = placed.len();
-        wal.lock().push(Gathered {
-            stream: open.id,
-            batch: placed,
-            done: sender,
-        });
-        let full = {
-            let mut bytes = wal.gathered_bytes.lock().unwrap_or_else(|p| p.into_inner());
-            *bytes += len;
-            *bytes >= wal.options.max_bytes
-        };
-        *next = appended.end_offset;
-        if full {
-            wal.wake.notify_one();
-        }
-        (appended, done)
+    let mut next = open.next_offset.lock().await;
+    let placed = batch.with_base_offset(*next);
+    let appended = Appended {
+        base_offset: placed.base_offset(),
+        end_offset: placed.end_offset(),
     };
+    let (sender, done) = oneshot::channel();
+    let len = placed.len();
+    wal.lock().push(Gathered {
+        stream: open.id,
+        batch: placed,
+        done: sender,
+    });
+    let full = {
+        let mut bytes = wal.gathered_bytes.lock().unwrap_or_else(|p| p.into_inner());
+        *bytes += len;
+        *bytes >= wal.options.max_bytes
+    };
+    *next = appended.end_offset;
+    if full {
+        wal.wake.notify_one();
+    }
+    (appended, done)
+}
+
+/// Resolves once the window holding a queued batch is committed.
+pub(super) async fn durable(done: oneshot::Receiver<Result<(), String>>) -> Result<(), StoreError> {
     match done.await {
-        Ok(Ok(())) => Ok(appended),
+        Ok(Ok(())) => Ok(()),
         Ok(Err(reason)) => Err(StoreError::ObjectWal(reason)),
         Err(_) => Err(StoreError::Task("the object WAL stopped".to_string())),
     }

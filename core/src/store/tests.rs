@@ -870,3 +870,82 @@ async fn a_large_stream_gets_an_object_of_its_own() {
     }
     assert_eq!(read_all(&store, ids[0], 0).await.len(), 30);
 }
+
+#[tokio::test]
+async fn queued_appends_keep_their_order_while_durability_is_awaited_together() {
+    let fixture = Fixture::new();
+    let store = fixture.store().await;
+    let id = store.create_stream().await.expect("create");
+    store.open_stream(id).await.expect("open");
+    let mut queued = Vec::new();
+    for i in 0..20 {
+        queued.push(store.enqueue(id, batch(3, i)).await.expect("enqueue"));
+    }
+    let placements: Vec<u64> = queued.iter().map(|q| q.placement().base_offset).collect();
+    assert_eq!(placements, (0..20).map(|i| i * 3).collect::<Vec<_>>());
+    let done = futures::future::join_all(queued.into_iter().map(QueuedAppend::durable)).await;
+    assert!(done.iter().all(Result::is_ok));
+    assert_eq!(store.offsets(id).expect("offsets"), (0, 60));
+    assert_dense(&read_all(&store, id, 0).await, 0);
+}
+
+#[tokio::test]
+async fn finds_the_first_batch_at_or_after_a_timestamp_in_objects_and_the_cache() {
+    let fixture = Fixture::new();
+    let store = fixture.store().await;
+    let id = store.create_stream().await.expect("create");
+    store.open_stream(id).await.expect("open");
+    for ts in [100, 200, 300] {
+        store
+            .append(id, synthetic_batch(2, 10, ts))
+            .await
+            .expect("append");
+    }
+    store.flush().await.expect("upload");
+    for ts in [400, 500] {
+        store
+            .append(id, synthetic_batch(2, 10, ts))
+            .await
+            .expect("append");
+    }
+    let base = |ts| {
+        let store = store.clone();
+        async move {
+            store
+                .first_batch_at_or_after(id, ts)
+                .await
+                .expect("lookup")
+                .map(|b| b.base_offset())
+        }
+    };
+    assert_eq!(base(0).await, Some(0));
+    assert_eq!(base(150).await, Some(2));
+    assert_eq!(base(300).await, Some(4));
+    assert_eq!(base(450).await, Some(8));
+    assert_eq!(base(501).await, None);
+    store.trim(id, 4).await.expect("trim");
+    assert_eq!(base(0).await, Some(4));
+}
+
+#[tokio::test]
+async fn a_deleted_stream_is_gone_and_its_objects_become_garbage() {
+    let fixture = Fixture::new();
+    let store = fixture.store().await;
+    let keep = store.create_stream().await.expect("create");
+    let doomed = store.create_stream().await.expect("create");
+    for id in [keep, doomed] {
+        store.open_stream(id).await.expect("open");
+        store.append(id, batch(5, 1)).await.expect("append");
+    }
+    store.delete_stream(doomed).await.expect("delete");
+    assert!(matches!(
+        store.offsets(doomed),
+        Err(StoreError::StreamNotOpen(_))
+    ));
+    assert_eq!(store.offsets(keep).expect("offsets"), (0, 5));
+    drop(store);
+    let store = fixture.store().await;
+    assert!(store.open_stream(doomed).await.is_err());
+    store.open_stream(keep).await.expect("reopen");
+    assert_eq!(read_all(&store, keep, 0).await.len(), 1);
+}
