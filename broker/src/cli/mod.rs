@@ -1,6 +1,7 @@
 //! The `strata` command line.
 
 mod bench;
+mod serve;
 mod storage;
 
 use std::path::PathBuf;
@@ -23,6 +24,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the Kafka broker.
+    Serve {
+        /// Config file; the embedded default (a local directory) when omitted.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Storage backend tools.
     Storage {
         #[command(subcommand)]
@@ -62,6 +69,13 @@ impl Cli {
     /// Runs the command; the exit code says whether it succeeded.
     pub fn run(self) -> ExitCode {
         match self.command {
+            Command::Serve { config } => {
+                let config = match load(config.as_deref()) {
+                    Ok(config) => config,
+                    Err(code) => return code,
+                };
+                runtime().map_or(ExitCode::FAILURE, |rt| rt.block_on(serve::run(config)))
+            }
             Command::Bench {
                 command: BenchCommand::Store { config, args },
             } => {

@@ -657,6 +657,15 @@ impl StreamStore {
         Ok(())
     }
 
+    /// Bytes of the stream in committed objects (what retention by size counts).
+    pub fn stream_bytes(&self, stream: StreamId) -> Result<u64, StoreError> {
+        let open = self
+            .inner
+            .open_stream_state(stream)
+            .ok_or(StoreError::StreamNotOpen(stream))?;
+        Ok(open.lock_state().ranges.values().map(|r| r.bytes).sum())
+    }
+
     /// Sets the policy the background retention applies to `stream`.
     pub fn set_retention(
         &self,

@@ -6,18 +6,30 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use strata_backends::StorageConfig;
 
+mod broker;
+mod store;
+
+pub use self::broker::BrokerSection;
+pub use self::store::{CacheSection, WalKind, WalSection, store_config};
+
 /// The embedded default: `conf/strata.toml`, used when no `--config` is given.
-pub const EMBEDDED_DEFAULT: &str = include_str!("../../conf/strata.toml");
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../../conf/strata.toml");
 
 /// Sections a config file may hold; environment overrides apply only to these, so
 /// unrelated `STRATA_*` variables are left alone.
-const SECTIONS: &[&str] = &["storage"];
+const SECTIONS: &[&str] = &["storage", "broker", "wal", "cache"];
 
 /// A validated config file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StrataConfig {
     pub storage: StorageConfig,
+    #[serde(default)]
+    pub broker: BrokerSection,
+    #[serde(default)]
+    pub wal: WalSection,
+    #[serde(default)]
+    pub cache: CacheSection,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +71,10 @@ impl StrataConfig {
             .parse()
             .map_err(|e: toml::de::Error| invalid(e.to_string()))?;
         apply_env_overrides(&mut document, env).map_err(invalid)?;
-        StrataConfig::deserialize(document).map_err(|e| invalid(e.to_string()))
+        let config: StrataConfig = serde_path_to_error::deserialize(document)
+            .map_err(|e| invalid(format!("{}: {}", e.path(), e.inner())))?;
+        config.broker.advertised().map_err(invalid)?;
+        Ok(config)
     }
 }
 
@@ -148,6 +163,38 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("rooot"), "{err}");
+    }
+
+    #[test]
+    fn broker_keys_are_checked_by_name_and_type() {
+        let config = StrataConfig::load(
+            None,
+            vars(&[
+                ("STRATA_BROKER_LISTEN", "127.0.0.1:19092"),
+                ("STRATA_WAL_KIND", "object"),
+            ]),
+        )
+        .expect("loads");
+        assert_eq!(config.broker.listen.port(), 19092);
+        assert_eq!(config.wal.kind, WalKind::Object);
+        let err = StrataConfig::load(None, vars(&[("STRATA_BROKER_LISTEN", "nowhere")]))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("broker.listen"), "{err}");
+        let err = StrataConfig::load(None, vars(&[("STRATA_WAL_KIND", "tape")]))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("wal.kind") && err.contains("tape"), "{err}");
+        let err = StrataConfig::load(
+            None,
+            vars(&[("STRATA_BROKER_ADVERTISED_LISTENER", "host-without-port")]),
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(err.contains("advertised_listener"), "{err}");
     }
 
     #[test]

@@ -1,0 +1,84 @@
+//! `[wal]` and `[cache]`: how the stream store under the broker is set up.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+use strata_core::store::{ObjectWalOptions, StoreConfig, WalMode};
+
+/// Where produced data becomes durable before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WalKind {
+    /// Segmented files in `<data_dir>/wal` with group-commit fsync.
+    Local,
+    /// One stream-set object per window; no local state.
+    Object,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WalSection {
+    pub kind: WalKind,
+    /// Object WAL: how long appends gather before they are written.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// Object WAL: a window is written early once it holds this much.
+    pub window_bytes: usize,
+    /// Upload once this much acknowledged data waits (local WAL).
+    pub upload_bytes: usize,
+    /// Upload at least this often while data waits (local WAL).
+    #[serde(with = "humantime_serde")]
+    pub upload_interval: Duration,
+    /// Produce waits while this much acknowledged data is not yet uploaded.
+    pub max_unuploaded_bytes: usize,
+}
+
+impl Default for WalSection {
+    fn default() -> Self {
+        WalSection {
+            kind: WalKind::Local,
+            window: Duration::from_millis(50),
+            window_bytes: 8 << 20,
+            upload_bytes: 16 << 20,
+            upload_interval: Duration::from_secs(5),
+            max_unuploaded_bytes: 256 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheSection {
+    /// Recent data served to tail readers without I/O.
+    pub log_bytes: usize,
+    /// Verified blocks read from objects.
+    pub block_bytes: usize,
+}
+
+impl Default for CacheSection {
+    fn default() -> Self {
+        CacheSection {
+            log_bytes: 256 << 20,
+            block_bytes: 128 << 20,
+        }
+    }
+}
+
+/// The stream store's settings from the config sections.
+pub fn store_config(data_dir: &Path, wal: &WalSection, cache: &CacheSection) -> StoreConfig {
+    let mut config = StoreConfig::new(data_dir.join("wal"));
+    config.wal_mode = match wal.kind {
+        WalKind::Local => WalMode::Local,
+        WalKind::Object => WalMode::Object(ObjectWalOptions {
+            window: wal.window,
+            max_bytes: wal.window_bytes,
+        }),
+    };
+    config.upload_bytes = wal.upload_bytes;
+    config.upload_interval = wal.upload_interval;
+    config.max_unuploaded_bytes = wal.max_unuploaded_bytes;
+    config.log_cache_bytes = cache.log_bytes;
+    config.block_cache_bytes = cache.block_bytes;
+    config
+}

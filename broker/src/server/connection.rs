@@ -1,0 +1,191 @@
+//! One client connection: read frames, decode, dispatch, and write responses in
+//! request order while slow requests (produce, fetch, joins) wait concurrently.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
+use kafka_protocol::protocol::Decodable;
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::frame::{encode_response, read_frame};
+use crate::api::{self, Client, Reply};
+use crate::broker::Broker;
+
+/// Requests answered or in progress but not yet written, per connection.
+const IN_FLIGHT: usize = 64;
+
+/// A response in its place in the connection's order.
+enum Outgoing {
+    Ready(Bytes),
+    Pending {
+        key: ApiKey,
+        version: i16,
+        correlation_id: i32,
+        response: JoinHandle<ResponseKind>,
+    },
+}
+
+/// Why the connection was closed by us.
+#[derive(Debug, thiserror::Error)]
+enum Closed {
+    #[error(transparent)]
+    Frame(#[from] super::frame::FrameError),
+    #[error("request too short for a header ({0} bytes)")]
+    ShortHeader(usize),
+    #[error("unknown API key {0}")]
+    UnknownApi(i16),
+    #[error("{key:?} version {version} is not supported")]
+    UnsupportedVersion { key: ApiKey, version: i16 },
+    #[error("malformed {key:?} v{version} request: {reason}")]
+    Malformed {
+        key: ApiKey,
+        version: i16,
+        reason: String,
+    },
+}
+
+pub async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
+    let _ = stream.set_nodelay(true);
+    metrics::gauge!("strata_kafka_connections").increment(1.0);
+    let (reader, mut writer) = stream.into_split();
+    let (queue, mut outgoing) = mpsc::channel::<Outgoing>(IN_FLIGHT);
+    let write = tokio::spawn(async move {
+        while let Some(next) = outgoing.recv().await {
+            let frame = match next {
+                Outgoing::Ready(frame) => frame,
+                Outgoing::Pending {
+                    key,
+                    version,
+                    correlation_id,
+                    response,
+                } => {
+                    let Ok(response) = response.await else {
+                        tracing::error!(%peer, ?key, "request handler panicked; closing");
+                        return;
+                    };
+                    match encode_response(key, version, correlation_id, &response) {
+                        Ok(frame) => frame,
+                        Err(reason) => {
+                            tracing::error!(%peer, ?key, version, %reason, "cannot encode response; closing");
+                            return;
+                        }
+                    }
+                }
+            };
+            if writer.write_all(&frame).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut reader = BufReader::with_capacity(64 << 10, reader);
+    let max = broker.config.broker.socket_request_max_bytes;
+    let mut client = Client {
+        client_id: String::new(),
+        host: peer.ip().to_string(),
+    };
+    loop {
+        let frame = match read_frame(&mut reader, max).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(err) => {
+                tracing::warn!(%peer, %err, "closing connection");
+                break;
+            }
+        };
+        match handle(&broker, &mut client, frame).await {
+            Ok(None) => {}
+            Ok(Some(out)) => {
+                if queue.send(out).await.is_err() {
+                    break;
+                }
+            }
+            Err((err, reply)) => {
+                tracing::warn!(%peer, client_id = %client.client_id, %err, "closing connection");
+                metrics::counter!("strata_kafka_rejected_requests_total").increment(1);
+                if let Some(reply) = reply {
+                    let _ = queue.send(reply).await;
+                }
+                break;
+            }
+        }
+    }
+    drop(queue);
+    let _ = write.await;
+    metrics::gauge!("strata_kafka_connections").decrement(1.0);
+}
+
+/// Decodes and dispatches one request; an `Err` closes the connection after
+/// sending its optional last reply.
+async fn handle(
+    broker: &Arc<Broker>,
+    client: &mut Client,
+    frame: Bytes,
+) -> Result<Option<Outgoing>, (Closed, Option<Outgoing>)> {
+    if frame.len() < 8 {
+        return Err((Closed::ShortHeader(frame.len()), None));
+    }
+    let raw_key = (&frame[0..2]).get_i16();
+    let version = (&frame[2..4]).get_i16();
+    let correlation_id = (&frame[4..8]).get_i32();
+    let key = ApiKey::try_from(raw_key).map_err(|()| (Closed::UnknownApi(raw_key), None))?;
+    if !api::is_supported(key, version) {
+        if key == ApiKey::ApiVersions {
+            // Answer in v0 so any client can read it, then let it retry lower.
+            let response = ResponseKind::ApiVersions(api::unsupported_api_versions_response());
+            return encode_response(key, 0, correlation_id, &response)
+                .map(|frame| Some(Outgoing::Ready(frame)))
+                .map_err(|reason| {
+                    (
+                        Closed::Malformed {
+                            key,
+                            version,
+                            reason,
+                        },
+                        None,
+                    )
+                });
+        }
+        return Err((Closed::UnsupportedVersion { key, version }, None));
+    }
+    let malformed = |reason: String| {
+        (
+            Closed::Malformed {
+                key,
+                version,
+                reason,
+            },
+            None,
+        )
+    };
+    let mut body = frame;
+    let header = RequestHeader::decode(&mut body, key.request_header_version(version))
+        .map_err(|e| malformed(e.to_string()))?;
+    let request =
+        RequestKind::decode(key, &mut body, version).map_err(|e| malformed(e.to_string()))?;
+    if let Some(id) = &header.client_id {
+        if client.client_id != id.as_str() {
+            client.client_id = id.to_string();
+        }
+    }
+    metrics::counter!("strata_kafka_requests_total", "api" => format!("{key:?}")).increment(1);
+    match api::dispatch(broker, client, &header, request).await {
+        Reply::Nothing => Ok(None),
+        Reply::Now(response) => encode_response(key, version, correlation_id, &response)
+            .map(|frame| Some(Outgoing::Ready(frame)))
+            .map_err(|reason| {
+                tracing::error!(?key, version, %reason, "cannot encode response");
+                malformed(reason)
+            }),
+        Reply::Later(future) => Ok(Some(Outgoing::Pending {
+            key,
+            version,
+            correlation_id,
+            response: tokio::spawn(future),
+        })),
+    }
+}
