@@ -55,13 +55,9 @@ pub fn find_coordinator(
     let node = &broker.node;
     // Groups (0) and transactions (1) both live here; other key types do not exist.
     let error = (req.key_type > 1).then_some(ResponseError::InvalidRequest);
-    let mut response = FindCoordinatorResponse::default()
-        .with_error_code(code(error))
-        .with_node_id(BrokerId(node.node_id))
-        .with_host(str_bytes(node.host.clone()))
-        .with_port(node.port);
-    if version >= 4 {
-        response = response.with_coordinators(
+    // v4 batches keys into `coordinators` and drops the single-key fields.
+    let response = if version >= 4 {
+        FindCoordinatorResponse::default().with_coordinators(
             req.coordinator_keys
                 .into_iter()
                 .map(|key| {
@@ -73,8 +69,14 @@ pub fn find_coordinator(
                         .with_port(node.port)
                 })
                 .collect(),
-        );
-    }
+        )
+    } else {
+        FindCoordinatorResponse::default()
+            .with_error_code(code(error))
+            .with_node_id(BrokerId(node.node_id))
+            .with_host(str_bytes(node.host.clone()))
+            .with_port(node.port)
+    };
     ResponseKind::FindCoordinator(response)
 }
 

@@ -408,11 +408,13 @@ impl GroupCoordinator {
                 Err(ResponseError::UnknownMemberId)
             };
         }
-        Self::check_member(group, member_id, instance_id, generation)?;
-        if group.state == GroupState::PreparingRebalance {
+        // As Kafka: members of the current generation may commit while a rebalance
+        // gathers (they commit what they had before giving partitions up), not while
+        // assignments are being handed out.
+        if group.state == GroupState::CompletingRebalance {
             return Err(ResponseError::RebalanceInProgress);
         }
-        Ok(())
+        Self::check_member(group, member_id, instance_id, generation)
     }
 
     pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {

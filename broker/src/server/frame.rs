@@ -23,7 +23,15 @@ pub async fn read_frame<R: AsyncRead + Unpin>(
 ) -> Result<Option<Bytes>, FrameError> {
     let size = match reader.read_i32().await {
         Ok(size) => size,
-        Err(err) if err.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        // A peer that closes or resets between frames has simply gone.
+        Err(err)
+            if matches!(
+                err.kind(),
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+            ) =>
+        {
+            return Ok(None);
+        }
         Err(err) => return Err(FrameError::Truncated(err)),
     };
     if size < 0 {
