@@ -425,7 +425,35 @@ def scenario_keep_producing(topic, seconds):
     print(f"kept producing: {sent} records")
 
 
+def scenario_commit_offsets(topic, group):
+    """Consumes `topic` to its end in `group` and commits."""
+    consumer = ck.Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": unique("probe")})
+    md = consumer.list_topics(topic, timeout=10).topics[topic]
+    ends = {p: consumer.get_watermark_offsets(ck.TopicPartition(topic, p), timeout=10)[1]
+            for p in md.partitions}
+    consumer.close()
+    got = consume_all(topic, sum(ends.values()), group=group, timeout=120)
+    check(len(got) == sum(ends.values()), f"read {len(got)} of {sum(ends.values())}")
+    c = ck.Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": group})
+    c.commit(offsets=[ck.TopicPartition(topic, p, e) for p, e in ends.items()], asynchronous=False)
+    c.close()
+    print(json.dumps(ends))
+
+
+def scenario_check_offsets(topic, group, expected_json):
+    """The group's committed offsets are `expected_json` ({partition: offset})."""
+    expected = {int(p): o for p, o in json.loads(expected_json).items()}
+    c = ck.Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": group})
+    committed = c.committed([ck.TopicPartition(topic, p) for p in expected], timeout=10)
+    c.close()
+    got = {tp.partition: tp.offset for tp in committed}
+    check(got == expected, f"committed offsets {got} != {expected}")
+    print("offsets retained")
+
+
 SCENARIOS = {
+    "commit-offsets": scenario_commit_offsets,
+    "check-offsets": scenario_check_offsets,
     "codecs": scenario_codecs,
     "group": scenario_group,
     "admin": scenario_admin,

@@ -4,7 +4,9 @@
 //! `main`: it starts that backend's server through `deploy/testbed/`, runs the shared
 //! [`conformance`] suite and the `strata storage check` cases, then stops the server.
 
+pub mod broker;
 pub mod chaos;
+pub mod clients;
 pub mod cli;
 pub mod conformance;
 pub mod faults;
