@@ -360,7 +360,8 @@ def scenario_produce_load(topic, count, acked_path, partitions="4"):
                 break
             except BufferError:
                 producer.poll(0.1)
-        if i % 200 == 0:
+        # About 10,000 records a second: the load spans the broker's restarts.
+        if i % 100 == 0:
             producer.poll(0)
             time.sleep(0.01)
     left = producer.flush(150)
