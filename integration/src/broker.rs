@@ -86,7 +86,9 @@ impl BrokerProcess {
                 command.arg("--config").arg(path);
             }
         }
-        let child = command.spawn().map_err(|e| format!("cannot start strata: {e}"))?;
+        let child = command
+            .spawn()
+            .map_err(|e| format!("cannot start strata: {e}"))?;
         self.child = Some(child);
         self.wait_ready()
     }
@@ -126,7 +128,8 @@ impl BrokerProcess {
     pub fn all_logs(&self) -> String {
         (1..=self.starts)
             .map(|n| {
-                std::fs::read_to_string(self.data.join(format!("broker-{n}.log"))).unwrap_or_default()
+                std::fs::read_to_string(self.data.join(format!("broker-{n}.log")))
+                    .unwrap_or_default()
             })
             .collect::<Vec<_>>()
             .join("\n")

@@ -6,8 +6,8 @@
 
 pub mod broker;
 pub mod chaos;
-pub mod clients;
 pub mod cli;
+pub mod clients;
 pub mod conformance;
 pub mod faults;
 pub mod store_crash;

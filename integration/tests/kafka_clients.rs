@@ -28,22 +28,30 @@ fn broker(storage: &BrokerStorage) -> Result<Fixture, String> {
 
 fn codecs(clients: &Clients, storage: &BrokerStorage) -> Result<(), String> {
     let f = broker(storage)?;
-    clients.librdkafka(&f.broker.bootstrap(), &["codecs"]).map(drop)
+    clients
+        .librdkafka(&f.broker.bootstrap(), &["codecs"])
+        .map(drop)
 }
 
 fn consumer_group(clients: &Clients, storage: &BrokerStorage) -> Result<(), String> {
     let f = broker(storage)?;
-    clients.librdkafka(&f.broker.bootstrap(), &["group"]).map(drop)
+    clients
+        .librdkafka(&f.broker.bootstrap(), &["group"])
+        .map(drop)
 }
 
 fn admin(clients: &Clients, storage: &BrokerStorage) -> Result<(), String> {
     let f = broker(storage)?;
-    clients.librdkafka(&f.broker.bootstrap(), &["admin"]).map(drop)
+    clients
+        .librdkafka(&f.broker.bootstrap(), &["admin"])
+        .map(drop)
 }
 
 fn offsets(clients: &Clients, storage: &BrokerStorage) -> Result<(), String> {
     let f = broker(storage)?;
-    clients.librdkafka(&f.broker.bootstrap(), &["offsets"]).map(drop)
+    clients
+        .librdkafka(&f.broker.bootstrap(), &["offsets"])
+        .map(drop)
 }
 
 fn kafka_python(clients: &Clients, storage: &BrokerStorage) -> Result<(), String> {
@@ -61,7 +69,9 @@ fn kcat(clients: &Clients, storage: &BrokerStorage) -> Result<(), String> {
     let bootstrap = f.broker.bootstrap();
     let input: String = (0..100).map(|i| format!("key{i}:value{i}\n")).collect();
     clients.kcat(
-        &["-b", &bootstrap, "-t", "kcat", "-P", "-K", ":", "-z", "snappy"],
+        &[
+            "-b", &bootstrap, "-t", "kcat", "-P", "-K", ":", "-z", "snappy",
+        ],
         &input,
     )?;
     let listed = clients.kcat(&["-b", &bootstrap, "-L"], "")?;
@@ -69,7 +79,18 @@ fn kcat(clients: &Clients, storage: &BrokerStorage) -> Result<(), String> {
         return Err(format!("kcat -L does not list the topic:\n{listed}"));
     }
     let read = clients.kcat(
-        &["-b", &bootstrap, "-t", "kcat", "-C", "-e", "-o", "beginning", "-f", "%o %k %s\n"],
+        &[
+            "-b",
+            &bootstrap,
+            "-t",
+            "kcat",
+            "-C",
+            "-e",
+            "-o",
+            "beginning",
+            "-f",
+            "%o %k %s\n",
+        ],
         "",
     )?;
     let want: String = (0..100).map(|i| format!("{i} key{i} value{i}\n")).collect();
@@ -130,7 +151,9 @@ fn expect_closed(stream: &mut TcpStream, what: &str) -> Result<(), String> {
     let mut buf = [0u8; 64];
     match stream.read(&mut buf) {
         Ok(0) | Err(_) => Ok(()),
-        Ok(n) => Err(format!("{what}: the broker answered {n} bytes instead of closing")),
+        Ok(n) => Err(format!(
+            "{what}: the broker answered {n} bytes instead of closing"
+        )),
     }
 }
 
@@ -167,7 +190,8 @@ fn bad_input(clients: &Clients, storage: &BrokerStorage) -> Result<(), String> {
     expect_closed(&mut s, "oversized frame")?;
     // Unknown API key.
     let mut s = connect()?;
-    s.write_all(&frame(999, 0, b"")).map_err(|e| e.to_string())?;
+    s.write_all(&frame(999, 0, b""))
+        .map_err(|e| e.to_string())?;
     expect_closed(&mut s, "unknown API key")?;
     // Produce v2 is not spoken.
     let mut s = connect()?;
@@ -185,11 +209,13 @@ fn bad_input(clients: &Clients, storage: &BrokerStorage) -> Result<(), String> {
     drop(s);
     // ApiVersions of a future version gets UNSUPPORTED_VERSION (35) in a v0 answer.
     let mut s = connect()?;
-    s.write_all(&frame(18, 99, b"")).map_err(|e| e.to_string())?;
+    s.write_all(&frame(18, 99, b""))
+        .map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .map_err(|e| e.to_string())?;
     let mut head = [0u8; 10];
-    s.read_exact(&mut head).map_err(|e| format!("ApiVersions v99: {e}"))?;
+    s.read_exact(&mut head)
+        .map_err(|e| format!("ApiVersions v99: {e}"))?;
     let correlation = i32::from_be_bytes([head[4], head[5], head[6], head[7]]);
     let error = i16::from_be_bytes([head[8], head[9]]);
     if (correlation, error) != (7, 35) {
@@ -229,21 +255,39 @@ fn main() {
     ));
     let embedded: &[(&str, Check)] = &[
         ("librdkafka_codecs_keys_headers_large_records", codecs),
-        ("librdkafka_consumer_group_members_join_and_leave", consumer_group),
+        (
+            "librdkafka_consumer_group_members_join_and_leave",
+            consumer_group,
+        ),
         ("librdkafka_admin_topics_configs_groups", admin),
         ("librdkafka_offsets_for_times_delete_records_reset", offsets),
         ("kafka_python_codecs_group_admin", kafka_python),
         ("kafkajs_produce_consume_group_admin", kafkajs),
         ("kcat_lists_produces_and_consumes", kcat),
-        ("sigkill_under_load_loses_nothing_acknowledged", sigkill_under_load),
-        ("graceful_restart_keeps_offsets_and_producer_state", graceful_restart),
+        (
+            "sigkill_under_load_loses_nothing_acknowledged",
+            sigkill_under_load,
+        ),
+        (
+            "graceful_restart_keeps_offsets_and_producer_state",
+            graceful_restart,
+        ),
         ("bad_input_closes_only_its_connection", bad_input),
     ];
     let on_s3: &[(&str, Check)] = &[
         ("librdkafka_codecs_keys_headers_large_records", codecs),
-        ("librdkafka_consumer_group_members_join_and_leave", consumer_group),
-        ("sigkill_under_load_loses_nothing_acknowledged", sigkill_under_load),
-        ("graceful_restart_keeps_offsets_and_producer_state", graceful_restart),
+        (
+            "librdkafka_consumer_group_members_join_and_leave",
+            consumer_group,
+        ),
+        (
+            "sigkill_under_load_loses_nothing_acknowledged",
+            sigkill_under_load,
+        ),
+        (
+            "graceful_restart_keeps_offsets_and_producer_state",
+            graceful_restart,
+        ),
     ];
     let mut trials = Vec::new();
     for (label, storage, checks) in [

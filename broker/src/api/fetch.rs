@@ -101,7 +101,7 @@ pub fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Reply {
                 })
                 .collect();
             match sessions.update(id, epoch, requested, forget) {
-                Err(error) => return Reply::Now(error_response(error, 0)),
+                Err(error) => return Reply::Now(Box::new(error_response(error, 0))),
                 Ok(partitions) => (
                     id,
                     partitions

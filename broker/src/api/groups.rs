@@ -36,6 +36,9 @@ use crate::broker::Broker;
 use crate::groups::JoinRequest;
 use crate::groups::offsets::{Committed, TopicPartition};
 
+/// Per topic, each partition's outcome.
+type PartitionResults<T> = Vec<(String, Vec<(i32, T)>)>;
+
 /// Largest commit metadata string accepted (Kafka's `offset.metadata.max.bytes`).
 const MAX_METADATA_BYTES: usize = 4096;
 
@@ -214,7 +217,7 @@ pub async fn offset_commit(broker: &Arc<Broker>, req: OffsetCommitRequest) -> Re
         req.generation_id_or_member_epoch,
     );
     let mut accepted: Vec<(TopicPartition, Committed)> = Vec::new();
-    let mut results: Vec<(String, Vec<(i32, Option<ResponseError>)>)> = Vec::new();
+    let mut results: PartitionResults<Option<ResponseError>> = Vec::new();
     for topic in req.topics {
         let name = topic.name.0.to_string();
         let known = broker.topics.get(&name);
@@ -287,7 +290,7 @@ fn committed(
     broker: &Broker,
     group: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
-) -> Vec<(String, Vec<(i32, Option<Committed>)>)> {
+) -> PartitionResults<Option<Committed>> {
     let wanted = match wanted {
         Some(list) => list,
         None => {

@@ -27,7 +27,7 @@ pub use self::versions::{is_supported, unsupported_api_versions_response};
 
 /// What a connection does with a request.
 pub enum Reply {
-    Now(ResponseKind),
+    Now(Box<ResponseKind>),
     /// Answered when the future resolves; the connection keeps reading meanwhile.
     Later(BoxFuture<'static, ResponseKind>),
     /// Produce with acks=0: no response at all.
@@ -50,7 +50,7 @@ pub async fn dispatch(
     request: RequestKind,
 ) -> Reply {
     let version = header.request_api_version;
-    let now = |response: ResponseKind| Reply::Now(response);
+    let now = |response: ResponseKind| Reply::Now(Box::new(response));
     match request {
         RequestKind::ApiVersions(_) => now(versions::handle()),
         RequestKind::Metadata(req) => now(metadata::metadata(broker, req, version).await),

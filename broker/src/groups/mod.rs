@@ -326,14 +326,14 @@ impl GroupCoordinator {
         let group = groups
             .get_mut(group_id)
             .ok_or(ResponseError::UnknownMemberId)?;
-        Self::check_member(group, member_id, instance_id, generation).or_else(|err| {
+        Self::check_member(group, member_id, instance_id, generation).map_err(|err| {
             // During a rebalance an old generation learns to rejoin.
             if err == ResponseError::IllegalGeneration
                 && group.state == GroupState::PreparingRebalance
             {
-                Err(ResponseError::RebalanceInProgress)
+                ResponseError::RebalanceInProgress
             } else {
-                Err(err)
+                err
             }
         })?;
         if let Some(member) = group.member_mut(member_id) {

@@ -167,10 +167,10 @@ async fn handle(
         .map_err(|e| malformed(e.to_string()))?;
     let request =
         RequestKind::decode(key, &mut body, version).map_err(|e| malformed(e.to_string()))?;
-    if let Some(id) = &header.client_id {
-        if client.client_id != id.as_str() {
-            client.client_id = id.to_string();
-        }
+    if let Some(id) = &header.client_id
+        && client.client_id != id.as_str()
+    {
+        client.client_id = id.to_string();
     }
     metrics::counter!("strata_kafka_requests_total", "api" => format!("{key:?}")).increment(1);
     match api::dispatch(broker, client, &header, request).await {
