@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use strata_backends::Storage;
-use strata_core::meta::{Compare, EmbeddedMetaStore, EmbeddedOptions, MetaStore, Op, Txn};
+use strata_core::meta::{
+    Compare, EmbeddedMetaStore, EmbeddedOptions, MetaStore, MeteredMetaStore, Op, Txn,
+};
 use strata_core::store::StreamStore;
 use tokio::sync::Notify;
 
@@ -72,14 +74,14 @@ impl Broker {
         let (host, port) = config.broker.advertised().map_err(StartError::Config)?;
         let storage = Storage::open(&config.storage)?;
         let meta_dir = data_dir.join("meta");
-        let meta: Arc<dyn MetaStore> = Arc::new(
+        let meta: Arc<dyn MetaStore> = Arc::new(MeteredMetaStore::new(
             EmbeddedMetaStore::open(&meta_dir, EmbeddedOptions::default())
                 .await
                 .map_err(|source| StartError::Meta {
                     dir: meta_dir.display().to_string(),
                     source,
                 })?,
-        );
+        ));
         let cluster_id = cluster_id(meta.as_ref())
             .await
             .map_err(|source| StartError::Meta {

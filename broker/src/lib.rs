@@ -12,6 +12,7 @@ pub mod config;
 pub mod dynamic_config;
 pub mod fetch_sessions;
 pub mod groups;
+pub mod observability;
 pub mod producer_ids;
 pub mod server;
 pub mod topics;

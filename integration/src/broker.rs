@@ -23,6 +23,7 @@ pub enum BrokerStorage {
 pub struct BrokerProcess {
     child: Option<Child>,
     port: u16,
+    admin_port: u16,
     data: PathBuf,
     storage: BrokerStorage,
     starts: u32,
@@ -43,6 +44,7 @@ impl BrokerProcess {
         let mut broker = BrokerProcess {
             child: None,
             port: free_port()?,
+            admin_port: free_port()?,
             data: data.to_path_buf(),
             storage,
             starts: 0,
@@ -53,6 +55,11 @@ impl BrokerProcess {
 
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `host:port` of the admin HTTP endpoint (`/metrics`).
+    pub fn admin(&self) -> String {
+        format!("127.0.0.1:{}", self.admin_port)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -71,6 +78,10 @@ impl BrokerProcess {
             .arg("serve")
             .env("STRATA_LOG", "info")
             .env("STRATA_BROKER_LISTEN", format!("127.0.0.1:{}", self.port))
+            .env(
+                "STRATA_ADMIN_LISTEN",
+                format!("127.0.0.1:{}", self.admin_port),
+            )
             .env("STRATA_BROKER_DATA_DIR", self.data.join("state"))
             .env("STRATA_BROKER_GROUP_INITIAL_REBALANCE_DELAY", "0s")
             .stdin(Stdio::null())

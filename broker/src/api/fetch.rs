@@ -131,7 +131,11 @@ pub fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Reply {
             if bytes >= min_bytes.max(1) || errors || tokio::time::Instant::now() >= deadline {
                 break reads;
             }
-            if tokio::time::timeout_at(deadline, arrived).await.is_err() {
+            let waiting = metrics::gauge!("strata_kafka_purgatory_requests", "kind" => "fetch");
+            waiting.increment(1.0);
+            let timed_out = tokio::time::timeout_at(deadline, arrived).await.is_err();
+            waiting.decrement(1.0);
+            if timed_out {
                 break read_all(&broker, &wanted, max_bytes).await;
             }
         };
@@ -216,7 +220,6 @@ async fn read_one(broker: &Broker, want: &Wanted, budget: usize) -> Read {
 
 fn respond(broker: &Broker, session_id: i32, reads: Vec<Read>) -> ResponseKind {
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
-    let mut bytes_out = 0usize;
     for read in reads {
         if read.quiet {
             continue;
@@ -226,7 +229,10 @@ fn respond(broker: &Broker, session_id: i32, reads: Vec<Read>) -> ResponseKind {
                 .fetch_sessions
                 .sent(session_id, &read.key, read.high_watermark, read.log_start);
         }
-        bytes_out += read.records.len();
+        if !read.records.is_empty() {
+            metrics::counter!("strata_kafka_bytes_out_total", "topic" => read.key.0.clone())
+                .increment(read.records.len() as u64);
+        }
         let data = PartitionData::default()
             .with_partition_index(read.key.1)
             .with_error_code(read.error.map_or(0, |e| e.code()))
@@ -244,7 +250,6 @@ fn respond(broker: &Broker, session_id: i32, reads: Vec<Read>) -> ResponseKind {
             ),
         }
     }
-    metrics::counter!("strata_fetch_bytes_total").increment(bytes_out as u64);
     ResponseKind::Fetch(
         FetchResponse::default()
             .with_session_id(session_id)

@@ -106,8 +106,12 @@ pub fn join(broker: &Arc<Broker>, client: &Client, req: JoinGroupRequest, versio
         require_known_member_id: version >= 4,
     };
     let outcome = broker.groups.join(request);
+    let waiting = metrics::gauge!("strata_kafka_purgatory_requests", "kind" => "join");
+    waiting.increment(1.0);
     Reply::Later(Box::pin(async move {
-        let outcome = match outcome.await {
+        let outcome = outcome.await;
+        waiting.decrement(1.0);
+        let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(_) => crate::groups::JoinOutcome::failed(
                 ResponseError::CoordinatorNotAvailable,

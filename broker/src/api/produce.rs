@@ -25,6 +25,8 @@ enum Step {
         partition: Arc<Partition>,
         pending: PendingAppend,
         append_time: i64,
+        bytes: u64,
+        records: u64,
     },
 }
 
@@ -117,12 +119,14 @@ pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
         steps.push((name, partitions));
     }
     let broker = broker.clone();
+    let waiting = metrics::gauge!("strata_kafka_purgatory_requests", "kind" => "produce");
+    waiting.increment(1.0);
     let respond = async move {
         let mut responses = Vec::with_capacity(steps.len());
         for (name, partitions) in steps {
             let mut out = Vec::with_capacity(partitions.len());
             for (index, step) in partitions {
-                out.push(finish(&broker, index, step).await);
+                out.push(finish(&broker, &name, index, step).await);
             }
             responses.push(
                 TopicProduceResponse::default()
@@ -131,6 +135,7 @@ pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
             );
         }
         broker.data_arrived.notify_waiters();
+        waiting.decrement(1.0);
         ResponseKind::Produce(ProduceResponse::default().with_responses(responses))
     };
     if acks == 0 {
@@ -147,6 +152,7 @@ async fn queue(
     batch: RecordBatch,
     topic: &crate::topics::Topic,
 ) -> Step {
+    let (bytes, records) = (batch.len() as u64, u64::from(batch.record_count()));
     match partition
         .append(&broker.store, batch, &topic.config, now_ms())
         .await
@@ -155,6 +161,8 @@ async fn queue(
             partition: partition.clone(),
             pending,
             append_time,
+            bytes,
+            records,
         },
         Err(err) => refused_by(err),
     }
@@ -175,13 +183,13 @@ fn refused_by(err: AppendError) -> Step {
     }
 }
 
-async fn finish(broker: &Broker, index: i32, step: Step) -> PartitionProduceResponse {
+async fn finish(broker: &Broker, topic: &str, index: i32, step: Step) -> PartitionProduceResponse {
     let response = PartitionProduceResponse::default()
         .with_index(index)
         .with_log_append_time_ms(-1)
         .with_log_start_offset(-1)
         .with_base_offset(-1);
-    let (partition, pending, append_time) = match step {
+    let (partition, pending, append_time, bytes, records) = match step {
         Step::Refused(error, message) => {
             return response
                 .with_error_code(error.code())
@@ -191,10 +199,16 @@ async fn finish(broker: &Broker, index: i32, step: Step) -> PartitionProduceResp
             partition,
             pending,
             append_time,
-        } => (partition, pending, append_time),
+            bytes,
+            records,
+        } => (partition, pending, append_time, bytes, records),
     };
     match partition.complete(pending).await {
         Ok(base_offset) => {
+            metrics::counter!("strata_kafka_bytes_in_total", "topic" => topic.to_string())
+                .increment(bytes);
+            metrics::counter!("strata_kafka_records_in_total", "topic" => topic.to_string())
+                .increment(records);
             let start = broker
                 .store
                 .offsets(partition.stream)

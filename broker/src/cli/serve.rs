@@ -7,7 +7,7 @@ use tokio::sync::watch;
 
 use crate::broker::Broker;
 use crate::config::StrataConfig;
-use crate::server;
+use crate::{observability, server};
 
 pub async fn run(config: StrataConfig) -> ExitCode {
     let listen = config.broker.listen;
@@ -18,6 +18,20 @@ pub async fn run(config: StrataConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let Some(metrics) = observability::install_recorder() else {
+        eprintln!("error: a metrics recorder is already installed");
+        return ExitCode::FAILURE;
+    };
+    let admin_addr = config.admin.listen;
+    let admin = match TcpListener::bind(admin_addr).await {
+        Ok(listener) => listener,
+        Err(err) => {
+            eprintln!("error: cannot listen on admin.listen = {admin_addr}: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (set_ready, ready) = watch::channel(false);
+    tokio::spawn(observability::serve_admin(admin, metrics.clone(), ready));
     let broker = match Broker::start(config).await {
         Ok(broker) => broker,
         Err(err) => {
@@ -32,9 +46,20 @@ pub async fn run(config: StrataConfig) -> ExitCode {
         "strata broker serving Kafka clients"
     );
     eprintln!(
-        "strata: serving Kafka on {listen} (advertised as {}:{})",
+        "strata: serving Kafka on {listen} (advertised as {}:{}); metrics on http://{admin_addr}/metrics",
         broker.node.host, broker.node.port
     );
+    tokio::spawn(observability::run_collector(std::sync::Arc::downgrade(
+        &broker,
+    )));
+    // Histograms are summarised on scrape; upkeep keeps memory bounded between scrapes.
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            metrics.run_upkeep();
+        }
+    });
+    let _ = set_ready.send(true);
     let (stop, stopped) = watch::channel(false);
     let serving = tokio::spawn(server::serve(listener, broker.clone(), stopped));
     wait_for_signal().await;

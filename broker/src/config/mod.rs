@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use strata_backends::StorageConfig;
 
+mod admin;
 mod broker;
 mod store;
 
+pub use self::admin::{AdminSection, MetricsSection};
 pub use self::broker::BrokerSection;
 pub use self::store::{CacheSection, WalKind, WalSection, store_config};
 
@@ -17,7 +19,7 @@ pub const EMBEDDED_DEFAULT: &str = include_str!("../../../conf/strata.toml");
 
 /// Sections a config file may hold; environment overrides apply only to these, so
 /// unrelated `STRATA_*` variables are left alone.
-const SECTIONS: &[&str] = &["storage", "broker", "wal", "cache"];
+const SECTIONS: &[&str] = &["storage", "broker", "wal", "cache", "admin", "metrics"];
 
 /// A validated config file.
 #[derive(Debug, Deserialize)]
@@ -30,6 +32,10 @@ pub struct StrataConfig {
     pub wal: WalSection,
     #[serde(default)]
     pub cache: CacheSection,
+    #[serde(default)]
+    pub admin: AdminSection,
+    #[serde(default)]
+    pub metrics: MetricsSection,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseKind};
@@ -15,18 +16,25 @@ use tokio::task::JoinHandle;
 use super::frame::{encode_response, read_frame};
 use crate::api::{self, Client, Reply};
 use crate::broker::Broker;
+use crate::observability::errors;
 
 /// Requests answered or in progress but not yet written, per connection.
 const IN_FLIGHT: usize = 64;
 
 /// A response in its place in the connection's order.
-enum Outgoing {
+struct Outgoing {
+    key: ApiKey,
+    received: Instant,
+    body: Body,
+}
+
+enum Body {
     Ready(Bytes),
+    /// The handler's task, resolving to the response and when it was ready.
     Pending {
-        key: ApiKey,
         version: i16,
         correlation_id: i32,
-        response: JoinHandle<ResponseKind>,
+        response: JoinHandle<(ResponseKind, Instant)>,
     },
 }
 
@@ -56,22 +64,25 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
     let (queue, mut outgoing) = mpsc::channel::<Outgoing>(IN_FLIGHT);
     let write = tokio::spawn(async move {
         while let Some(next) = outgoing.recv().await {
-            let frame = match next {
-                Outgoing::Ready(frame) => frame,
-                Outgoing::Pending {
-                    key,
+            let api = errors::api_name(next.key);
+            let frame = match next.body {
+                Body::Ready(frame) => frame,
+                Body::Pending {
                     version,
                     correlation_id,
                     response,
                 } => {
-                    let Ok(response) = response.await else {
-                        tracing::error!(%peer, ?key, "request handler panicked; closing");
+                    let Ok((response, ready_at)) = response.await else {
+                        tracing::error!(%peer, api, "request handler panicked; closing");
                         return;
                     };
-                    match encode_response(key, version, correlation_id, &response) {
+                    metrics::histogram!("strata_kafka_request_queue_seconds", "api" => api)
+                        .record(ready_at.elapsed().as_secs_f64());
+                    errors::record(next.key, &response);
+                    match encode_response(next.key, version, correlation_id, &response) {
                         Ok(frame) => frame,
                         Err(reason) => {
-                            tracing::error!(%peer, ?key, version, %reason, "cannot encode response; closing");
+                            tracing::error!(%peer, api, version, %reason, "cannot encode response; closing");
                             return;
                         }
                     }
@@ -80,6 +91,8 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
             if writer.write_all(&frame).await.is_err() {
                 return;
             }
+            metrics::histogram!("strata_kafka_request_duration_seconds", "api" => api)
+                .record(next.received.elapsed().as_secs_f64());
         }
     });
     let mut reader = BufReader::with_capacity(64 << 10, reader);
@@ -97,7 +110,7 @@ pub async fn run(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
                 break;
             }
         };
-        match handle(&broker, &mut client, frame).await {
+        match handle(&broker, &mut client, frame, Instant::now()).await {
             Ok(None) => {}
             Ok(Some(out)) => {
                 if queue.send(out).await.is_err() {
@@ -125,6 +138,7 @@ async fn handle(
     broker: &Arc<Broker>,
     client: &mut Client,
     frame: Bytes,
+    received: Instant,
 ) -> Result<Option<Outgoing>, (Closed, Option<Outgoing>)> {
     if frame.len() < 8 {
         return Err((Closed::ShortHeader(frame.len()), None));
@@ -137,8 +151,15 @@ async fn handle(
         if key == ApiKey::ApiVersions {
             // Answer in v0 so any client can read it, then let it retry lower.
             let response = ResponseKind::ApiVersions(api::unsupported_api_versions_response());
+            errors::record(key, &response);
             return encode_response(key, 0, correlation_id, &response)
-                .map(|frame| Some(Outgoing::Ready(frame)))
+                .map(|frame| {
+                    Some(Outgoing {
+                        key,
+                        received,
+                        body: Body::Ready(frame),
+                    })
+                })
                 .map_err(|reason| {
                     (
                         Closed::Malformed {
@@ -172,20 +193,32 @@ async fn handle(
     {
         client.client_id = id.to_string();
     }
-    metrics::counter!("strata_kafka_requests_total", "api" => format!("{key:?}")).increment(1);
+    metrics::counter!("strata_kafka_requests_total", "api" => errors::api_name(key)).increment(1);
     match api::dispatch(broker, client, &header, request).await {
         Reply::Nothing => Ok(None),
-        Reply::Now(response) => encode_response(key, version, correlation_id, &response)
-            .map(|frame| Some(Outgoing::Ready(frame)))
-            .map_err(|reason| {
-                tracing::error!(?key, version, %reason, "cannot encode response");
-                malformed(reason)
-            }),
-        Reply::Later(future) => Ok(Some(Outgoing::Pending {
+        Reply::Now(response) => {
+            errors::record(key, &response);
+            encode_response(key, version, correlation_id, &response)
+                .map(|frame| {
+                    Some(Outgoing {
+                        key,
+                        received,
+                        body: Body::Ready(frame),
+                    })
+                })
+                .map_err(|reason| {
+                    tracing::error!(?key, version, %reason, "cannot encode response");
+                    malformed(reason)
+                })
+        }
+        Reply::Later(future) => Ok(Some(Outgoing {
             key,
-            version,
-            correlation_id,
-            response: tokio::spawn(future),
+            received,
+            body: Body::Pending {
+                version,
+                correlation_id,
+                response: tokio::spawn(async move { (future.await, Instant::now()) }),
+            },
         })),
     }
 }

@@ -10,6 +10,7 @@
 //! compare on that key, so a stale owner's commit fails as a whole.
 
 mod embedded;
+mod metered;
 mod types;
 
 use std::time::Duration;
@@ -18,6 +19,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use embedded::{EmbeddedMetaStore, EmbeddedOptions};
+pub use metered::MeteredMetaStore;
 pub use types::{
     Compare, KeyValue, LeaseId, Op, Txn, TxnOutcome, WatchEvent, WatchEventKind, WatchStream,
 };

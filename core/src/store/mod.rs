@@ -179,6 +179,7 @@ pub struct Appended {
 pub struct QueuedAppend {
     appended: Appended,
     durable: std::pin::Pin<Box<dyn Future<Output = Result<Appended, StoreError>> + Send>>,
+    queued_at: std::time::Instant,
 }
 
 impl QueuedAppend {
@@ -190,7 +191,10 @@ impl QueuedAppend {
     /// Resolves once the batch is durable (then it is acknowledged and readable), or
     /// with the error that kept it from being written.
     pub async fn durable(self) -> Result<Appended, StoreError> {
-        self.durable.await
+        let result = self.durable.await;
+        metrics::histogram!("strata_stream_append_duration_seconds")
+            .record(self.queued_at.elapsed().as_secs_f64());
+        result
     }
 }
 
@@ -445,6 +449,7 @@ impl StreamStore {
                 return Ok(QueuedAppend {
                     appended,
                     durable: Box::pin(durable),
+                    queued_at: std::time::Instant::now(),
                 });
             }
         };
@@ -494,16 +499,25 @@ impl StreamStore {
         Ok(QueuedAppend {
             appended,
             durable: Box::pin(durable),
+            queued_at: std::time::Instant::now(),
         })
     }
 
     async fn wait_for_room(&self) {
+        let mut blocked_since = None;
         loop {
             let waiting = self.inner.uploaded.notified();
             if self.inner.lock_cache().unuploaded_bytes() < self.inner.config.max_unuploaded_bytes {
+                if let Some(since) = blocked_since {
+                    metrics::histogram!("strata_stream_backpressure_seconds")
+                        .record(std::time::Instant::elapsed(&since).as_secs_f64());
+                }
                 return;
             }
-            metrics::counter!("strata_stream_backpressure_total").increment(1);
+            if blocked_since.is_none() {
+                blocked_since = Some(std::time::Instant::now());
+                metrics::counter!("strata_stream_backpressure_total").increment(1);
+            }
             self.inner.upload_wanted.notify_one();
             waiting.await;
         }

@@ -1,0 +1,402 @@
+//! HELP texts and units of every metric family the broker exports.
+
+use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+
+/// `(name, kind, unit, help)` of every family; `docs/observability.md` mirrors it.
+pub const FAMILIES: &[(&str, Kind, Unit, &str)] = &[
+    // Kafka API
+    (
+        "strata_kafka_requests_total",
+        Kind::Counter,
+        Unit::Count,
+        "Kafka requests received, by API.",
+    ),
+    (
+        "strata_kafka_request_errors_total",
+        Kind::Counter,
+        Unit::Count,
+        "Error codes returned, by API and Kafka error name (per partition where the API answers per partition).",
+    ),
+    (
+        "strata_kafka_request_duration_seconds",
+        Kind::Histogram,
+        Unit::Seconds,
+        "Time from a request's arrival to its response being written, by API.",
+    ),
+    (
+        "strata_kafka_request_queue_seconds",
+        Kind::Histogram,
+        Unit::Seconds,
+        "Time a finished response waited behind earlier responses of its connection, by API.",
+    ),
+    (
+        "strata_kafka_rejected_requests_total",
+        Kind::Counter,
+        Unit::Count,
+        "Connections closed for bad input: oversized, malformed, unknown API or version.",
+    ),
+    (
+        "strata_kafka_connections",
+        Kind::Gauge,
+        Unit::Count,
+        "Open client connections.",
+    ),
+    (
+        "strata_kafka_purgatory_requests",
+        Kind::Gauge,
+        Unit::Count,
+        "Requests waiting: produce for durability, fetch for data (long-poll), join for a rebalance.",
+    ),
+    (
+        "strata_kafka_bytes_in_total",
+        Kind::Counter,
+        Unit::Bytes,
+        "Record batch bytes produced, by topic.",
+    ),
+    (
+        "strata_kafka_records_in_total",
+        Kind::Counter,
+        Unit::Count,
+        "Records produced, by topic.",
+    ),
+    (
+        "strata_kafka_bytes_out_total",
+        Kind::Counter,
+        Unit::Bytes,
+        "Record batch bytes fetched, by topic.",
+    ),
+    (
+        "strata_produce_refused_total",
+        Kind::Counter,
+        Unit::Count,
+        "Produced batches refused, by error.",
+    ),
+    // Topics, partitions, groups
+    (
+        "strata_topics",
+        Kind::Gauge,
+        Unit::Count,
+        "Topics on this broker.",
+    ),
+    (
+        "strata_partitions",
+        Kind::Gauge,
+        Unit::Count,
+        "Partitions on this broker.",
+    ),
+    (
+        "strata_topic_partitions",
+        Kind::Gauge,
+        Unit::Count,
+        "Partitions of each topic.",
+    ),
+    (
+        "strata_partition_log_start_offset",
+        Kind::Gauge,
+        Unit::Count,
+        "First retained offset of a partition (capped by metrics.max_partition_series).",
+    ),
+    (
+        "strata_partition_log_end_offset",
+        Kind::Gauge,
+        Unit::Count,
+        "One past the last acknowledged offset of a partition (capped).",
+    ),
+    (
+        "strata_consumer_groups",
+        Kind::Gauge,
+        Unit::Count,
+        "Consumer groups, by state.",
+    ),
+    (
+        "strata_consumer_group_members",
+        Kind::Gauge,
+        Unit::Count,
+        "Members of each group.",
+    ),
+    (
+        "strata_consumer_group_lag_records",
+        Kind::Gauge,
+        Unit::Count,
+        "Records behind the log end, summed over a group's committed partitions of a topic.",
+    ),
+    (
+        "strata_consumer_group_lag_seconds",
+        Kind::Gauge,
+        Unit::Seconds,
+        "Age of the oldest unconsumed record among a group's partitions of a topic.",
+    ),
+    (
+        "strata_consumer_lag_records",
+        Kind::Gauge,
+        Unit::Count,
+        "Records behind the log end, per group and partition (capped).",
+    ),
+    (
+        "strata_consumer_lag_seconds",
+        Kind::Gauge,
+        Unit::Seconds,
+        "Age of the first unconsumed record, per group and partition (capped).",
+    ),
+    // Stream store
+    (
+        "strata_stream_append_bytes_total",
+        Kind::Counter,
+        Unit::Bytes,
+        "Bytes appended durably to streams.",
+    ),
+    (
+        "strata_stream_append_duration_seconds",
+        Kind::Histogram,
+        Unit::Seconds,
+        "Time from queueing an append to its durability (WAL fsync or object WAL commit).",
+    ),
+    (
+        "strata_stream_backpressure_total",
+        Kind::Counter,
+        Unit::Count,
+        "Appends that waited because too much data was not yet uploaded.",
+    ),
+    (
+        "strata_stream_backpressure_seconds",
+        Kind::Histogram,
+        Unit::Seconds,
+        "How long appends waited for uploads to make room.",
+    ),
+    (
+        "strata_wal_bytes_total",
+        Kind::Counter,
+        Unit::Bytes,
+        "Bytes written to the local WAL.",
+    ),
+    (
+        "strata_wal_fsync_seconds",
+        Kind::Histogram,
+        Unit::Seconds,
+        "Duration of each WAL group commit's write and fsync.",
+    ),
+    (
+        "strata_wal_group_commit_records",
+        Kind::Histogram,
+        Unit::Count,
+        "Records made durable by one WAL group commit.",
+    ),
+    (
+        "strata_wal_unuploaded_bytes",
+        Kind::Gauge,
+        Unit::Bytes,
+        "Acknowledged bytes not yet in objects.",
+    ),
+    (
+        "strata_upload_bytes_total",
+        Kind::Counter,
+        Unit::Bytes,
+        "Bytes uploaded as objects.",
+    ),
+    (
+        "strata_upload_objects_total",
+        Kind::Counter,
+        Unit::Count,
+        "Objects uploaded.",
+    ),
+    (
+        "strata_upload_duration_seconds",
+        Kind::Histogram,
+        Unit::Seconds,
+        "Duration of each upload (PUTs and metadata commit).",
+    ),
+    (
+        "strata_upload_failures_total",
+        Kind::Counter,
+        Unit::Count,
+        "Uploads that failed and will be retried.",
+    ),
+    (
+        "strata_object_wal_failures_total",
+        Kind::Counter,
+        Unit::Count,
+        "Object WAL windows that failed (their appends failed).",
+    ),
+    (
+        "strata_log_cache_bytes",
+        Kind::Gauge,
+        Unit::Bytes,
+        "Bytes held by the log cache.",
+    ),
+    (
+        "strata_log_cache_hits_total",
+        Kind::Counter,
+        Unit::Count,
+        "Fetches served from the log cache.",
+    ),
+    (
+        "strata_log_cache_misses_total",
+        Kind::Counter,
+        Unit::Count,
+        "Fetches that had to read objects.",
+    ),
+    (
+        "strata_block_cache_bytes",
+        Kind::Gauge,
+        Unit::Bytes,
+        "Bytes held by the block cache.",
+    ),
+    (
+        "strata_block_cache_hits_total",
+        Kind::Counter,
+        Unit::Count,
+        "Object blocks served from the block cache.",
+    ),
+    (
+        "strata_block_cache_misses_total",
+        Kind::Counter,
+        Unit::Count,
+        "Object blocks read from the store.",
+    ),
+    (
+        "strata_read_ahead_blocks_total",
+        Kind::Counter,
+        Unit::Count,
+        "Blocks read ahead for sequential readers.",
+    ),
+    (
+        "strata_compaction_runs_total",
+        Kind::Counter,
+        Unit::Count,
+        "Compactions of a stream's small ranges.",
+    ),
+    (
+        "strata_compaction_bytes_total",
+        Kind::Counter,
+        Unit::Bytes,
+        "Bytes rewritten by compaction.",
+    ),
+    (
+        "strata_retention_trims_total",
+        Kind::Counter,
+        Unit::Count,
+        "Stream starts moved by retention.",
+    ),
+    (
+        "strata_retention_deleted_objects_total",
+        Kind::Counter,
+        Unit::Count,
+        "Objects deleted once nothing referenced them.",
+    ),
+    (
+        "strata_orphan_objects_removed_total",
+        Kind::Counter,
+        Unit::Count,
+        "Objects written but never committed, removed.",
+    ),
+    // Object store (backends layer)
+    (
+        "strata_object_store_operations_total",
+        Kind::Counter,
+        Unit::Count,
+        "Object store operations, by backend and operation.",
+    ),
+    (
+        "strata_object_store_operation_duration_seconds",
+        Kind::Histogram,
+        Unit::Seconds,
+        "Object store operation latency, by backend and operation.",
+    ),
+    (
+        "strata_object_store_bytes_total",
+        Kind::Counter,
+        Unit::Bytes,
+        "Bytes read and written, by backend and operation.",
+    ),
+    (
+        "strata_object_store_errors_total",
+        Kind::Counter,
+        Unit::Count,
+        "Failed operations, by backend, operation and error kind.",
+    ),
+    (
+        "strata_object_store_retries_total",
+        Kind::Counter,
+        Unit::Count,
+        "Retries of transient failures.",
+    ),
+    (
+        "strata_object_store_throttled_total",
+        Kind::Counter,
+        Unit::Count,
+        "Throttling responses (429, 503 SlowDown).",
+    ),
+    (
+        "strata_object_store_conditional_conflicts_total",
+        Kind::Counter,
+        Unit::Count,
+        "Conditional writes refused because the object existed or changed.",
+    ),
+    (
+        "strata_object_store_connection_errors_total",
+        Kind::Counter,
+        Unit::Count,
+        "Connections to the store that failed.",
+    ),
+    // Metadata store
+    (
+        "strata_meta_operation_duration_seconds",
+        Kind::Histogram,
+        Unit::Seconds,
+        "Metadata store operation latency, by operation.",
+    ),
+    (
+        "strata_meta_errors_total",
+        Kind::Counter,
+        Unit::Count,
+        "Metadata store operations that failed, by operation.",
+    ),
+    (
+        "strata_meta_txn_conflicts_total",
+        Kind::Counter,
+        Unit::Count,
+        "Transactions whose compare failed (fencing, concurrent change).",
+    ),
+    // Runtime
+    (
+        "strata_runtime_workers",
+        Kind::Gauge,
+        Unit::Count,
+        "Tokio worker threads.",
+    ),
+    (
+        "strata_runtime_busy_workers",
+        Kind::Gauge,
+        Unit::Count,
+        "Worker threads busy over the last refresh interval (0 to workers).",
+    ),
+    (
+        "strata_runtime_alive_tasks",
+        Kind::Gauge,
+        Unit::Count,
+        "Tasks alive in the runtime.",
+    ),
+    (
+        "strata_runtime_global_queue_depth",
+        Kind::Gauge,
+        Unit::Count,
+        "Tasks waiting in the runtime's global queue.",
+    ),
+];
+
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+pub fn describe_all() {
+    for (name, kind, unit, help) in FAMILIES {
+        match kind {
+            Kind::Counter => describe_counter!(*name, *unit, *help),
+            Kind::Gauge => describe_gauge!(*name, *unit, *help),
+            Kind::Histogram => describe_histogram!(*name, *unit, *help),
+        }
+    }
+}

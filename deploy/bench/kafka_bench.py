@@ -1,0 +1,159 @@
+"""Drives a Strata broker with librdkafka (confluent-kafka) and prints produce and
+consume throughput and produce latency, beside the broker's peak RSS.
+
+    python kafka_bench.py --strata target/release/strata [--config FILE] [--label NAME]
+
+Starts `strata serve` itself (fresh data directory, free port) so it can read the
+broker's peak RSS from /proc; each case uses a new topic.
+"""
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import confluent_kafka as ck
+from confluent_kafka.admin import AdminClient, NewTopic
+
+RECORD = 1024
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def peak_rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentile(values, p):
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(len(values) * p))]
+
+
+def produce(bootstrap, topic, partitions, total_bytes, codec, acks, rate_mib=None):
+    """Produces `total_bytes` of 1 KiB records; returns (seconds, latencies in ms)."""
+    producer = ck.Producer({"bootstrap.servers": bootstrap, "acks": acks,
+                            "compression.type": codec, "linger.ms": 5,
+                            "batch.size": 1_000_000, "queue.buffering.max.kbytes": 1_048_576,
+                            "queue.buffering.max.messages": 1_000_000,
+                            "enable.idempotence": acks == "all"})
+    count = total_bytes // RECORD
+    # Compressible but not trivially so, like typical JSON-ish payloads.
+    payloads = [(b"%08d " % i + os.urandom(RECORD // 4).hex().encode())[:RECORD] for i in range(256)]
+    latencies = []
+    now = time.perf_counter
+
+    def delivered(err, msg, sent):
+        if err is not None:
+            raise SystemExit(f"delivery failed: {err}")
+        latencies.append((now() - sent) * 1000)
+
+    start = now()
+    for i in range(count):
+        if rate_mib:
+            due = start + i * RECORD / (rate_mib * 1048576)
+            while now() < due:
+                producer.poll(0)
+        sent = now()
+        while True:
+            try:
+                producer.produce(topic, payloads[i % 256], partition=i % partitions,
+                                 on_delivery=lambda err, msg, sent=sent: delivered(err, msg, sent))
+                break
+            except BufferError:
+                producer.poll(0.001)
+        if i % 1000 == 0:
+            producer.poll(0)
+    producer.flush(120)
+    return now() - start, latencies
+
+
+def consume(bootstrap, topic, expected):
+    consumer = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{topic}",
+                            "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                            "fetch.max.bytes": 52_428_800,
+                            "max.partition.fetch.bytes": 10_485_760,
+                            "queued.max.messages.kbytes": 1_048_576})
+    consumer.subscribe([topic])
+    got, nbytes, start = 0, 0, None
+    deadline = time.time() + 300
+    while got < expected and time.time() < deadline:
+        msgs = consumer.consume(num_messages=10000, timeout=1.0)
+        if msgs and start is None:
+            start = time.perf_counter()
+        for m in msgs:
+            if m.error() is None:
+                got += 1
+                nbytes += len(m.value())
+    seconds = time.perf_counter() - (start or time.perf_counter())
+    consumer.close()
+    return got, nbytes, seconds
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--strata", required=True)
+    parser.add_argument("--config")
+    parser.add_argument("--label", default="embedded default (local directory, local WAL)")
+    parser.add_argument("--mib", type=int, default=512, help="MiB produced per case")
+    args = parser.parse_args()
+
+    data = tempfile.mkdtemp(prefix="strata-bench-")
+    port = free_port()
+    env = dict(os.environ, STRATA_BROKER_LISTEN=f"127.0.0.1:{port}",
+               STRATA_ADMIN_LISTEN=f"127.0.0.1:{free_port()}",
+               STRATA_BROKER_DATA_DIR=os.path.join(data, "state"),
+               STRATA_STORAGE_ROOT=os.path.join(data, "objects"), STRATA_LOG="warn")
+    command = [args.strata, "serve"] + (["--config", args.config] if args.config else [])
+    if args.config:
+        env.pop("STRATA_STORAGE_ROOT")
+    broker = subprocess.Popen(command, env=env, stderr=open(os.path.join(data, "broker.log"), "w"))
+    bootstrap = f"127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    print(f"# {args.label}; librdkafka {ck.libversion()[0]}; 1 KiB records, {args.mib} MiB per case")
+    print(f"{'case':<34} {'produce MiB/s':>13} {'msg/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
+          f"{'p999 ms':>8} {'consume MiB/s':>13} {'msg/s':>9}")
+    cases = [] if os.environ.get("BENCH_LATENCY_ONLY") else [(p, codec, acks) for p in (1, 16) for codec, acks in
+             (("none", "all"), ("lz4", "all"), ("none", "1"))]
+    for n, (partitions, codec, acks) in enumerate(cases):
+        topic = f"bench-{n}-{partitions}-{codec}-{acks}"
+        admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)
+        total = args.mib * 1048576
+        seconds, lat = produce(bootstrap, topic, partitions, total, codec, acks)
+        got, nbytes, cseconds = consume(bootstrap, topic, total // RECORD)
+        print(f"{f'{partitions} partition(s), {codec}, acks={acks}':<34} "
+              f"{total / seconds / 1048576:>13.1f} {total / RECORD / seconds:>9.0f} "
+              f"{percentile(lat, 0.5):>7.2f} {percentile(lat, 0.99):>7.2f} "
+              f"{percentile(lat, 0.999):>8.2f} {nbytes / max(cseconds, 1e-9) / 1048576:>13.1f} "
+              f"{got / max(cseconds, 1e-9):>9.0f}", flush=True)
+    topic = "bench-latency"
+    admin.create_topics([NewTopic(topic, 16, 1)])[topic].result(30)
+    seconds, lat = produce(bootstrap, topic, 16, 50 * 1048576 * 10, "lz4", "all", rate_mib=50)
+    print(f"{'16 partitions, lz4, acks=all @50MiB/s':<34} "
+          f"{50 * 10 / seconds:>13.1f} {50 * 10 * 1024 / seconds:>9.0f} "
+          f"{percentile(lat, 0.5):>7.2f} {percentile(lat, 0.99):>7.2f} {percentile(lat, 0.999):>8.2f}")
+    print(f"broker peak RSS: {peak_rss_mib(broker.pid):.0f} MiB")
+    broker.terminate()
+    broker.wait(60)
+
+
+if __name__ == "__main__":
+    main()
