@@ -21,7 +21,7 @@ step() { printf '\n==> %s\n' "$*"; }
 step "prerequisites"
 command -v cargo >/dev/null || { echo "error: cargo not found: install Rust (rustup)" >&2; exit 1; }
 command -v python3 >/dev/null || { echo "error: python3 not found" >&2; exit 1; }
-for server in seaweedfs ceph hdfs kafka-clients; do
+for server in seaweedfs ceph hdfs kafka-clients prometheus; do
   bash deploy/testbed/$server.sh install
 done
 

@@ -27,6 +27,7 @@ pub struct BrokerProcess {
     data: PathBuf,
     storage: BrokerStorage,
     starts: u32,
+    extra_env: Vec<(String, String)>,
 }
 
 fn free_port() -> Result<u16, String> {
@@ -40,6 +41,15 @@ fn free_port() -> Result<u16, String> {
 impl BrokerProcess {
     /// Starts a broker with its data under `data` (created if missing).
     pub fn start(storage: BrokerStorage, data: &Path) -> Result<BrokerProcess, String> {
+        Self::start_with(storage, data, &[])
+    }
+
+    /// [`BrokerProcess::start`] with more `STRATA_*` settings in its environment.
+    pub fn start_with(
+        storage: BrokerStorage,
+        data: &Path,
+        env: &[(&str, &str)],
+    ) -> Result<BrokerProcess, String> {
         std::fs::create_dir_all(data).map_err(|e| format!("{}: {e}", data.display()))?;
         let mut broker = BrokerProcess {
             child: None,
@@ -48,6 +58,10 @@ impl BrokerProcess {
             data: data.to_path_buf(),
             storage,
             starts: 0,
+            extra_env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         broker.spawn()?;
         Ok(broker)
@@ -84,6 +98,8 @@ impl BrokerProcess {
             )
             .env("STRATA_BROKER_DATA_DIR", self.data.join("state"))
             .env("STRATA_BROKER_GROUP_INITIAL_REBALANCE_DELAY", "0s")
+            .env("STRATA_METRICS_REFRESH_INTERVAL", "1s")
+            .envs(self.extra_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log));

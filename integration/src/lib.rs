@@ -9,6 +9,7 @@ pub mod chaos;
 pub mod cli;
 pub mod clients;
 pub mod conformance;
+pub mod dashboards;
 pub mod faults;
 pub mod store_crash;
 pub mod testbed;

@@ -20,11 +20,17 @@ impl Testbed {
     /// reads the settings it prints. A server that cannot start is a test failure,
     /// never a skip: the error says which server and where its logs are.
     pub fn start(name: &str) -> Result<Self, String> {
+        Self::start_with(name, &[])
+    }
+
+    /// [`Testbed::start`] with settings for the start script in its environment.
+    pub fn start_with(name: &str, env: &[(&str, &str)]) -> Result<Self, String> {
         let script = testbed_dir().join(format!("{name}.sh"));
         eprintln!("starting testbed server {name} ({})", script.display());
         let status = Command::new("bash")
             .arg(&script)
             .arg("start")
+            .envs(env.iter().copied())
             .status()
             .map_err(|e| format!("cannot run {}: {e}", script.display()))?;
         if !status.success() {

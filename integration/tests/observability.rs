@@ -1,0 +1,215 @@
+//! A real Prometheus (Debian's `prometheus`, started through `deploy/testbed/`)
+//! scrapes a running broker under load from a real Kafka client; then every panel
+//! query of every dashboard and every alert rule is run through Prometheus's HTTP
+//! API and must be valid and return series, and `/metrics` must show every family
+//! the load exercises with a live value.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use strata_integration::broker::{BrokerProcess, BrokerStorage};
+use strata_integration::clients::{self, Clients};
+use strata_integration::dashboards;
+use strata_integration::start_or_fail;
+use strata_integration::testbed::Testbed;
+
+fn curl(args: &[&str]) -> Result<String, String> {
+    let output = Command::new("curl")
+        .args(["-sS", "--max-time", "20"])
+        .args(args)
+        .output()
+        .map_err(|e| format!("cannot run curl: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "curl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// Runs an instant query; `Ok(series count)` or why Prometheus refused it.
+fn query(prometheus: &str, expr: &str) -> Result<usize, String> {
+    let body = curl(&[
+        "-G",
+        &format!("{prometheus}/api/v1/query"),
+        "--data-urlencode",
+        &format!("query={expr}"),
+    ])?;
+    let json: Value = serde_json::from_str(&body).map_err(|e| format!("{e}: {body}"))?;
+    if json["status"] != "success" {
+        return Err(format!("{}: {}", json["errorType"], json["error"]));
+    }
+    Ok(json["data"]["result"].as_array().map_or(0, Vec::len))
+}
+
+fn fail(message: String) -> ! {
+    eprintln!("FAIL: {message}");
+    eprintln!("test result: FAILED. 0 passed; 1 failed");
+    std::process::exit(101);
+}
+
+fn main() {
+    let testbed = start_or_fail("kafka-clients");
+    let clients = Clients::from_testbed(&testbed);
+    let dir = tempfile::tempdir().unwrap_or_else(|e| fail(e.to_string()));
+    // A small log cache sends fetches of older data to objects, so the block cache,
+    // read-ahead and ranged reads have something to show.
+    let mut broker = BrokerProcess::start_with(
+        BrokerStorage::EmbeddedDefault,
+        dir.path(),
+        &[
+            ("STRATA_CACHE_LOG_BYTES", "1048576"),
+            ("STRATA_WAL_UPLOAD_BYTES", "1048576"),
+            ("STRATA_WAL_UPLOAD_INTERVAL", "1s"),
+        ],
+    )
+    .unwrap_or_else(|e| fail(e));
+    let prometheus = Testbed::start_with("prometheus", &[("PROMETHEUS_TARGET", &broker.admin())])
+        .unwrap_or_else(|e| fail(e));
+    let url = prometheus.setting("PROMETHEUS_URL");
+    let bootstrap = broker.bootstrap();
+    eprintln!(
+        "=== observability: broker {bootstrap}, metrics {}, Prometheus {url}",
+        broker.admin()
+    );
+
+    // Load: produce and consume in a group with a real client, leave a group lagging,
+    // and send bad input so refusal counters exist.
+    let acked = dir.path().join("acked.txt").to_string_lossy().into_owned();
+    let load = [
+        vec!["produce-load", "traffic", "20000", acked.as_str()],
+        vec!["commit-offsets", "traffic", "laggard"],
+        vec!["produce-load", "traffic", "5000", acked.as_str()],
+        vec!["codecs"],
+        vec!["group"],
+    ];
+    for args in &load {
+        if let Err(e) = clients.librdkafka(&bootstrap, args) {
+            fail(e);
+        }
+    }
+    let steady = clients
+        .spawn_librdkafka(&bootstrap, &["keep-producing", "steady", "20"])
+        .unwrap_or_else(|e| fail(e));
+    // Wait for several scrapes and collector refreshes under the steady load.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while query(&url, "up{job=\"strata\"} == 1").unwrap_or(0) == 0 {
+        if Instant::now() > deadline {
+            fail(format!(
+                "Prometheus never scraped the broker; broker log:\n{}",
+                broker.log_tail()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::thread::sleep(Duration::from_secs(15));
+
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    let panels = dashboards::panel_queries().unwrap_or_else(|e| fail(e));
+    for panel in &panels {
+        let expr = dashboards::as_prometheus_query(&panel.expr, "30s");
+        checked += 1;
+        match query(&url, &expr) {
+            Ok(0) => failures.push(format!(
+                "{} / {}: no series for {expr}",
+                panel.dashboard, panel.panel
+            )),
+            Ok(_) => {}
+            Err(e) => failures.push(format!(
+                "{} / {}: {e} in {expr}",
+                panel.dashboard, panel.panel
+            )),
+        }
+    }
+    let rules = dashboards::alert_rules().unwrap_or_else(|e| fail(e));
+    for (name, expr) in &rules {
+        checked += 2;
+        if let Err(e) = query(&url, expr) {
+            failures.push(format!("alert {name}: {e} in {expr}"));
+        }
+        let signal = dashboards::alert_signal(expr);
+        match query(&url, &signal) {
+            Ok(0) => failures.push(format!("alert {name}: no series for its signal {signal}")),
+            Ok(_) => {}
+            Err(e) => failures.push(format!("alert {name}: {e} in {signal}")),
+        }
+    }
+    let text = curl(&[&format!("http://{}/metrics", broker.admin())]).unwrap_or_else(|e| fail(e));
+    for family in LIVE_UNDER_LOAD {
+        checked += 1;
+        let live = text
+            .lines()
+            .any(|line| line.starts_with(family) && !line.starts_with('#'));
+        if !live {
+            failures.push(format!("/metrics shows no live {family}"));
+        }
+    }
+    if let Err(e) = clients::finish(steady, "steady producer") {
+        failures.push(e);
+    }
+    broker.kill();
+    drop(prometheus);
+    if failures.is_empty() {
+        eprintln!(
+            "test result: ok. {checked} passed ({} panel queries, {} alert rules, {} metric families); 0 failed",
+            panels.len(),
+            rules.len(),
+            LIVE_UNDER_LOAD.len()
+        );
+    } else {
+        fail(format!(
+            "{} of {checked} checks failed:\n{}",
+            failures.len(),
+            failures.join("\n")
+        ));
+    }
+}
+
+/// Families that must carry a value under the test's load. Counters of faults the
+/// load cannot cause here (object-store errors, throttling, metadata errors) are
+/// registered but appear only once the first such event happens.
+const LIVE_UNDER_LOAD: &[&str] = &[
+    "strata_kafka_requests_total",
+    "strata_kafka_request_errors_total",
+    "strata_kafka_request_duration_seconds_bucket",
+    "strata_kafka_request_queue_seconds_bucket",
+    "strata_kafka_connections",
+    "strata_kafka_purgatory_requests",
+    "strata_kafka_bytes_in_total",
+    "strata_kafka_records_in_total",
+    "strata_kafka_bytes_out_total",
+    "strata_topics",
+    "strata_partitions",
+    "strata_partition_log_start_offset",
+    "strata_partition_log_end_offset",
+    "strata_consumer_groups",
+    "strata_consumer_group_members",
+    "strata_consumer_group_lag_records",
+    "strata_consumer_group_lag_seconds",
+    "strata_consumer_lag_records",
+    "strata_consumer_lag_seconds",
+    "strata_stream_append_duration_seconds_bucket",
+    "strata_wal_fsync_seconds_bucket",
+    "strata_wal_unuploaded_bytes",
+    "strata_upload_bytes_total",
+    "strata_upload_objects_total",
+    "strata_upload_duration_seconds_bucket",
+    "strata_log_cache_bytes",
+    "strata_log_cache_hits_total",
+    "strata_log_cache_misses_total",
+    "strata_block_cache_bytes",
+    "strata_block_cache_misses_total",
+    "strata_object_store_operations_total",
+    "strata_object_store_operation_duration_seconds_bucket",
+    "strata_object_store_bytes_total",
+    "strata_meta_operation_duration_seconds_bucket",
+    "strata_process_cpu_seconds_total",
+    "strata_process_resident_memory_bytes",
+    "strata_process_open_fds",
+    "strata_runtime_workers",
+    "strata_runtime_busy_workers",
+    "strata_runtime_global_queue_depth",
+];
