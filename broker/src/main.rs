@@ -8,6 +8,11 @@ use tracing_subscriber::EnvFilter;
 
 use strata_broker::cli::Cli;
 
+// jemalloc returns freed memory to the OS and fragments less than glibc's malloc under
+// the broker's pattern of many short-lived buffers of very different sizes.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(

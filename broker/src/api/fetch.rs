@@ -120,7 +120,9 @@ pub fn handle(broker: &Arc<Broker>, req: FetchRequest, version: i16) -> Reply {
     let broker = broker.clone();
     let max_wait = Duration::from_millis(u64::try_from(req.max_wait_ms).unwrap_or(0));
     let min_bytes = usize::try_from(req.min_bytes).unwrap_or(0);
-    let max_bytes = usize::try_from(req.max_bytes).unwrap_or(usize::MAX);
+    let max_bytes = usize::try_from(req.max_bytes)
+        .unwrap_or(usize::MAX)
+        .min(broker.config.broker.fetch_max_bytes);
     Reply::Later(Box::pin(async move {
         let deadline = tokio::time::Instant::now() + max_wait;
         let reads = loop {

@@ -43,6 +43,9 @@ pub struct BrokerSection {
     /// Incremental fetch sessions kept at once (KIP-227); the least recently used
     /// one is evicted beyond this.
     pub max_fetch_sessions: usize,
+    /// Largest fetch response, whatever the consumer asks (Kafka's broker-side
+    /// `fetch.max.bytes`); bounds the memory responses take.
+    pub fetch_max_bytes: usize,
 }
 
 impl Default for BrokerSection {
@@ -62,6 +65,7 @@ impl Default for BrokerSection {
             group_min_session_timeout: Duration::from_secs(6),
             group_max_session_timeout: Duration::from_secs(1800),
             max_fetch_sessions: 1000,
+            fetch_max_bytes: 16 << 20,
         }
     }
 }

@@ -42,7 +42,7 @@ impl Default for WalSection {
             window_bytes: 8 << 20,
             upload_bytes: 16 << 20,
             upload_interval: Duration::from_secs(5),
-            max_unuploaded_bytes: 256 << 20,
+            max_unuploaded_bytes: 128 << 20,
         }
     }
 }
@@ -59,8 +59,8 @@ pub struct CacheSection {
 impl Default for CacheSection {
     fn default() -> Self {
         CacheSection {
-            log_bytes: 256 << 20,
-            block_bytes: 128 << 20,
+            log_bytes: 128 << 20,
+            block_bytes: 64 << 20,
         }
     }
 }

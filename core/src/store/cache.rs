@@ -161,25 +161,41 @@ impl LogCache {
         self.unuploaded_bytes
     }
 
-    /// Every acknowledged, not yet uploaded batch, per stream in offset order.
-    pub(super) fn pending(&self) -> Vec<PendingStream> {
-        let mut pending: Vec<PendingStream> = self
+    /// Acknowledged, not yet uploaded batches, per stream in offset order, about
+    /// `max_bytes` of them: streams holding the oldest WAL records first (so the WAL
+    /// can be trimmed), each contributing a prefix of its pending batches.
+    pub(super) fn pending(&self, max_bytes: usize) -> Vec<PendingStream> {
+        let mut candidates: Vec<(Lsn, StreamId, Vec<&Cached>)> = self
             .streams
             .iter()
             .filter_map(|(stream, entry)| {
-                let batches: Vec<RecordBatch> = entry
+                let cached: Vec<&Cached> = entry
                     .batches
                     .range(entry.uploaded_end..)
-                    .map(|(_, c)| &c.batch)
-                    .take_while(|b| b.base_offset() < entry.acked_end)
-                    .cloned()
+                    .map(|(_, c)| c)
+                    .take_while(|c| c.batch.base_offset() < entry.acked_end)
                     .collect();
-                (!batches.is_empty()).then_some(PendingStream {
-                    stream: *stream,
-                    batches,
-                })
+                let oldest = cached.iter().map(|c| c.lsn).min()?;
+                Some((oldest, *stream, cached))
             })
             .collect();
+        candidates.sort_by_key(|(oldest, stream, _)| (*oldest, *stream));
+        let mut budget = max_bytes.max(1);
+        let mut pending = Vec::new();
+        for (_, stream, cached) in candidates {
+            if budget == 0 {
+                break;
+            }
+            let mut batches = Vec::new();
+            for c in cached {
+                if budget == 0 {
+                    break;
+                }
+                budget = budget.saturating_sub(c.batch.len());
+                batches.push(c.batch.clone());
+            }
+            pending.push(PendingStream { stream, batches });
+        }
         pending.sort_by_key(|p| p.stream);
         pending
     }

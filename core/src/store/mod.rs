@@ -288,7 +288,7 @@ impl StreamStore {
         upload::remove_uncommitted_objects(&store.inner).await?;
         store.replay(recovered).await?;
         if store.inner.lock_cache().unuploaded_bytes() > 0 {
-            upload::upload(&store.inner).await?;
+            upload::upload_all(&store.inner).await?;
         }
         tokio::spawn(retention::run(Arc::downgrade(&store.inner)));
         match (&store.inner.wal, store.inner.config.wal_mode) {
@@ -696,7 +696,7 @@ impl StreamStore {
 
     /// Uploads everything acknowledged so far (for shutdown and tests).
     pub async fn flush(&self) -> Result<(), StoreError> {
-        upload::upload(&self.inner).await
+        upload::upload_all(&self.inner).await
     }
 
     /// Bytes acknowledged but not yet in objects.

@@ -43,7 +43,13 @@ pub(super) async fn run(store: Weak<Inner>, wanted: Arc<Notify>) {
             continue;
         }
         match upload(&inner).await {
-            Ok(()) => failures = 0,
+            Ok(_) => {
+                failures = 0;
+                // Behind: go again at once rather than after the interval.
+                if inner.lock_cache().unuploaded_bytes() >= inner.config.upload_bytes {
+                    wanted.notify_one();
+                }
+            }
             Err(err) => {
                 failures += 1;
                 metrics::counter!("strata_upload_failures_total").increment(1);
@@ -57,11 +63,22 @@ pub(super) async fn run(store: Weak<Inner>, wanted: Arc<Notify>) {
     }
 }
 
-pub(super) async fn upload(inner: &Inner) -> Result<(), StoreError> {
+/// Uploads until nothing acknowledged is left out of objects (shutdown, tests, open).
+pub(super) async fn upload_all(inner: &Inner) -> Result<(), StoreError> {
+    while upload(inner).await? {}
+    Ok(())
+}
+
+/// Uploads one bounded round; `Ok(false)` when there was nothing to upload.
+pub(super) async fn upload(inner: &Inner) -> Result<bool, StoreError> {
     let _one_at_a_time = inner.upload_lock.lock().await;
-    let pending = inner.lock_cache().pending();
+    // A bounded share per round keeps the object being built from doubling memory
+    // when uploads fall behind; what is left goes in the next round.
+    let pending = inner
+        .lock_cache()
+        .pending(inner.config.upload_bytes.saturating_mul(2));
     if pending.is_empty() {
-        return Ok(());
+        return Ok(false);
     }
     let commits = write_stream_set(inner, pending).await?;
     let trim_point = {
@@ -75,7 +92,7 @@ pub(super) async fn upload(inner: &Inner) -> Result<(), StoreError> {
         wal.trim(trim_point).await?;
     }
     inner.uploaded.notify_waiters();
-    Ok(())
+    Ok(true)
 }
 
 /// Writes `pending` as objects and commits them: streams with at least
