@@ -65,7 +65,7 @@ impl Default for BrokerSection {
             group_min_session_timeout: Duration::from_secs(6),
             group_max_session_timeout: Duration::from_secs(1800),
             max_fetch_sessions: 1000,
-            fetch_max_bytes: 16 << 20,
+            fetch_max_bytes: 32 << 20,
         }
     }
 }

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The Kafka benchmark: librdkafka (confluent-kafka) drives `strata serve` on the
+# embedded default (local directory) and on SeaweedFS S3 from deploy/testbed/, and
+# prints produce/consume throughput, produce latency and the broker's peak RSS.
+#
+#   deploy/bench/kafka.sh [MiB per case, default 256]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+mib=${1:-256}
+bash deploy/testbed/kafka-clients.sh start >/dev/null
+python=$(bash deploy/testbed/kafka-clients.sh env | sed -n 's/^PYTHON=//p')
+cargo build -q --release -p strata-broker --bin strata
+strata=target/release/strata
+
+"$python" deploy/bench/kafka_bench.py --strata "$strata" --mib "$mib"
+
+bash deploy/testbed/seaweedfs.sh start >/dev/null
+trap 'bash deploy/testbed/seaweedfs.sh stop >/dev/null' EXIT
+config=$(mktemp)
+eval "$(bash deploy/testbed/seaweedfs.sh env | sed 's/^/export /')"
+cat >"$config" <<TOML
+[storage]
+kind = "minio"
+bucket = "$S3_BUCKET"
+endpoint = "$S3_ENDPOINT"
+access_key_id = "$S3_ACCESS_KEY_ID"
+secret_access_key = "$S3_SECRET_ACCESS_KEY"
+TOML
+echo
+"$python" deploy/bench/kafka_bench.py --strata "$strata" --mib "$mib" --config "$config" \
+  --label "SeaweedFS 4.48 S3 (minio preset), local WAL"
