@@ -452,7 +452,98 @@ def scenario_check_offsets(topic, group, expected_json):
     print("offsets retained")
 
 
+def scenario_topic_configs():
+    """retention.ms drops old data (the broker runs with a 1 s retention check and
+    upload interval); LogAppendTime topics stamp records with the broker's clock."""
+    topic = unique("retained")
+    create_topic(topic, 1, {"retention.ms": "2000"})
+    producer = ck.Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 5})
+    for i in range(500):
+        producer.produce(topic, value=str(i).encode())
+    check(producer.flush(30) == 0, "records not delivered")
+    consumer = ck.Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": unique("ret")})
+    deadline = time.time() + 60
+    low = 0
+    while time.time() < deadline:
+        low, high = consumer.get_watermark_offsets(ck.TopicPartition(topic, 0), timeout=10)
+        if low == high == 500:
+            break
+        time.sleep(0.5)
+    consumer.close()
+    check(low == 500, f"retention.ms=2000 left the log start at {low} after a minute")
+
+    topic = unique("appendtime")
+    create_topic(topic, 1, {"message.timestamp.type": "LogAppendTime"})
+    before = int(time.time() * 1000)
+    producer.produce(topic, value=b"x", timestamp=1_000_000)
+    producer.flush(30)
+    got = consume_all(topic, 1)
+    check(len(got) == 1, "LogAppendTime record not read back")
+    kind, ts = got[0].timestamp()
+    check(kind == ck.TIMESTAMP_LOG_APPEND_TIME and before - 1000 <= ts <= time.time() * 1000 + 1000,
+          f"LogAppendTime topic returned timestamp {(kind, ts)}")
+    print("topic configs ok")
+
+
+def scenario_crashed_member(role, topic=None, group=None):
+    """A group member whose process dies without leaving: after its session times
+    out, the others take its partitions and every record is consumed.
+
+    `crashed-member driver`: creates the topic, starts a doomed member in a child
+    process, kills it with SIGKILL once it owns partitions, and consumes with two
+    live members. `crashed-member doomed TOPIC GROUP` is the child."""
+    import os
+    import signal
+    import subprocess
+    conf = {"bootstrap.servers": BOOTSTRAP, "auto.offset.reset": "earliest",
+            "enable.auto.commit": False, "session.timeout.ms": 6000,
+            "heartbeat.interval.ms": 500}
+    if role == "doomed":
+        consumer = ck.Consumer(dict(conf, **{"group.id": group}))
+        consumer.subscribe([topic])
+        while True:
+            consumer.poll(0.2)
+            if consumer.assignment():
+                print("assigned", flush=True)
+    topic, group = unique("crash"), unique("crashgroup")
+    create_topic(topic, 4)
+    child = subprocess.Popen([sys.executable, __file__, BOOTSTRAP, "crashed-member", "doomed",
+                              topic, group], stdout=subprocess.PIPE)
+    check(child.stdout.readline().strip() == b"assigned", "the doomed member never got partitions")
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    producer = ck.Producer({"bootstrap.servers": BOOTSTRAP})
+    for i in range(2000):
+        producer.produce(topic, value=str(i).encode(), partition=i % 4)
+    check(producer.flush(30) == 0, "records not delivered")
+    seen, lock = set(), threading.Lock()
+    stop = threading.Event()
+
+    def member():
+        consumer = ck.Consumer(dict(conf, **{"group.id": group}))
+        consumer.subscribe([topic])
+        while not stop.is_set():
+            for msg in consumer.consume(num_messages=500, timeout=0.5):
+                if not msg.error():
+                    with lock:
+                        seen.add(int(msg.value()))
+        consumer.close()
+    threads = [threading.Thread(target=member) for _ in range(2)]
+    for t in threads:
+        t.start()
+    deadline = time.time() + 60
+    while time.time() < deadline and len(seen) < 2000:
+        time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join(30)
+    check(len(seen) == 2000, f"{2000 - len(seen)} records never consumed after a member crashed")
+    print("crashed member ok")
+
+
 SCENARIOS = {
+    "topic-configs": scenario_topic_configs,
+    "crashed-member": scenario_crashed_member,
     "commit-offsets": scenario_commit_offsets,
     "check-offsets": scenario_check_offsets,
     "codecs": scenario_codecs,

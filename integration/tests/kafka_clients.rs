@@ -54,6 +54,28 @@ fn offsets(clients: &Clients, storage: &BrokerStorage) -> Result<(), String> {
         .map(drop)
 }
 
+fn topic_configs(clients: &Clients, storage: &BrokerStorage) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let broker = BrokerProcess::start_with(
+        storage.clone(),
+        dir.path(),
+        &[
+            ("STRATA_WAL_RETENTION_CHECK_INTERVAL", "1s"),
+            ("STRATA_WAL_UPLOAD_INTERVAL", "1s"),
+        ],
+    )?;
+    clients
+        .librdkafka(&broker.bootstrap(), &["topic-configs"])
+        .map(drop)
+}
+
+fn crashed_member(clients: &Clients, storage: &BrokerStorage) -> Result<(), String> {
+    let f = broker(storage)?;
+    clients
+        .librdkafka(&f.broker.bootstrap(), &["crashed-member", "driver"])
+        .map(drop)
+}
+
 fn kafka_python(clients: &Clients, storage: &BrokerStorage) -> Result<(), String> {
     let f = broker(storage)?;
     clients.kafka_python(&f.broker.bootstrap()).map(drop)
@@ -261,6 +283,11 @@ fn main() {
         ),
         ("librdkafka_admin_topics_configs_groups", admin),
         ("librdkafka_offsets_for_times_delete_records_reset", offsets),
+        ("librdkafka_retention_and_log_append_time", topic_configs),
+        (
+            "librdkafka_member_crash_rebalances_after_session_timeout",
+            crashed_member,
+        ),
         ("kafka_python_codecs_group_admin", kafka_python),
         ("kafkajs_produce_consume_group_admin", kafkajs),
         ("kcat_lists_produces_and_consumes", kcat),

@@ -32,6 +32,10 @@ pub struct WalSection {
     pub upload_interval: Duration,
     /// Produce waits while this much acknowledged data is not yet uploaded.
     pub max_unuploaded_bytes: usize,
+    /// How often retention (time and size) is applied, small objects compacted and
+    /// unreferenced objects collected.
+    #[serde(with = "humantime_serde")]
+    pub retention_check_interval: Duration,
 }
 
 impl Default for WalSection {
@@ -43,6 +47,7 @@ impl Default for WalSection {
             upload_bytes: 16 << 20,
             upload_interval: Duration::from_secs(5),
             max_unuploaded_bytes: 128 << 20,
+            retention_check_interval: Duration::from_secs(60),
         }
     }
 }
@@ -78,6 +83,7 @@ pub fn store_config(data_dir: &Path, wal: &WalSection, cache: &CacheSection) -> 
     config.upload_bytes = wal.upload_bytes;
     config.upload_interval = wal.upload_interval;
     config.max_unuploaded_bytes = wal.max_unuploaded_bytes;
+    config.retention_interval = wal.retention_check_interval;
     config.log_cache_bytes = cache.log_bytes;
     config.block_cache_bytes = cache.block_bytes;
     config
