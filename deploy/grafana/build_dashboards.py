@@ -107,12 +107,16 @@ storage = dashboard(
               (f"sum(rate(strata_object_store_retries_total{{{B}}}[$__rate_interval])) or vector(0)", "retries")),
         panel("PUTs per GiB ingested", "none", (f'sum(increase(strata_object_store_operations_total{{operation="write",{B}}}[1h])) / (sum(increase(strata_stream_append_bytes_total{{{B}}}[1h])) / 1073741824)', "PUTs/GiB")),
     ]), ("Compaction and retention", [
-        panel("Compaction", "Bps", (f"sum(rate(strata_compaction_bytes_total{{{B}}}[$__rate_interval])) or vector(0)", "bytes rewritten")),
+        panel("Compaction", "Bps",
+              (f"sum(rate(strata_compaction_read_bytes_total{{{B}}}[$__rate_interval])) or vector(0)", "read"),
+              (f"sum(rate(strata_compaction_written_bytes_total{{{B}}}[$__rate_interval])) or vector(0)", "written")),
         panel("Retention and GC", "ops",
               (f"sum(rate(strata_retention_trims_total{{{B}}}[$__rate_interval])) or vector(0)", "trims"),
               (f"sum(rate(strata_retention_deleted_objects_total{{{B}}}[$__rate_interval])) or vector(0)", "objects deleted")),
         panel("Metadata store p99", "s", (f"histogram_quantile(0.99, sum by (operation, le) (rate(strata_meta_operation_duration_seconds_bucket{{{B}}}[$__rate_interval])))", "{{operation}}")),
         panel("Metadata store errors", "ops", (f"sum(rate(strata_meta_errors_total{{{B}}}[$__rate_interval])) or vector(0)", "errors")),
+        panel("Objects by kind and state", "none", (f"sum by (kind, state) (strata_objects{{{B}}})", "{{kind}} {{state}}")),
+        panel("Object bytes by kind and state", "bytes", (f"sum by (kind, state) (strata_object_bytes{{{B}}})", "{{kind}} {{state}}")),
     ])])
 
 T = 'topic=~"$topic"'

@@ -202,6 +202,8 @@ const LIVE_UNDER_LOAD: &[&str] = &[
     "strata_log_cache_misses_total",
     "strata_block_cache_bytes",
     "strata_block_cache_misses_total",
+    "strata_objects",
+    "strata_object_bytes",
     "strata_object_store_operations_total",
     "strata_object_store_operation_duration_seconds_bucket",
     "strata_object_store_bytes_total",

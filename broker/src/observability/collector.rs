@@ -132,6 +132,19 @@ async fn refresh(broker: &Arc<Broker>) {
     for (state, count) in by_state {
         gauge!("strata_consumer_groups", "state" => state).set(count as f64);
     }
+    match broker.store.object_counts().await {
+        Ok(counts) => {
+            for kind in ["stream-set", "stream"] {
+                for state in ["prepared", "committed", "marked-for-deletion"] {
+                    let (count, bytes) = counts.get(&(kind, state)).copied().unwrap_or_default();
+                    let labels = [("kind", kind), ("state", state)];
+                    gauge!("strata_objects", &labels).set(count as f64);
+                    gauge!("strata_object_bytes", &labels).set(bytes as f64);
+                }
+            }
+        }
+        Err(err) => tracing::warn!(%err, "cannot count objects for metrics"),
+    }
 }
 
 /// Busy time of the runtime's workers between samples.

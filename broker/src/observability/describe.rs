@@ -266,10 +266,28 @@ pub const FAMILIES: &[(&str, Kind, Unit, &str)] = &[
         "Compactions of a stream's small ranges.",
     ),
     (
-        "strata_compaction_bytes_total",
+        "strata_compaction_read_bytes_total",
         Kind::Counter,
         Unit::Bytes,
-        "Bytes rewritten by compaction.",
+        "Bytes of small ranges read by compaction.",
+    ),
+    (
+        "strata_compaction_written_bytes_total",
+        Kind::Counter,
+        Unit::Bytes,
+        "Bytes of stream objects written by compaction.",
+    ),
+    (
+        "strata_objects",
+        Kind::Gauge,
+        Unit::Count,
+        "Objects in the bucket by kind (stream-set, stream) and state (prepared, committed, marked-for-deletion).",
+    ),
+    (
+        "strata_object_bytes",
+        Kind::Gauge,
+        Unit::Bytes,
+        "Bytes of objects by kind and state.",
     ),
     (
         "strata_retention_trims_total",

@@ -62,7 +62,7 @@ pub(super) async fn compact_stream(
     }
     if report.objects_written > 0 {
         metrics::counter!("strata_compaction_runs_total").increment(1);
-        metrics::counter!("strata_compaction_bytes_total").increment(report.bytes);
+        metrics::counter!("strata_compaction_read_bytes_total").increment(report.bytes);
     }
     Ok(report)
 }
@@ -102,7 +102,8 @@ async fn compact_group(
     group: &[ObjectRange],
 ) -> Result<Option<u64>, StoreError> {
     let meta = inner.meta.as_ref();
-    let (id, prepared) = metadata::allocate_object(meta, 0).await?;
+    let (id, prepared) =
+        metadata::allocate_object(meta, crate::object::ObjectKind::Stream, 0).await?;
 
     let copied = copy_blocks(inner, open.id, id, group).await;
     let (size, copied_bytes) = match copied {
@@ -199,6 +200,7 @@ async fn copy_blocks(
     }
     let tail = encode_tail(ObjectKind::Stream, &entries, position);
     let size = position + tail.len() as u64;
+    metrics::counter!("strata_compaction_written_bytes_total").increment(size);
     writer
         .write(Bytes::from(tail))
         .await

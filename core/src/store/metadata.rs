@@ -124,6 +124,7 @@ pub enum ObjectState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ObjectRecord {
     pub state: ObjectState,
+    pub kind: crate::object::ObjectKind,
     pub size: u64,
     pub created_ms: u64,
 }
@@ -135,11 +136,15 @@ impl ObjectRecord {
             ObjectState::Committed => (2, 0),
             ObjectState::MarkedForDeletion { at_ms } => (3, at_ms),
         };
-        let mut out = Vec::with_capacity(25);
+        let mut out = Vec::with_capacity(26);
         out.push(tag);
         out.extend_from_slice(&self.size.to_le_bytes());
         out.extend_from_slice(&self.created_ms.to_le_bytes());
         out.extend_from_slice(&marked_at.to_le_bytes());
+        out.push(match self.kind {
+            crate::object::ObjectKind::StreamSet => 1,
+            crate::object::ObjectKind::Stream => 2,
+        });
         Bytes::from(out)
     }
 
@@ -158,8 +163,15 @@ impl ObjectRecord {
             Some(3) => ObjectState::MarkedForDeletion { at_ms: field(17)? },
             _ => return Err(StoreMetaError::Malformed(kv.key.clone())),
         };
+        // The kind byte came later: records without it were written by uploads, as
+        // stream-set objects.
+        let kind = match kv.value.get(25) {
+            Some(2) => crate::object::ObjectKind::Stream,
+            _ => crate::object::ObjectKind::StreamSet,
+        };
         Ok(ObjectRecord {
             state,
+            kind,
             size: field(1)?,
             created_ms: field(9)?,
         })
@@ -212,10 +224,12 @@ pub(super) async fn next_id(
 /// flight.
 pub(super) async fn allocate_object(
     meta: &dyn MetaStore,
+    kind: crate::object::ObjectKind,
     size: u64,
 ) -> Result<(ObjectId, ObjectRecord), StoreMetaError> {
     let record = ObjectRecord {
         state: ObjectState::Prepared,
+        kind,
         size,
         created_ms: now_ms(),
     };

@@ -680,6 +680,36 @@ impl StreamStore {
         Ok(open.lock_state().ranges.values().map(|r| r.bytes).sum())
     }
 
+    /// Objects recorded in the metadata, `(kind, state) -> (count, bytes)`, with kind
+    /// `stream-set` or `stream` and state `prepared`, `committed` or
+    /// `marked-for-deletion`. Reads every object record: for metrics, not hot paths.
+    pub async fn object_counts(
+        &self,
+    ) -> Result<BTreeMap<(&'static str, &'static str), (u64, u64)>, StoreError> {
+        let mut out = BTreeMap::new();
+        for kv in self
+            .inner
+            .meta
+            .scan_prefix(metadata::OBJECTS_PREFIX, 0)
+            .await?
+        {
+            let record = metadata::ObjectRecord::parse(&kv)?;
+            let kind = match record.kind {
+                crate::object::ObjectKind::StreamSet => "stream-set",
+                crate::object::ObjectKind::Stream => "stream",
+            };
+            let state = match record.state {
+                metadata::ObjectState::Prepared => "prepared",
+                metadata::ObjectState::Committed => "committed",
+                metadata::ObjectState::MarkedForDeletion { .. } => "marked-for-deletion",
+            };
+            let entry: &mut (u64, u64) = out.entry((kind, state)).or_default();
+            entry.0 += 1;
+            entry.1 += record.size;
+        }
+        Ok(out)
+    }
+
     /// Sets the policy the background retention applies to `stream`.
     pub fn set_retention(
         &self,

@@ -273,6 +273,7 @@ async fn objects_left_prepared_by_a_crash_are_removed_on_open() {
         .expect("write");
     let record = metadata::ObjectRecord {
         state: metadata::ObjectState::Prepared,
+        kind: crate::object::ObjectKind::StreamSet,
         size: 10,
         created_ms: 0,
     };
@@ -948,4 +949,19 @@ async fn a_deleted_stream_is_gone_and_its_objects_become_garbage() {
     assert!(store.open_stream(doomed).await.is_err());
     store.open_stream(keep).await.expect("reopen");
     assert_eq!(read_all(&store, keep, 0).await.len(), 1);
+}
+
+#[tokio::test]
+async fn objects_are_counted_by_kind_and_state() {
+    let fixture = Fixture::new();
+    let store = fixture.store().await;
+    let id = store.create_stream().await.expect("create");
+    store.open_stream(id).await.expect("open");
+    store.append(id, batch(4, 1)).await.expect("append");
+    store.flush().await.expect("upload");
+    let counts = store.object_counts().await.expect("counts");
+    let (objects, bytes) = counts[&("stream-set", "committed")];
+    assert_eq!(objects, 1);
+    assert!(bytes > 0);
+    assert_eq!(counts.len(), 1, "{counts:?}");
 }

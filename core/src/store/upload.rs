@@ -212,7 +212,8 @@ async fn write_object(
     let object = tokio::task::spawn_blocking(move || build_object(&streams, block_bytes, kind))
         .await
         .map_err(|err| StoreError::Task(err.to_string()))??;
-    let (id, record) = metadata::allocate_object(inner.meta.as_ref(), object.len() as u64).await?;
+    let (id, record) =
+        metadata::allocate_object(inner.meta.as_ref(), kind, object.len() as u64).await?;
     let key = object_key(id);
     let put = inner.storage.operator().write(&key, object).await;
     if let Err(err) = put {
