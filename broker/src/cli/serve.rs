@@ -30,6 +30,7 @@ pub async fn run(config: StrataConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    observability::register_zero_series(config.storage.backend.kind().as_str());
     let (set_ready, ready) = watch::channel(false);
     tokio::spawn(observability::serve_admin(admin, metrics.clone(), ready));
     let broker = match Broker::start(config).await {

@@ -30,3 +30,51 @@ pub fn install_recorder() -> Option<PrometheusHandle> {
     describe::describe_all();
     Some(handle)
 }
+
+/// Counters of rare events (faults, back-pressure, compaction) start at zero with
+/// the label sets known at start, so dashboards and alerts see a series, and a rate
+/// of 0, before the first event instead of nothing. `strata_object_store_errors_total`
+/// is left out: its `error` label is known only once an error happens.
+pub fn register_zero_series(backend: &'static str) {
+    for name in [
+        "strata_stream_backpressure_total",
+        "strata_upload_failures_total",
+        "strata_object_wal_failures_total",
+        "strata_compaction_runs_total",
+        "strata_compaction_read_bytes_total",
+        "strata_compaction_written_bytes_total",
+        "strata_retention_trims_total",
+        "strata_retention_deleted_objects_total",
+        "strata_orphan_objects_removed_total",
+        "strata_read_ahead_blocks_total",
+        "strata_block_cache_hits_total",
+        "strata_block_cache_misses_total",
+        "strata_log_cache_misses_total",
+        "strata_meta_txn_conflicts_total",
+        "strata_kafka_rejected_requests_total",
+    ] {
+        metrics::counter!(name).absolute(0);
+    }
+    for operation in ["read", "write", "stat", "list", "delete"] {
+        for name in [
+            "strata_object_store_retries_total",
+            "strata_object_store_throttled_total",
+            "strata_object_store_conditional_conflicts_total",
+        ] {
+            metrics::counter!(name, "backend" => backend, "operation" => operation).absolute(0);
+        }
+    }
+    metrics::counter!("strata_object_store_connection_errors_total", "backend" => backend)
+        .absolute(0);
+    for operation in [
+        "get",
+        "scan",
+        "txn",
+        "watch",
+        "grant_lease",
+        "keep_alive",
+        "revoke_lease",
+    ] {
+        metrics::counter!("strata_meta_errors_total", "operation" => operation).absolute(0);
+    }
+}
