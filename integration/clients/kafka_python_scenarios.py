@@ -79,6 +79,10 @@ cluster = admin.describe_cluster()
 check(cluster["brokers"][0]["broker_id"] == 1, f"describe_cluster {cluster}")
 producers = admin.describe_producers([TopicPartition(topic, 0)])[TopicPartition(topic, 0)]
 check(len(producers.active_producers) == 5, f"describe_producers {producers}")
+# OffsetDelete on a group without members removes just the named partitions.
+admin.delete_group_offsets(group, [TopicPartition(topic, 0)])
+left = admin.list_group_offsets(group)[group]
+check(sorted(tp.partition for tp in left) == [1], f"after delete_group_offsets: {left}")
 admin.create_partitions({topic: NewPartitions(3)})
 configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
 text = str(configs)

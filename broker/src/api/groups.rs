@@ -399,28 +399,41 @@ pub fn offset_fetch(broker: &Arc<Broker>, req: OffsetFetchRequest, version: i16)
 
 pub async fn offset_delete(broker: &Arc<Broker>, req: OffsetDeleteRequest) -> ResponseKind {
     let group = req.group_id.0.to_string();
-    if broker.groups.has_members(&group) {
-        return ResponseKind::OffsetDelete(
-            OffsetDeleteResponse::default().with_error_code(ResponseError::NonEmptyGroup.code()),
-        );
-    }
-    if broker.groups.offsets.fetch_all(&group).is_empty() {
+    if broker.groups.offsets.fetch_all(&group).is_empty()
+        && broker.groups.describe(&group).is_none()
+    {
         return ResponseKind::OffsetDelete(
             OffsetDeleteResponse::default().with_error_code(ResponseError::GroupIdNotFound.code()),
         );
     }
+    // As Kafka: offsets of topics the live members subscribe to stay.
+    let subscribed = broker.groups.subscribed_topics(&group).unwrap_or_default();
+    let is_subscribed = |topic: &str| subscribed.contains(topic) || subscribed.contains("*");
     let mut doomed: Vec<TopicPartition> = Vec::new();
     for topic in &req.topics {
+        if is_subscribed(topic.name.0.as_str()) {
+            continue;
+        }
         for p in &topic.partitions {
             doomed.push((topic.name.0.to_string(), p.partition_index));
         }
     }
-    let result = broker.groups.offsets.delete(&group, Some(&doomed)).await;
-    let error = result.err().map(|_| ResponseError::CoordinatorNotAvailable);
+    let failed = broker
+        .groups
+        .offsets
+        .delete(&group, Some(&doomed))
+        .await
+        .err()
+        .map(|_| ResponseError::CoordinatorNotAvailable);
     let topics = req
         .topics
         .into_iter()
         .map(|t| {
+            let error = if is_subscribed(t.name.0.as_str()) {
+                Some(ResponseError::GroupSubscribedToTopic)
+            } else {
+                failed
+            };
             OffsetDeleteResponseTopic::default()
                 .with_name(t.name)
                 .with_partitions(

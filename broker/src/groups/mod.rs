@@ -502,10 +502,112 @@ impl GroupCoordinator {
             .map_err(|_| ResponseError::UnknownServerError)
     }
 
-    /// Whether the group has members (OffsetDelete refuses while it does).
-    pub fn has_members(&self, group_id: &str) -> bool {
-        self.lock()
-            .get(group_id)
-            .is_some_and(|g| !g.members.is_empty())
+    /// Topics the group's members subscribe to (from their consumer-protocol
+    /// metadata), or `None` when it has no members. A member whose metadata cannot be
+    /// read counts as subscribed to everything (`Some` with `"*"`).
+    pub fn subscribed_topics(&self, group_id: &str) -> Option<std::collections::BTreeSet<String>> {
+        use kafka_protocol::messages::ConsumerProtocolSubscription;
+        use kafka_protocol::protocol::Decodable;
+        let groups = self.lock();
+        let group = groups.get(group_id).filter(|g| !g.members.is_empty())?;
+        let protocol = group.protocol.clone();
+        let mut topics = std::collections::BTreeSet::new();
+        for member in group.members.values() {
+            let metadata = member
+                .protocols
+                .iter()
+                .find(|(name, _)| Some(name) == protocol.as_ref())
+                .or(member.protocols.first())
+                .map(|(_, metadata)| metadata.clone())
+                .unwrap_or_default();
+            let mut buf = metadata;
+            let decoded = (buf.len() >= 2)
+                .then(|| {
+                    let version = i16::from_be_bytes([buf[0], buf[1]]);
+                    let _ = bytes::Buf::get_i16(&mut buf);
+                    ConsumerProtocolSubscription::decode(&mut buf, version.min(3)).ok()
+                })
+                .flatten();
+            match decoded {
+                Some(subscription) => {
+                    topics.extend(subscription.topics.iter().map(|t| t.to_string()));
+                }
+                None => {
+                    topics.insert("*".to_string());
+                }
+            }
+        }
+        Some(topics)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::ConsumerProtocolSubscription;
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+
+    async fn coordinator() -> (tempfile::TempDir, Arc<GroupCoordinator>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let meta: Arc<dyn strata_core::meta::MetaStore> = Arc::new(
+            strata_core::meta::EmbeddedMetaStore::open(dir.path(), Default::default())
+                .await
+                .expect("meta"),
+        );
+        let offsets = OffsetStore::load(meta).await.expect("offsets");
+        let config = BrokerSection {
+            group_initial_rebalance_delay: Duration::ZERO,
+            ..BrokerSection::default()
+        };
+        (dir, GroupCoordinator::new(offsets, &config))
+    }
+
+    fn subscription(topics: &[&'static str]) -> Bytes {
+        let mut out = bytes::BytesMut::new();
+        out.extend_from_slice(&1i16.to_be_bytes());
+        ConsumerProtocolSubscription::default()
+            .with_topics(
+                topics
+                    .iter()
+                    .map(|t| StrBytes::from_static_str(t))
+                    .collect(),
+            )
+            .encode(&mut out, 1)
+            .expect("encodes");
+        out.freeze()
+    }
+
+    #[tokio::test]
+    async fn a_join_completes_and_subscriptions_are_read_from_member_metadata() {
+        let (_dir, groups) = coordinator().await;
+        let join = groups.join(JoinRequest {
+            group: "g".into(),
+            member_id: String::new(),
+            instance_id: None,
+            client_id: "c".into(),
+            client_host: "h".into(),
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(10),
+            protocol_type: "consumer".into(),
+            protocols: vec![("range".into(), subscription(&["orders", "audit"]))],
+            require_known_member_id: false,
+        });
+        let outcome = join.await.expect("answered");
+        assert_eq!(outcome.error, None);
+        assert_eq!(outcome.generation, 1);
+        assert_eq!(outcome.members.len(), 1, "the only member leads");
+        let topics = groups.subscribed_topics("g").expect("has members");
+        assert_eq!(
+            topics.into_iter().collect::<Vec<_>>(),
+            vec!["audit".to_string(), "orders".to_string()]
+        );
+        assert_eq!(groups.subscribed_topics("other"), None);
+        assert_eq!(
+            groups.heartbeat("g", &outcome.member_id, None, 0),
+            Err(ResponseError::IllegalGeneration)
+        );
+        assert_eq!(groups.heartbeat("g", &outcome.member_id, None, 1), Ok(()));
+        groups.leave("g", &outcome.member_id, None).expect("leaves");
+        assert_eq!(groups.subscribed_topics("g"), None);
     }
 }
