@@ -244,6 +244,37 @@ impl Writer {
     }
 
     fn run(mut self, commands: mpsc::Receiver<Command>) {
+        // Deleting trimmed segments (unlink of a large file, a directory fsync) takes
+        // milliseconds: a thread of its own does it, so appends queued meanwhile are
+        // not held behind it.
+        let (reap, jobs) = mpsc::channel::<Reap>();
+        let dir = self.dir.clone();
+        let reaper = std::thread::Builder::new()
+            .name("strata-wal-trim".to_string())
+            .spawn(move || {
+                for job in jobs {
+                    let _ = job.reply.send(delete_segments(&dir, &job.paths));
+                }
+            });
+        let reaper = match reaper {
+            Ok(handle) => Some((reap, handle)),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot start the WAL trim thread; trimming inline");
+                None
+            }
+        };
+        self.run_commands(&commands, reaper.as_ref().map(|(reap, _)| reap));
+        if let Some((reap, handle)) = reaper {
+            drop(reap);
+            let _ = handle.join();
+        }
+    }
+
+    fn run_commands(
+        &mut self,
+        commands: &mpsc::Receiver<Command>,
+        reap: Option<&mpsc::Sender<Reap>>,
+    ) {
         while let Ok(first) = commands.recv() {
             let mut group = vec![first];
             let mut bytes = group_bytes(&group[0]);
@@ -256,11 +287,11 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit(group);
+            self.commit(group, reap);
         }
     }
 
-    fn commit(&mut self, group: Vec<Command>) {
+    fn commit(&mut self, group: Vec<Command>, reap: Option<&mpsc::Sender<Reap>>) {
         let mut buffer = Vec::new();
         let mut appends = Vec::new();
         let mut trims = Vec::new();
@@ -299,7 +330,21 @@ impl Writer {
             }
         }
         for (below, reply) in trims {
-            let _ = reply.send(self.trim(below));
+            let paths = self.trimmed_segments(below);
+            if paths.is_empty() {
+                let _ = reply.send(Ok(()));
+                continue;
+            }
+            match reap {
+                Some(reap) => {
+                    if let Err(mpsc::SendError(job)) = reap.send(Reap { paths, reply }) {
+                        let _ = job.reply.send(delete_segments(&self.dir, &job.paths));
+                    }
+                }
+                None => {
+                    let _ = reply.send(delete_segments(&self.dir, &paths));
+                }
+            }
         }
     }
 
@@ -346,25 +391,41 @@ impl Writer {
         Ok(())
     }
 
-    fn trim(&mut self, below: Lsn) -> Result<(), WalError> {
+    /// Takes the segments that hold only records below `below` out of the WAL's list
+    /// and returns their paths for deletion. The active (last) segment always stays.
+    /// A crash before they are deleted only makes the next open replay records that
+    /// are already in objects, which the store skips.
+    fn trimmed_segments(&mut self, below: Lsn) -> Vec<PathBuf> {
         // A segment holds only records below `below` when the next one starts at or
-        // below it. The active (last) segment is never deleted.
+        // below it.
         let removable = self
             .segments
             .windows(2)
             .take_while(|pair| pair[1].first_lsn <= below)
             .count();
-        if removable == 0 {
-            return Ok(());
-        }
-        for file in self.segments.drain(..removable) {
-            std::fs::remove_file(&file.path).map_err(|source| WalError::Io {
-                path: file.path.display().to_string(),
-                source,
-            })?;
-        }
-        segment::sync_dir(&self.dir)
+        self.segments
+            .drain(..removable)
+            .map(|file| file.path)
+            .collect()
     }
+}
+
+/// Segments to delete, and whom to tell when they are gone.
+struct Reap {
+    paths: Vec<PathBuf>,
+    reply: oneshot::Sender<Result<(), WalError>>,
+}
+
+/// Deletes `paths` in order (oldest first, so a crash midway leaves a contiguous
+/// WAL) and makes the deletions durable.
+fn delete_segments(dir: &Path, paths: &[PathBuf]) -> Result<(), WalError> {
+    for path in paths {
+        std::fs::remove_file(path).map_err(|source| WalError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
+    segment::sync_dir(dir)
 }
 
 fn group_bytes(command: &Command) -> usize {
