@@ -88,6 +88,7 @@ impl Broker {
                 dir: meta_dir.display().to_string(),
                 source,
             })?;
+        claim_bucket(&storage, &cluster_id).await?;
         let store = StreamStore::open(
             storage,
             meta.clone(),
@@ -142,6 +143,39 @@ impl Broker {
     pub async fn shutdown(&self) -> Result<(), strata_core::store::StoreError> {
         self.topics.snapshot_producers().await;
         self.store.flush().await
+    }
+}
+
+/// Marks the bucket root as this cluster's, or refuses to start when another
+/// cluster's metadata owns it: two clusters allocating object ids in one place would
+/// overwrite and garbage-collect each other's objects.
+async fn claim_bucket(storage: &Storage, cluster_id: &str) -> Result<(), StartError> {
+    const MARKER: &str = "strata-cluster-id";
+    let operator = storage.operator();
+    match operator.read(MARKER).await {
+        Ok(found) => {
+            let found = String::from_utf8_lossy(&found.to_vec()).trim().to_string();
+            if found == cluster_id {
+                Ok(())
+            } else {
+                Err(StartError::Config(format!(
+                    "the storage root holds the objects of cluster {found} (its {MARKER}), but \
+                     the metadata in broker.data_dir is cluster {cluster_id}: give each cluster \
+                     its own bucket or storage root, or point broker.data_dir at that \
+                     cluster's metadata"
+                )))
+            }
+        }
+        Err(err) if err.kind() == opendal::ErrorKind::NotFound => operator
+            .write(MARKER, cluster_id.to_string())
+            .await
+            .map(drop)
+            .map_err(|err| {
+                StartError::Config(format!("cannot write {MARKER} to the storage root: {err}"))
+            }),
+        Err(err) => Err(StartError::Config(format!(
+            "cannot read {MARKER} from the storage root: {err}"
+        ))),
     }
 }
 

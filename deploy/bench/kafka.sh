@@ -21,6 +21,8 @@ eval "$(bash deploy/testbed/seaweedfs.sh env | sed 's/^/export /')"
 cat >"$config" <<TOML
 [storage]
 kind = "minio"
+# A root of this run's own: each benchmark broker is a new cluster.
+root = "/bench-$(date +%s)"
 bucket = "$S3_BUCKET"
 endpoint = "$S3_ENDPOINT"
 access_key_id = "$S3_ACCESS_KEY_ID"

@@ -8,6 +8,7 @@ broker's peak RSS from /proc; each case uses a new topic.
 """
 import argparse
 import gc
+import json
 import os
 import socket
 import subprocess
@@ -62,7 +63,7 @@ def percentile(values, p):
     return values[min(len(values) - 1, int(len(values) * p))]
 
 
-def produce(bootstrap, topic, partitions, total_bytes, codec, acks, rate_mib=None):
+def produce(bootstrap, topic, partitions, total_bytes, codec, acks, rate_mib=None, rtts=None):
     """Produces `total_bytes` of 1 KiB records, as fast as possible or paced at
     `rate_mib`; returns (seconds, per-record latencies in ms).
 
@@ -72,7 +73,9 @@ def produce(bootstrap, topic, partitions, total_bytes, codec, acks, rate_mib=Non
                             "compression.type": codec, "linger.ms": 0 if rate_mib else 5,
                             "batch.size": 1_000_000, "queue.buffering.max.kbytes": 1_048_576,
                             "queue.buffering.max.messages": 1_000_000,
-                            "enable.idempotence": acks == "all"})
+                            "enable.idempotence": acks == "all",
+                            **({"statistics.interval.ms": 1000,
+                                "stats_cb": lambda js: rtts.append(js)} if rtts is not None else {})})
     # Warm up: metadata, producer id and connections are not part of the figures.
     for p in range(partitions):
         producer.produce(topic, b"warm-up", partition=p)
@@ -169,7 +172,9 @@ def main():
     # throughput cases' backlog do not share the disk with it.
     topic = "bench-latency"
     admin.create_topics([NewTopic(topic, 16, 1)])[topic].result(30)
-    seconds, lat = produce(bootstrap, topic, 16, 50 * 1048576 * 10, "lz4", "all", rate_mib=50)
+    stats = []
+    seconds, lat = produce(bootstrap, topic, 16, 50 * 1048576 * 10, "lz4", "all", rate_mib=50,
+                           rtts=stats)
     print(f"{'16 partitions, lz4, acks=all @50MiB/s':<34} "
           f"{50 * 10 / seconds:>13.1f} {50 * 10 * 1024 / seconds:>9.0f} "
           f"{percentile(lat, 0.5):>7.2f} {percentile(lat, 0.99):>7.2f} {percentile(lat, 0.999):>8.2f}",
@@ -177,6 +182,21 @@ def main():
     b50, b99, b999 = broker_produce_quantiles(admin_addr)
     print(f"{'  same, broker-side (bucket bound)':<34} {'':>13} {'':>9} "
           f"{b50:>7.2f} {b99:>7.2f} {b999:>8.2f}", flush=True)
+    # librdkafka's own request round-trip times (C, per ProduceRequest), one window
+    # a second: the client library's view without the Python driver's delivery path.
+    windows = []
+    for js in stats:
+        for b in json.loads(js).get("brokers", {}).values():
+            rtt = b.get("rtt", {})
+            if b.get("nodeid", -1) >= 0 and rtt.get("cnt", 0) > 0:
+                windows.append((rtt["p50"] / 1000, rtt["p99"] / 1000, rtt["p99_99"] / 1000))
+    if windows:
+        windows.sort(key=lambda w: w[1])
+        mid = windows[len(windows) // 2]
+        worst = windows[-1]
+        print(f"{'  same, librdkafka request rtt':<34} {'':>13} {'':>9} "
+              f"{mid[0]:>7.2f} {mid[1]:>7.2f} {worst[1]:>8.2f}   (median window p50, p99; worst window p99)",
+              flush=True)
     cases = [] if args.latency_only else [(p, codec, acks) for p in (1, 16) for codec, acks in
              (("none", "all"), ("lz4", "all"), ("none", "1"))]
     for n, (partitions, codec, acks) in enumerate(cases):

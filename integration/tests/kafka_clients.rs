@@ -76,6 +76,28 @@ fn crashed_member(clients: &Clients, storage: &BrokerStorage) -> Result<(), Stri
         .map(drop)
 }
 
+/// A second cluster (its own metadata) pointed at the first one's storage root is
+/// refused at start, before it could overwrite or collect the first one's objects.
+fn second_cluster_refused(_: &Clients, _: &BrokerStorage) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let shared = format!(
+        "[storage]\nkind = \"fs\"\nroot = \"{}\"\n",
+        dir.path().join("shared-objects").display()
+    );
+    let first = BrokerProcess::start(
+        BrokerStorage::Document(shared.clone()),
+        &dir.path().join("first"),
+    )?;
+    match BrokerProcess::start(BrokerStorage::Document(shared), &dir.path().join("second")) {
+        Ok(_) => Err("a second cluster started on the first one's storage root".into()),
+        Err(log) if log.contains("holds the objects of cluster") => {
+            drop(first);
+            Ok(())
+        }
+        Err(other) => Err(format!("refused, but not for the shared root:\n{other}")),
+    }
+}
+
 fn kafka_python(clients: &Clients, storage: &BrokerStorage) -> Result<(), String> {
     let f = broker(storage)?;
     clients.kafka_python(&f.broker.bootstrap()).map(drop)
@@ -268,13 +290,13 @@ fn main() {
     let testbed = strata_integration::start_or_fail("kafka-clients");
     let clients = Arc::new(Clients::from_testbed(&testbed));
     let seaweedfs = strata_integration::start_or_fail("seaweedfs");
-    let s3 = BrokerStorage::Document(s3_document(
+    let s3_base = s3_document(
         "minio",
         &seaweedfs.setting("S3_ENDPOINT"),
         &seaweedfs.setting("S3_BUCKET"),
         &seaweedfs.setting("S3_ACCESS_KEY_ID"),
         &seaweedfs.setting("S3_SECRET_ACCESS_KEY"),
-    ));
+    );
     let embedded: &[(&str, Check)] = &[
         ("librdkafka_codecs_keys_headers_large_records", codecs),
         (
@@ -300,6 +322,10 @@ fn main() {
             graceful_restart,
         ),
         ("bad_input_closes_only_its_connection", bad_input),
+        (
+            "a_second_cluster_on_the_same_storage_root_is_refused",
+            second_cluster_refused,
+        ),
     ];
     let on_s3: &[(&str, Check)] = &[
         ("librdkafka_codecs_keys_headers_large_records", codecs),
@@ -317,13 +343,23 @@ fn main() {
         ),
     ];
     let mut trials = Vec::new();
-    for (label, storage, checks) in [
-        ("embedded-default", BrokerStorage::EmbeddedDefault, embedded),
-        ("s3-seaweedfs", s3, on_s3),
-    ] {
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis());
+    for (label, checks) in [("embedded-default", embedded), ("s3-seaweedfs", on_s3)] {
         for (name, check) in checks {
             let clients = clients.clone();
-            let storage = storage.clone();
+            // Each broker is a cluster of its own: on S3 it gets a root of its own in
+            // the shared bucket (a shared root is refused, see above).
+            let storage = if label == "s3-seaweedfs" {
+                BrokerStorage::Document(s3_base.replacen(
+                    "[storage]\n",
+                    &format!("[storage]\nroot = \"/kafka-{run}-{name}\"\n"),
+                    1,
+                ))
+            } else {
+                BrokerStorage::EmbeddedDefault
+            };
             let check = *check;
             trials.push(Trial::test(format!("{label}/{name}"), move || {
                 check(&clients, &storage).map_err(Failed::from)
