@@ -150,6 +150,32 @@ fn main() {
     if let Err(e) = clients::finish(steady, "steady producer") {
         failures.push(e);
     }
+    // Cardinality: with 10,000 more partitions, all lagging in one group, the default
+    // cap keeps the broker well under 50,000 series.
+    checked += 1;
+    match clients.librdkafka(&bootstrap, &["many-partitions", "10", "1000"]) {
+        Err(e) => failures.push(e),
+        Ok(_) => {
+            std::thread::sleep(Duration::from_secs(4));
+            let text =
+                curl(&[&format!("http://{}/metrics", broker.admin())]).unwrap_or_else(|e| fail(e));
+            let series = text
+                .lines()
+                .filter(|l| !l.starts_with('#') && !l.is_empty())
+                .count();
+            let partitions = text
+                .lines()
+                .find_map(|l| l.strip_prefix("strata_partitions "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or(0.0);
+            eprintln!("{partitions} partitions: {series} series");
+            if partitions < 10_000.0 || series >= 50_000 {
+                failures.push(format!(
+                    "{partitions} partitions exported {series} series (want at least 10,000 partitions and under 50,000 series)"
+                ));
+            }
+        }
+    }
     broker.kill();
     drop(prometheus);
     if failures.is_empty() {
