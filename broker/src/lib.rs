@@ -8,6 +8,7 @@
 pub mod api;
 pub mod broker;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod dynamic_config;
 pub mod fetch_sessions;

@@ -31,6 +31,28 @@ const SOURCE_DEFAULT: i8 = 5;
 
 type Failure = (ResponseError, String);
 
+/// A broker resource must name this broker (or be empty, meaning this one).
+fn this_broker(broker: &Broker, name: &str) -> Result<(), Failure> {
+    if name.is_empty() || name == broker.node.node_id.to_string() {
+        Ok(())
+    } else {
+        Err((
+            ResponseError::InvalidRequest,
+            format!(
+                "broker {name:?} is not this broker ({})",
+                broker.node.node_id
+            ),
+        ))
+    }
+}
+
+fn no_configs(resource_type: i8) -> Failure {
+    (
+        ResponseError::InvalidRequest,
+        format!("resource type {resource_type} has no configs here (topics: 2, brokers: 4)"),
+    )
+}
+
 fn entry(name: &str, value: String, source: i8, read_only: bool) -> DescribeConfigsResourceResult {
     DescribeConfigsResourceResult::default()
         .with_name(str_bytes(name))
@@ -69,15 +91,7 @@ fn describe_one(
                 .collect())
         }
         BROKER => {
-            if !name.is_empty() && name != broker.node.node_id.to_string() {
-                return Err((
-                    ResponseError::InvalidRequest,
-                    format!(
-                        "broker {name:?} is not this broker ({})",
-                        broker.node.node_id
-                    ),
-                ));
-            }
+            this_broker(broker, name)?;
             Ok(dynamic_config::describe(&broker.topics.defaults())
                 .into_iter()
                 .map(|(key, value, read_only)| {
@@ -90,10 +104,7 @@ fn describe_one(
                 })
                 .collect())
         }
-        other => Err((
-            ResponseError::InvalidRequest,
-            format!("resource type {other} has no configs here (topics: 2, brokers: 4)"),
-        )),
+        other => Err(no_configs(other)),
     }
 }
 
@@ -142,15 +153,7 @@ async fn set(
                 .map_err(|err: TopicError| (topic_error(&err), err.to_string()))
         }
         BROKER => {
-            if !name.is_empty() && name != broker.node.node_id.to_string() {
-                return Err((
-                    ResponseError::InvalidRequest,
-                    format!(
-                        "broker {name:?} is not this broker ({})",
-                        broker.node.node_id
-                    ),
-                ));
-            }
+            this_broker(broker, name)?;
             let mut section = broker.config.broker.clone();
             dynamic_config::apply(&mut section, &entries)
                 .map_err(|err| (ResponseError::InvalidConfig, err.to_string()))?;
@@ -163,10 +166,7 @@ async fn set(
             broker.topics.set_defaults(section);
             Ok(())
         }
-        other => Err((
-            ResponseError::InvalidRequest,
-            format!("resource type {other} has no configs here (topics: 2, brokers: 4)"),
-        )),
+        other => Err(no_configs(other)),
     }
 }
 

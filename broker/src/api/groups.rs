@@ -33,6 +33,7 @@ use kafka_protocol::messages::{
 
 use super::{Client, Reply, code, str_bytes, topic_name};
 use crate::broker::Broker;
+use crate::clock::now_ms;
 use crate::groups::JoinRequest;
 use crate::groups::offsets::{Committed, TopicPartition};
 
@@ -206,12 +207,6 @@ pub fn leave(broker: &Arc<Broker>, req: LeaveGroupRequest, version: i16) -> Resp
     ResponseKind::LeaveGroup(LeaveGroupResponse::default().with_members(members))
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 pub async fn offset_commit(broker: &Arc<Broker>, req: OffsetCommitRequest) -> ResponseKind {
     let group = req.group_id.0.to_string();
     let membership = broker.groups.validate_commit(
@@ -289,12 +284,13 @@ pub async fn offset_commit(broker: &Arc<Broker>, req: OffsetCommitRequest) -> Re
     ResponseKind::OffsetCommit(OffsetCommitResponse::default().with_topics(topics))
 }
 
-/// Committed offsets of `group` for the asked partitions, or all with `None`.
+/// Committed offsets of `group` for the asked partitions, or all with `None`;
+/// partitions without one get [`Committed::absent`].
 fn committed(
     broker: &Broker,
     group: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
-) -> PartitionResults<Option<Committed>> {
+) -> PartitionResults<Committed> {
     let wanted = match wanted {
         Some(list) => list,
         None => {
@@ -310,7 +306,10 @@ fn committed(
         .map(|(topic, partitions)| {
             let found = partitions
                 .into_iter()
-                .map(|p| (p, broker.groups.offsets.fetch(group, &(topic.clone(), p))))
+                .map(|p| {
+                    let committed = broker.groups.offsets.fetch(group, &(topic.clone(), p));
+                    (p, committed.unwrap_or_else(Committed::absent))
+                })
                 .collect();
             (topic, found)
         })
@@ -339,12 +338,6 @@ pub fn offset_fetch(broker: &Arc<Broker>, req: OffsetFetchRequest, version: i16)
                                 partitions
                                     .into_iter()
                                     .map(|(index, c)| {
-                                        let c = c.unwrap_or(Committed {
-                                            offset: -1,
-                                            leader_epoch: -1,
-                                            metadata: Some(String::new()),
-                                            commit_timestamp_ms: -1,
-                                        });
                                         OffsetFetchResponsePartitions::default()
                                             .with_partition_index(index)
                                             .with_committed_offset(c.offset)
@@ -378,12 +371,6 @@ pub fn offset_fetch(broker: &Arc<Broker>, req: OffsetFetchRequest, version: i16)
                     partitions
                         .into_iter()
                         .map(|(index, c)| {
-                            let c = c.unwrap_or(Committed {
-                                offset: -1,
-                                leader_epoch: -1,
-                                metadata: Some(String::new()),
-                                commit_timestamp_ms: -1,
-                            });
                             OffsetFetchResponsePartition::default()
                                 .with_partition_index(index)
                                 .with_committed_offset(c.offset)

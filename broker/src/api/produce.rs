@@ -12,6 +12,7 @@ use strata_core::batch::{BatchError, RecordBatch};
 
 use super::{Reply, store_error_code, str_bytes, topic_name};
 use crate::broker::Broker;
+use crate::clock::now_ms;
 use crate::topics::partition::{AppendError, Partition, PendingAppend};
 use crate::topics::producers::SequenceError;
 
@@ -72,12 +73,6 @@ fn validate(records: Option<Bytes>, max_message_bytes: i32) -> Result<RecordBatc
         ));
     }
     Ok(batch)
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 pub async fn handle(broker: &Arc<Broker>, req: ProduceRequest) -> Reply {
@@ -205,10 +200,9 @@ async fn finish(broker: &Broker, topic: &str, index: i32, step: Step) -> Partiti
     };
     match partition.complete(pending).await {
         Ok(base_offset) => {
-            metrics::counter!("strata_kafka_bytes_in_total", "topic" => topic.to_string())
-                .increment(bytes);
-            metrics::counter!("strata_kafka_records_in_total", "topic" => topic.to_string())
-                .increment(records);
+            let labels = [("topic", topic.to_string())];
+            metrics::counter!("strata_kafka_bytes_in_total", &labels).increment(bytes);
+            metrics::counter!("strata_kafka_records_in_total", &labels).increment(records);
             let start = broker
                 .store
                 .offsets(partition.stream)

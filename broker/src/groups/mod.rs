@@ -59,6 +59,28 @@ pub struct GroupCoordinator {
     session_bounds: (Duration, Duration),
 }
 
+/// A member as `request` describes it, seated now.
+fn new_member(
+    id: String,
+    request: JoinRequest,
+    now: Instant,
+    pending_join: Option<oneshot::Sender<JoinOutcome>>,
+) -> Member {
+    Member {
+        id,
+        instance_id: request.instance_id,
+        client_id: request.client_id,
+        client_host: request.client_host,
+        session_timeout: request.session_timeout,
+        rebalance_timeout: request.rebalance_timeout,
+        protocols: request.protocols,
+        assignment: Bytes::new(),
+        last_heartbeat: now,
+        pending_join,
+        pending_sync: None,
+    }
+}
+
 fn new_member_id(client_id: &str) -> String {
     format!("{client_id}-{}", uuid::Uuid::new_v4())
 }
@@ -168,22 +190,10 @@ impl GroupCoordinator {
                     group.leader = Some(member_id.clone());
                 }
             } else if request.require_known_member_id && request.instance_id.is_none() {
-                group.add_member(Member {
-                    id: member_id.clone(),
-                    instance_id: None,
-                    client_id: request.client_id,
-                    client_host: request.client_host,
-                    session_timeout: request.session_timeout,
-                    rebalance_timeout: request.rebalance_timeout,
-                    protocols: request.protocols,
-                    assignment: Bytes::new(),
-                    last_heartbeat: now,
-                    pending_join: None,
-                    pending_sync: None,
-                });
                 if group.protocol_type.is_none() {
-                    group.protocol_type = Some(request.protocol_type);
+                    group.protocol_type = Some(request.protocol_type.clone());
                 }
+                group.add_member(new_member(member_id.clone(), request, now, None));
                 let _ = reply.send(JoinOutcome::failed(
                     ResponseError::MemberIdRequired,
                     member_id,
@@ -227,19 +237,7 @@ impl GroupCoordinator {
                 member.last_heartbeat = now;
                 member.pending_join = Some(reply);
             }
-            None => group.add_member(Member {
-                id: member_id,
-                instance_id: request.instance_id,
-                client_id: request.client_id,
-                client_host: request.client_host,
-                session_timeout: request.session_timeout,
-                rebalance_timeout: request.rebalance_timeout,
-                protocols: request.protocols,
-                assignment: Bytes::new(),
-                last_heartbeat: now,
-                pending_join: Some(reply),
-                pending_sync: None,
-            }),
+            None => group.add_member(new_member(member_id, request, now, Some(reply))),
         }
         group.prepare_rebalance(now, self.initial_delay);
         group.maybe_complete_join(now);

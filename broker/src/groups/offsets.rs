@@ -19,6 +19,18 @@ pub struct Committed {
     pub commit_timestamp_ms: i64,
 }
 
+impl Committed {
+    /// What OffsetFetch answers for a partition without a committed offset.
+    pub fn absent() -> Committed {
+        Committed {
+            offset: -1,
+            leader_epoch: -1,
+            metadata: Some(String::new()),
+            commit_timestamp_ms: -1,
+        }
+    }
+}
+
 /// `(topic, partition)`.
 pub type TopicPartition = (String, i32);
 

@@ -4,11 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use metrics::gauge;
 
 use crate::broker::Broker;
+use crate::clock::now_ms;
 
 const STATES: &[&str] = &[
     "Empty",
@@ -31,12 +32,6 @@ pub async fn run(broker: Weak<Broker>) {
         drop(live);
         tokio::time::sleep(interval).await;
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Age in seconds of the first record at or after `offset` (0 when there is none).

@@ -151,15 +151,8 @@ async fn handle(
         if key == ApiKey::ApiVersions {
             // Answer in v0 so any client can read it, then let it retry lower.
             let response = ResponseKind::ApiVersions(api::unsupported_api_versions_response());
-            errors::record(key, &response);
-            return encode_response(key, 0, correlation_id, &response)
-                .map(|frame| {
-                    Some(Outgoing {
-                        key,
-                        received,
-                        body: Body::Ready(frame),
-                    })
-                })
+            return ready(key, 0, correlation_id, received, &response)
+                .map(Some)
                 .map_err(|reason| {
                     (
                         Closed::Malformed {
@@ -196,21 +189,12 @@ async fn handle(
     metrics::counter!("strata_kafka_requests_total", "api" => errors::api_name(key)).increment(1);
     match api::dispatch(broker, client, &header, request).await {
         Reply::Nothing => Ok(None),
-        Reply::Now(response) => {
-            errors::record(key, &response);
-            encode_response(key, version, correlation_id, &response)
-                .map(|frame| {
-                    Some(Outgoing {
-                        key,
-                        received,
-                        body: Body::Ready(frame),
-                    })
-                })
-                .map_err(|reason| {
-                    tracing::error!(?key, version, %reason, "cannot encode response");
-                    malformed(reason)
-                })
-        }
+        Reply::Now(response) => ready(key, version, correlation_id, received, &response)
+            .map(Some)
+            .map_err(|reason| {
+                tracing::error!(?key, version, %reason, "cannot encode response");
+                malformed(reason)
+            }),
         Reply::Later(future) => Ok(Some(Outgoing {
             key,
             received,
@@ -221,4 +205,21 @@ async fn handle(
             },
         })),
     }
+}
+
+/// An answer ready now: its errors counted, encoded at `version`.
+fn ready(
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    received: Instant,
+    response: &ResponseKind,
+) -> Result<Outgoing, String> {
+    errors::record(key, response);
+    let frame = encode_response(key, version, correlation_id, response)?;
+    Ok(Outgoing {
+        key,
+        received,
+        body: Body::Ready(frame),
+    })
 }

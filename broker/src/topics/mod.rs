@@ -81,6 +81,12 @@ struct TopicRecord {
     configs: TopicOverrides,
 }
 
+fn encode(name: &str, record: &TopicRecord) -> Result<Bytes, TopicError> {
+    serde_json::to_vec(record)
+        .map(Bytes::from)
+        .map_err(|e| TopicError::Corrupt(name.to_string(), e.to_string()))
+}
+
 fn topic_key(name: &str) -> Bytes {
     Bytes::from(format!("{TOPIC_PREFIX}{name}"))
 }
@@ -282,8 +288,7 @@ impl TopicRegistry {
         record: &TopicRecord,
         guard: Compare,
     ) -> Result<(), TopicError> {
-        let value = serde_json::to_vec(record)
-            .map_err(|e| TopicError::Corrupt(name.to_string(), e.to_string()))?;
+        let value = encode(name, record)?;
         let txn = Txn::new()
             .when(guard)
             .and_then(Op::put(topic_key(name), value));
@@ -305,9 +310,7 @@ impl TopicRegistry {
     /// its streams and producer state.
     pub async fn delete(&self, name: &str) -> Result<(), TopicError> {
         let _exclusive = self.changes.lock().await;
-        let topic = self
-            .get(name)
-            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        let topic = self.existing(name)?;
         self.meta.delete(topic_key(name)).await?;
         self.topics
             .write()
@@ -329,9 +332,7 @@ impl TopicRegistry {
         validate_only: bool,
     ) -> Result<(), TopicError> {
         let _exclusive = self.changes.lock().await;
-        let topic = self
-            .get(name)
-            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        let topic = self.existing(name)?;
         let current = topic.partitions.len() as i32;
         if total <= current {
             return Err(TopicError::InvalidPartitions {
@@ -355,20 +356,26 @@ impl TopicRegistry {
             partitions.push(Arc::new(partition));
         }
         let rebuilt = self.assemble(name, topic.id, partitions, topic.overrides.clone());
+        self.replace(&topic, rebuilt).await
+    }
+
+    fn existing(&self, name: &str) -> Result<Arc<Topic>, TopicError> {
+        self.get(name)
+            .ok_or_else(|| TopicError::Unknown(name.to_string()))
+    }
+
+    /// Persists `rebuilt` in place of `old`, if `old` is still what is stored, and
+    /// serves it from now on.
+    async fn replace(&self, old: &Topic, rebuilt: Arc<Topic>) -> Result<(), TopicError> {
+        let stored = encode(&old.name, &Self::record_of(old))?;
         self.persist(
-            name,
+            &old.name,
             &Self::record_of(&rebuilt),
-            Compare::Value(topic_key(name), self.current_value(&topic)?),
+            Compare::Value(topic_key(&old.name), stored),
         )
         .await?;
         self.insert(rebuilt);
         Ok(())
-    }
-
-    fn current_value(&self, topic: &Topic) -> Result<Bytes, TopicError> {
-        serde_json::to_vec(&Self::record_of(topic))
-            .map(Bytes::from)
-            .map_err(|e| TopicError::Corrupt(topic.name.clone(), e.to_string()))
     }
 
     /// Replaces a topic's overrides (AlterConfigs) or only validates them.
@@ -379,21 +386,12 @@ impl TopicRegistry {
         validate_only: bool,
     ) -> Result<(), TopicError> {
         let _exclusive = self.changes.lock().await;
-        let topic = self
-            .get(name)
-            .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+        let topic = self.existing(name)?;
         if validate_only {
             return Ok(());
         }
         let rebuilt = self.assemble(name, topic.id, topic.partitions.clone(), overrides);
-        self.persist(
-            name,
-            &Self::record_of(&rebuilt),
-            Compare::Value(topic_key(name), self.current_value(&topic)?),
-        )
-        .await?;
-        self.insert(rebuilt);
-        Ok(())
+        self.replace(&topic, rebuilt).await
     }
 
     /// Persists every partition's producer state that changed.

@@ -74,35 +74,25 @@ impl ProducerTable {
             return Ok(Verdict::Append);
         }
         let (epoch, first) = (batch.producer_epoch(), batch.base_sequence());
-        let Some(entry) = self.producers.get(&producer_id) else {
-            return if first == 0 {
-                Ok(Verdict::Append)
-            } else {
-                Err(SequenceError::OutOfOrder {
+        let entry = match self.producers.get(&producer_id) {
+            Some(entry) if epoch < entry.epoch => {
+                return Err(SequenceError::StaleEpoch {
+                    producer_id,
+                    current: entry.epoch,
+                    got: epoch,
+                });
+            }
+            Some(entry) if epoch == entry.epoch => entry,
+            // A producer we do not know, or a new epoch of one: it starts at 0.
+            _ if first == 0 => return Ok(Verdict::Append),
+            _ => {
+                return Err(SequenceError::OutOfOrder {
                     producer_id,
                     last: -1,
                     got: first,
-                })
-            };
+                });
+            }
         };
-        if epoch < entry.epoch {
-            return Err(SequenceError::StaleEpoch {
-                producer_id,
-                current: entry.epoch,
-                got: epoch,
-            });
-        }
-        if epoch > entry.epoch {
-            return if first == 0 {
-                Ok(Verdict::Append)
-            } else {
-                Err(SequenceError::OutOfOrder {
-                    producer_id,
-                    last: -1,
-                    got: first,
-                })
-            };
-        }
         let last = batch.last_sequence();
         if let Some(seen) = entry
             .batches
