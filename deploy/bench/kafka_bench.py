@@ -1,26 +1,40 @@
-"""Drives a Strata broker with librdkafka (confluent-kafka) and prints produce and
-consume throughput and produce latency, beside the broker's peak RSS.
+"""Drives a Strata broker with librdkafka and prints produce and consume throughput
+and produce latency, beside the broker's peak RSS.
 
-    python kafka_bench.py --strata target/release/strata [--config FILE] [--label NAME]
+    python kafka_bench.py --strata target/release/strata --latency-driver PATH \
+        [--config FILE] [--label NAME]
+
+The paced latency case (50 MiB/s) runs the Rust driver in rdkafka-latency/, which
+times every record from send to delivery report in librdkafka's own thread; the
+throughput cases go through confluent-kafka.
 
 Starts `strata serve` itself (fresh data directory, free port) so it can read the
 broker's peak RSS from /proc; each case uses a new topic.
 """
 import argparse
 import gc
-import json
 import os
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import confluent_kafka as ck
 from confluent_kafka.admin import AdminClient, NewTopic
 
 RECORD = 1024
+
+
+# A counter, 256 random bytes as hex, then a repeated JSON-ish filler: exactly RECORD
+# bytes, about half of which lz4 can compress (the Rust latency driver builds the same).
+FILLER = b'{"source":"bench","kind":"page_view","region":"eu-west"}'
+
+
+def payload(i):
+    record = b"%08d " % i + os.urandom(256).hex().encode()
+    record += FILLER * ((RECORD - len(record)) // len(FILLER) + 1)
+    return record[:RECORD]
 
 
 def free_port():
@@ -63,26 +77,20 @@ def percentile(values, p):
     return values[min(len(values) - 1, int(len(values) * p))]
 
 
-def produce(bootstrap, topic, partitions, total_bytes, codec, acks, rate_mib=None, rtts=None):
-    """Produces `total_bytes` of 1 KiB records, as fast as possible or paced at
-    `rate_mib`; returns (seconds, per-record latencies in ms).
-
-    Pacing releases each millisecond's records at once and sleeps in between, so the
-    driver leaves the CPU to the broker instead of spinning."""
+def produce(bootstrap, topic, partitions, total_bytes, codec, acks):
+    """Produces `total_bytes` of 1 KiB records as fast as librdkafka takes them;
+    returns (seconds, per-record latencies in ms)."""
     producer = ck.Producer({"bootstrap.servers": bootstrap, "acks": acks,
-                            "compression.type": codec, "linger.ms": 0 if rate_mib else 5,
+                            "compression.type": codec, "linger.ms": 5,
                             "batch.size": 1_000_000, "queue.buffering.max.kbytes": 1_048_576,
                             "queue.buffering.max.messages": 1_000_000,
-                            "enable.idempotence": acks == "all",
-                            **({"statistics.interval.ms": 1000,
-                                "stats_cb": lambda js: rtts.append(js)} if rtts is not None else {})})
+                            "enable.idempotence": acks == "all"})
     # Warm up: metadata, producer id and connections are not part of the figures.
     for p in range(partitions):
         producer.produce(topic, b"warm-up", partition=p)
     producer.flush(30)
     count = total_bytes // RECORD
-    # Compressible but not trivially so, like typical JSON-ish payloads.
-    payloads = [(b"%08d " % i + os.urandom(RECORD // 4).hex().encode())[:RECORD] for i in range(256)]
+    payloads = [payload(i) for i in range(256)]
     latencies = []
     now = time.perf_counter
 
@@ -98,7 +106,7 @@ def produce(bootstrap, topic, partitions, total_bytes, codec, acks, rate_mib=Non
     i = 0
     while i < count:
         sent = now()
-        due = min(count, int((sent - start) * rate_mib * 1024) + 1) if rate_mib else min(count, i + 1000)
+        due = min(count, i + 1000)
         while i < due:
             try:
                 producer.produce(topic, payloads[i % 256], partition=i % partitions,
@@ -107,8 +115,6 @@ def produce(bootstrap, topic, partitions, total_bytes, codec, acks, rate_mib=Non
             except BufferError:
                 producer.poll(0.001)
         producer.poll(0)
-        if rate_mib:
-            time.sleep(0.001)
     producer.flush(120)
     elapsed = now() - start
     gc.enable()
@@ -140,6 +146,8 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--strata", required=True)
     parser.add_argument("--config")
+    parser.add_argument("--latency-driver", required=True,
+                        help="the rdkafka-latency binary (deploy/bench/rdkafka-latency)")
     parser.add_argument("--label", default="embedded default (local directory, local WAL)")
     parser.add_argument("--mib", type=int, default=512, help="MiB produced per case")
     parser.add_argument("--latency-only", action="store_true",
@@ -172,31 +180,21 @@ def main():
     # throughput cases' backlog do not share the disk with it.
     topic = "bench-latency"
     admin.create_topics([NewTopic(topic, 16, 1)])[topic].result(30)
-    stats = []
-    seconds, lat = produce(bootstrap, topic, 16, 50 * 1048576 * 10, "lz4", "all", rate_mib=50,
-                           rtts=stats)
+    run = subprocess.run([args.latency_driver, "--bootstrap", bootstrap, "--topic", topic,
+                          "--partitions", "16", "--rate-mib", "50", "--seconds", "10",
+                          "--codec", "lz4", "--acks", "all"],
+                         capture_output=True, text=True, timeout=300)
+    if run.returncode != 0:
+        raise SystemExit(f"latency driver failed: {run.stderr.strip()}")
+    figures = dict(field.split("=") for field in run.stdout.split())
     print(f"{'16 partitions, lz4, acks=all @50MiB/s':<34} "
-          f"{50 * 10 / seconds:>13.1f} {50 * 10 * 1024 / seconds:>9.0f} "
-          f"{percentile(lat, 0.5):>7.2f} {percentile(lat, 0.99):>7.2f} {percentile(lat, 0.999):>8.2f}",
+          f"{float(figures['mib_per_s']):>13.1f} {float(figures['msg_per_s']):>9.0f} "
+          f"{float(figures['p50_ms']):>7.2f} {float(figures['p99_ms']):>7.2f} "
+          f"{float(figures['p999_ms']):>8.2f}   (max {float(figures['max_ms']):.2f} ms)",
           flush=True)
     b50, b99, b999 = broker_produce_quantiles(admin_addr)
     print(f"{'  same, broker-side (bucket bound)':<34} {'':>13} {'':>9} "
           f"{b50:>7.2f} {b99:>7.2f} {b999:>8.2f}", flush=True)
-    # librdkafka's own request round-trip times (C, per ProduceRequest), one window
-    # a second: the client library's view without the Python driver's delivery path.
-    windows = []
-    for js in stats:
-        for b in json.loads(js).get("brokers", {}).values():
-            rtt = b.get("rtt", {})
-            if b.get("nodeid", -1) >= 0 and rtt.get("cnt", 0) > 0:
-                windows.append((rtt["p50"] / 1000, rtt["p99"] / 1000, rtt["p99_99"] / 1000))
-    if windows:
-        windows.sort(key=lambda w: w[1])
-        mid = windows[len(windows) // 2]
-        worst = windows[-1]
-        print(f"{'  same, librdkafka request rtt':<34} {'':>13} {'':>9} "
-              f"{mid[0]:>7.2f} {mid[1]:>7.2f} {worst[1]:>8.2f}   (median window p50, p99; worst window p99)",
-              flush=True)
     cases = [] if args.latency_only else [(p, codec, acks) for p in (1, 16) for codec, acks in
              (("none", "all"), ("lz4", "all"), ("none", "1"))]
     for n, (partitions, codec, acks) in enumerate(cases):

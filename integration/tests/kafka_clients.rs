@@ -213,6 +213,30 @@ fn frame(api_key: i16, version: i16, body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Reads one whole response frame and checks its correlation id (7, as `frame`
+/// sends) and the error code that starts its body.
+fn expect_error_code(s: &mut TcpStream, what: &str, want: i16) -> Result<(), String> {
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    let mut size = [0u8; 4];
+    s.read_exact(&mut size)
+        .map_err(|e| format!("{what}: no answer: {e}"))?;
+    let mut body = vec![0u8; i32::from_be_bytes(size).max(0) as usize];
+    s.read_exact(&mut body)
+        .map_err(|e| format!("{what}: answer cut short: {e}"))?;
+    if body.len() < 6 {
+        return Err(format!("{what}: answer of {} bytes", body.len()));
+    }
+    let correlation = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+    let error = i16::from_be_bytes([body[4], body[5]]);
+    if (correlation, error) != (7, want) {
+        return Err(format!(
+            "{what} answered correlation {correlation}, error {error}; want 7, {want}"
+        ));
+    }
+    Ok(())
+}
+
 /// Garbage, a truncated frame, an oversized frame, an unknown API key and an
 /// unsupported version, each on its own connection, while a producer keeps going.
 fn bad_input(clients: &Clients, storage: &BrokerStorage) -> Result<(), String> {
@@ -255,18 +279,15 @@ fn bad_input(clients: &Clients, storage: &BrokerStorage) -> Result<(), String> {
     let mut s = connect()?;
     s.write_all(&frame(18, 99, b""))
         .map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))
+    expect_error_code(&mut s, "ApiVersions v99", 35)?;
+    // An API this broker does not implement (SaslHandshake v1, mechanism PLAIN) gets
+    // UNSUPPORTED_VERSION too, and the connection keeps serving.
+    let mut s = connect()?;
+    s.write_all(&frame(17, 1, b"\x00\x05PLAIN"))
         .map_err(|e| e.to_string())?;
-    let mut head = [0u8; 10];
-    s.read_exact(&mut head)
-        .map_err(|e| format!("ApiVersions v99: {e}"))?;
-    let correlation = i32::from_be_bytes([head[4], head[5], head[6], head[7]]);
-    let error = i16::from_be_bytes([head[8], head[9]]);
-    if (correlation, error) != (7, 35) {
-        return Err(format!(
-            "ApiVersions v99 answered correlation {correlation}, error {error}; want 7, 35"
-        ));
-    }
+    expect_error_code(&mut s, "SaslHandshake v1", 35)?;
+    s.write_all(&frame(18, 0, b"")).map_err(|e| e.to_string())?;
+    expect_error_code(&mut s, "ApiVersions v0 after SaslHandshake", 0)?;
     clients::finish(producer, "the producer on another connection")?;
     let logs = f.broker.all_logs();
     for expected in [

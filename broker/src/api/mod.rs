@@ -12,6 +12,7 @@ mod metadata;
 mod offsets;
 mod produce;
 mod producers;
+mod unsupported;
 mod versions;
 
 use std::sync::Arc;
@@ -23,6 +24,7 @@ use kafka_protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
 
+pub use self::unsupported::response as unsupported_response;
 pub use self::versions::{is_supported, unsupported_api_versions_response};
 
 /// What a connection does with a request.

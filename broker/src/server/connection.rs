@@ -147,25 +147,24 @@ async fn handle(
     let version = (&frame[2..4]).get_i16();
     let correlation_id = (&frame[4..8]).get_i32();
     let key = ApiKey::try_from(raw_key).map_err(|()| (Closed::UnknownApi(raw_key), None))?;
-    if !api::is_supported(key, version) {
-        if key == ApiKey::ApiVersions {
-            // Answer in v0 so any client can read it, then let it retry lower.
-            let response = ResponseKind::ApiVersions(api::unsupported_api_versions_response());
-            return ready(key, 0, correlation_id, received, &response)
-                .map(Some)
-                .map_err(|reason| {
-                    (
-                        Closed::Malformed {
-                            key,
-                            version,
-                            reason,
-                        },
-                        None,
-                    )
-                });
-        }
-        return Err((Closed::UnsupportedVersion { key, version }, None));
+    let supported = api::is_supported(key, version);
+    if !supported && key == ApiKey::ApiVersions {
+        // Answer in v0 so any client can read it, then let it retry lower.
+        let response = ResponseKind::ApiVersions(api::unsupported_api_versions_response());
+        return ready(key, 0, correlation_id, received, &response)
+            .map(Some)
+            .map_err(|reason| {
+                (
+                    Closed::Malformed {
+                        key,
+                        version,
+                        reason,
+                    },
+                    None,
+                )
+            });
     }
+    let unsupported = || (Closed::UnsupportedVersion { key, version }, None);
     let malformed = |reason: String| {
         (
             Closed::Malformed {
@@ -179,8 +178,21 @@ async fn handle(
     let mut body = frame;
     let header = RequestHeader::decode(&mut body, key.request_header_version(version))
         .map_err(|e| malformed(e.to_string()))?;
-    let request =
-        RequestKind::decode(key, &mut body, version).map_err(|e| malformed(e.to_string()))?;
+    let request = RequestKind::decode(key, &mut body, version).map_err(|e| {
+        if supported {
+            malformed(e.to_string())
+        } else {
+            // Beyond what the codec reads: there is no response we could write.
+            unsupported()
+        }
+    })?;
+    if !supported {
+        let response = api::unsupported_response(&request, version).ok_or_else(unsupported)?;
+        tracing::debug!(?key, version, "answered UNSUPPORTED_VERSION");
+        return ready(key, version, correlation_id, received, &response)
+            .map(Some)
+            .map_err(|_| unsupported());
+    }
     if let Some(id) = &header.client_id
         && client.client_id != id.as_str()
     {
