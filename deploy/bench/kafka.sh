@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The Kafka benchmark: librdkafka (confluent-kafka, and a Rust rdkafka driver for
-# per-record latency) drives `strata serve` on the
-# embedded default (local directory) and on SeaweedFS S3 from deploy/testbed/, and
-# prints produce/consume throughput, produce latency and the broker's peak RSS.
+# The Kafka benchmark: librdkafka (a Rust driver over the rdkafka crate) drives
+# `strata serve` on the embedded default (local directory) and on SeaweedFS S3 from
+# deploy/testbed/, and prints produce/consume throughput, produce latency and the
+# broker's peak RSS.
 #
 #   deploy/bench/kafka.sh [MiB per case, default 256]
 set -euo pipefail
@@ -12,14 +12,14 @@ bash deploy/testbed/kafka-clients.sh start >/dev/null
 python=$(bash deploy/testbed/kafka-clients.sh env | sed -n 's/^PYTHON=//p')
 cargo build -q --release -p strata-broker --bin strata
 strata=target/release/strata
-# The latency driver builds librdkafka from the source its crate bundles (about a
+# The driver builds librdkafka from the source its crate bundles (about a
 # minute the first time); its own target dir keeps it out of the workspace's.
 driver_target=${STRATA_BENCH_TARGET:-$HOME/.cache/strata/rdkafka-target}
 CARGO_TARGET_DIR=$driver_target cargo build -q --release \
-  --manifest-path deploy/bench/rdkafka-latency/Cargo.toml
-driver=$driver_target/release/strata-rdkafka-latency
+  --manifest-path deploy/bench/rdkafka-driver/Cargo.toml
+driver=$driver_target/release/strata-rdkafka-driver
 
-"$python" deploy/bench/kafka_bench.py --strata "$strata" --latency-driver "$driver" --mib "$mib"
+"$python" deploy/bench/kafka_bench.py --strata "$strata" --driver "$driver" --mib "$mib"
 
 bash deploy/testbed/seaweedfs.sh start >/dev/null
 trap 'bash deploy/testbed/seaweedfs.sh stop >/dev/null' EXIT
@@ -36,6 +36,6 @@ access_key_id = "$S3_ACCESS_KEY_ID"
 secret_access_key = "$S3_SECRET_ACCESS_KEY"
 TOML
 echo
-"$python" deploy/bench/kafka_bench.py --strata "$strata" --latency-driver "$driver" \
+"$python" deploy/bench/kafka_bench.py --strata "$strata" --driver "$driver" \
   --mib "$mib" --config "$config" \
   --label "SeaweedFS 4.48 S3 (minio preset), local WAL"

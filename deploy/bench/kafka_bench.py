@@ -1,40 +1,25 @@
 """Drives a Strata broker with librdkafka and prints produce and consume throughput
 and produce latency, beside the broker's peak RSS.
 
-    python kafka_bench.py --strata target/release/strata --latency-driver PATH \
-        [--config FILE] [--label NAME]
+    python kafka_bench.py --strata target/release/strata --driver PATH \\
+        [--config FILE] [--label NAME] [--mib N] [--latency-only]
 
-The paced latency case (50 MiB/s) runs the Rust driver in rdkafka-latency/, which
-times every record from send to delivery report in librdkafka's own thread; the
-throughput cases go through confluent-kafka.
-
-Starts `strata serve` itself (fresh data directory, free port) so it can read the
-broker's peak RSS from /proc; each case uses a new topic.
+Starts `strata serve` itself (fresh data directory, free ports) so it can read the
+broker's peak RSS from /proc; each case uses a new topic, created here with
+confluent-kafka's admin client. Records are produced and consumed by the Rust
+driver in rdkafka-driver/ (librdkafka), which prints `key=value` figures.
 """
 import argparse
-import gc
 import os
 import socket
 import subprocess
-import sys
 import tempfile
 import time
+import urllib.request
 
-import confluent_kafka as ck
 from confluent_kafka.admin import AdminClient, NewTopic
 
 RECORD = 1024
-
-
-# A counter, 256 random bytes as hex, then a repeated JSON-ish filler: exactly RECORD
-# bytes, about half of which lz4 can compress (the Rust latency driver builds the same).
-FILLER = b'{"source":"bench","kind":"page_view","region":"eu-west"}'
-
-
-def payload(i):
-    record = b"%08d " % i + os.urandom(256).hex().encode()
-    record += FILLER * ((RECORD - len(record)) // len(FILLER) + 1)
-    return record[:RECORD]
 
 
 def free_port():
@@ -46,7 +31,6 @@ def free_port():
 def broker_produce_quantiles(admin_addr, quantiles=(0.5, 0.99, 0.999)):
     """Quantiles (ms) of the broker's own Produce latency histogram, from arrival of
     the request to its response written: the broker's share of the latency."""
-    import urllib.request
     text = urllib.request.urlopen(f"http://{admin_addr}/metrics", timeout=10).read().decode()
     buckets = []
     for line in text.splitlines():
@@ -55,11 +39,8 @@ def broker_produce_quantiles(admin_addr, quantiles=(0.5, 0.99, 0.999)):
             buckets.append((float("inf") if le == "+Inf" else float(le), float(line.split()[-1])))
     buckets.sort()
     total = buckets[-1][1] if buckets else 0
-    out = []
-    for q in quantiles:
-        bound = next((le for le, count in buckets if count >= q * total), float("nan"))
-        out.append(bound * 1000)
-    return out
+    return [next((le for le, count in buckets if count >= q * total), float("nan")) * 1000
+            for q in quantiles]
 
 
 def peak_rss_mib(pid):
@@ -70,84 +51,22 @@ def peak_rss_mib(pid):
     return float("nan")
 
 
-def percentile(values, p):
-    if not values:
-        return float("nan")
-    values = sorted(values)
-    return values[min(len(values) - 1, int(len(values) * p))]
-
-
-def produce(bootstrap, topic, partitions, total_bytes, codec, acks):
-    """Produces `total_bytes` of 1 KiB records as fast as librdkafka takes them;
-    returns (seconds, per-record latencies in ms)."""
-    producer = ck.Producer({"bootstrap.servers": bootstrap, "acks": acks,
-                            "compression.type": codec, "linger.ms": 5,
-                            "batch.size": 1_000_000, "queue.buffering.max.kbytes": 1_048_576,
-                            "queue.buffering.max.messages": 1_000_000,
-                            "enable.idempotence": acks == "all"})
-    # Warm up: metadata, producer id and connections are not part of the figures.
-    for p in range(partitions):
-        producer.produce(topic, b"warm-up", partition=p)
-    producer.flush(30)
-    count = total_bytes // RECORD
-    payloads = [payload(i) for i in range(256)]
-    latencies = []
-    now = time.perf_counter
-
-    def delivered(err, msg, sent):
-        if err is not None:
-            raise SystemExit(f"delivery failed: {err}")
-        latencies.append((now() - sent) * 1000)
-
-    # Python's cyclic GC pausing over hundreds of thousands of pending callbacks would
-    # show up as produce latency: measure the broker, not the driver's collector.
-    gc.disable()
-    start = now()
-    i = 0
-    while i < count:
-        sent = now()
-        due = min(count, i + 1000)
-        while i < due:
-            try:
-                producer.produce(topic, payloads[i % 256], partition=i % partitions,
-                                 on_delivery=lambda err, msg, sent=sent: delivered(err, msg, sent))
-                i += 1
-            except BufferError:
-                producer.poll(0.001)
-        producer.poll(0)
-    producer.flush(120)
-    elapsed = now() - start
-    gc.enable()
-    return elapsed, latencies
-
-
-def consume(bootstrap, topic, expected):
-    consumer = ck.Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{topic}",
-                            "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                            "fetch.max.bytes": 52_428_800,
-                            "max.partition.fetch.bytes": 10_485_760,
-                            "queued.max.messages.kbytes": 1_048_576})
-    consumer.subscribe([topic])
-    got, start = 0, None
-    deadline = time.time() + 300
-    while got < expected and time.time() < deadline:
-        msgs = consumer.consume(num_messages=10000, timeout=1.0)
-        if msgs and start is None:
-            start = time.perf_counter()
-        # Every record is 1 KiB; counting keeps the driver's own cost per record low.
-        got += len(msgs)
-    nbytes = got * RECORD
-    seconds = time.perf_counter() - (start or time.perf_counter())
-    consumer.close()
-    return got, nbytes, seconds
+def drive(driver, bootstrap, topic, partitions, *mode):
+    """Runs the driver; returns its figures as a dict of floats."""
+    run = subprocess.run([driver, "--bootstrap", bootstrap, "--topic", topic,
+                          "--partitions", str(partitions), *map(str, mode)],
+                         capture_output=True, text=True, timeout=900)
+    if run.returncode != 0:
+        raise SystemExit(f"driver {' '.join(map(str, mode))} failed: {run.stderr.strip()}")
+    return {k: float(v) for k, v in (field.split("=") for field in run.stdout.split())}
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--strata", required=True)
+    parser.add_argument("--driver", required=True,
+                        help="the strata-rdkafka-driver binary (deploy/bench/rdkafka-driver)")
     parser.add_argument("--config")
-    parser.add_argument("--latency-driver", required=True,
-                        help="the rdkafka-latency binary (deploy/bench/rdkafka-latency)")
     parser.add_argument("--label", default="embedded default (local directory, local WAL)")
     parser.add_argument("--mib", type=int, default=512, help="MiB produced per case")
     parser.add_argument("--latency-only", action="store_true",
@@ -173,42 +92,42 @@ def main():
         except OSError:
             time.sleep(0.05)
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    print(f"# {args.label}; librdkafka {ck.libversion()[0]}; 1 KiB records, {args.mib} MiB per case")
-    print(f"{'case':<34} {'produce MiB/s':>13} {'msg/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
+
+    def new_topic(name, partitions):
+        admin.create_topics([NewTopic(name, partitions, 1)])[name].result(30)
+
+    version = subprocess.run([args.driver, "--bootstrap", "-", "--topic", "-", "version"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    print(f"# {args.label}; librdkafka {version} (Rust driver); "
+          f"1 KiB records, {args.mib} MiB per case")
+    print(f"{'case':<38} {'produce MiB/s':>13} {'msg/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
           f"{'p999 ms':>8} {'consume MiB/s':>13} {'msg/s':>9}")
     # The paced latency case runs first, on the fresh broker, so uploads of the
     # throughput cases' backlog do not share the disk with it.
-    topic = "bench-latency"
-    admin.create_topics([NewTopic(topic, 16, 1)])[topic].result(30)
-    run = subprocess.run([args.latency_driver, "--bootstrap", bootstrap, "--topic", topic,
-                          "--partitions", "16", "--rate-mib", "50", "--seconds", "10",
-                          "--codec", "lz4", "--acks", "all"],
-                         capture_output=True, text=True, timeout=300)
-    if run.returncode != 0:
-        raise SystemExit(f"latency driver failed: {run.stderr.strip()}")
-    figures = dict(field.split("=") for field in run.stdout.split())
-    print(f"{'16 partitions, lz4, acks=all @50MiB/s':<34} "
-          f"{float(figures['mib_per_s']):>13.1f} {float(figures['msg_per_s']):>9.0f} "
-          f"{float(figures['p50_ms']):>7.2f} {float(figures['p99_ms']):>7.2f} "
-          f"{float(figures['p999_ms']):>8.2f}   (max {float(figures['max_ms']):.2f} ms)",
-          flush=True)
+    new_topic("bench-latency", 16)
+    paced = drive(args.driver, bootstrap, "bench-latency", 16, "produce", "--mib", 500,
+                  "--rate-mib", 50, "--codec", "lz4", "--acks", "all")
+    print(f"{'16 partitions, lz4, acks=all @50MiB/s':<38} {paced['mib_per_s']:>13.1f} "
+          f"{paced['msg_per_s']:>9.0f} {paced['p50_ms']:>7.2f} {paced['p99_ms']:>7.2f} "
+          f"{paced['p999_ms']:>8.2f}   (max {paced['max_ms']:.2f})", flush=True)
     b50, b99, b999 = broker_produce_quantiles(admin_addr)
-    print(f"{'  same, broker-side (bucket bound)':<34} {'':>13} {'':>9} "
+    print(f"{'  same, broker-side (bucket bound)':<38} {'':>13} {'':>9} "
           f"{b50:>7.2f} {b99:>7.2f} {b999:>8.2f}", flush=True)
+    print(f"{'  broker peak RSS so far':<38} {peak_rss_mib(broker.pid):>13.0f} MiB", flush=True)
     cases = [] if args.latency_only else [(p, codec, acks) for p in (1, 16) for codec, acks in
-             (("none", "all"), ("lz4", "all"), ("none", "1"))]
+                                          (("none", "all"), ("lz4", "all"), ("none", "1"))]
     for n, (partitions, codec, acks) in enumerate(cases):
         topic = f"bench-{n}-{partitions}-{codec}-{acks}"
-        admin.create_topics([NewTopic(topic, partitions, 1)])[topic].result(30)
-        total = args.mib * 1048576
-        seconds, lat = produce(bootstrap, topic, partitions, total, codec, acks)
-        got, nbytes, cseconds = consume(bootstrap, topic, total // RECORD + partitions)
-        print(f"{f'{partitions} partition(s), {codec}, acks={acks}':<34} "
-              f"{total / seconds / 1048576:>13.1f} {total / RECORD / seconds:>9.0f} "
-              f"{percentile(lat, 0.5):>7.2f} {percentile(lat, 0.99):>7.2f} "
-              f"{percentile(lat, 0.999):>8.2f} {nbytes / max(cseconds, 1e-9) / 1048576:>13.1f} "
-              f"{got / max(cseconds, 1e-9):>9.0f}", flush=True)
-    print(f"broker peak RSS: {peak_rss_mib(broker.pid):.0f} MiB")
+        new_topic(topic, partitions)
+        produced = drive(args.driver, bootstrap, topic, partitions, "produce", "--mib", args.mib,
+                         "--codec", codec, "--acks", acks)
+        consumed = drive(args.driver, bootstrap, topic, partitions, "consume",
+                         "--records", int(produced["records"]) + partitions)
+        print(f"{f'{partitions} partition(s), {codec}, acks={acks}':<38} "
+              f"{produced['mib_per_s']:>13.1f} {produced['msg_per_s']:>9.0f} "
+              f"{produced['p50_ms']:>7.2f} {produced['p99_ms']:>7.2f} {produced['p999_ms']:>8.2f} "
+              f"{consumed['mib_per_s']:>13.1f} {consumed['msg_per_s']:>9.0f}", flush=True)
+    print(f"broker peak RSS over all cases: {peak_rss_mib(broker.pid):.0f} MiB")
     broker.terminate()
     broker.wait(60)
 
