@@ -101,7 +101,7 @@ def main():
     print(f"# {args.label}; librdkafka {version} (Rust driver); "
           f"1 KiB records, {args.mib} MiB per case")
     print(f"{'case':<38} {'produce MiB/s':>13} {'msg/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'p999 ms':>8} {'consume MiB/s':>13} {'msg/s':>9}")
+          f"{'p999 ms':>8} {'consume MiB/s':>13} {'msg/s':>9} {'peak RSS MiB':>12}")
     # The paced latency case runs first, on the fresh broker, so uploads of the
     # throughput cases' backlog do not share the disk with it.
     new_topic("bench-latency", 16)
@@ -126,7 +126,8 @@ def main():
         print(f"{f'{partitions} partition(s), {codec}, acks={acks}':<38} "
               f"{produced['mib_per_s']:>13.1f} {produced['msg_per_s']:>9.0f} "
               f"{produced['p50_ms']:>7.2f} {produced['p99_ms']:>7.2f} {produced['p999_ms']:>8.2f} "
-              f"{consumed['mib_per_s']:>13.1f} {consumed['msg_per_s']:>9.0f}", flush=True)
+              f"{consumed['mib_per_s']:>13.1f} {consumed['msg_per_s']:>9.0f} "
+              f"{peak_rss_mib(broker.pid):>12.0f}", flush=True)
     print(f"broker peak RSS over all cases: {peak_rss_mib(broker.pid):.0f} MiB")
     broker.terminate()
     broker.wait(60)
