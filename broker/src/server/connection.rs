@@ -147,24 +147,6 @@ async fn handle(
     let version = (&frame[2..4]).get_i16();
     let correlation_id = (&frame[4..8]).get_i32();
     let key = ApiKey::try_from(raw_key).map_err(|()| (Closed::UnknownApi(raw_key), None))?;
-    let supported = api::is_supported(key, version);
-    if !supported && key == ApiKey::ApiVersions {
-        // Answer in v0 so any client can read it, then let it retry lower.
-        let response = ResponseKind::ApiVersions(api::unsupported_api_versions_response());
-        return ready(key, 0, correlation_id, received, &response)
-            .map(Some)
-            .map_err(|reason| {
-                (
-                    Closed::Malformed {
-                        key,
-                        version,
-                        reason,
-                    },
-                    None,
-                )
-            });
-    }
-    let unsupported = || (Closed::UnsupportedVersion { key, version }, None);
     let malformed = |reason: String| {
         (
             Closed::Malformed {
@@ -175,6 +157,15 @@ async fn handle(
             None,
         )
     };
+    let unsupported = || (Closed::UnsupportedVersion { key, version }, None);
+    let supported = api::is_supported(key, version);
+    if !supported && key == ApiKey::ApiVersions {
+        // Answer in v0 so any client can read it, then let it retry lower.
+        let response = ResponseKind::ApiVersions(api::unsupported_api_versions_response());
+        return ready(key, 0, correlation_id, received, &response)
+            .map(Some)
+            .map_err(malformed);
+    }
     let mut body = frame;
     let header = RequestHeader::decode(&mut body, key.request_header_version(version))
         .map_err(|e| malformed(e.to_string()))?;
@@ -191,7 +182,10 @@ async fn handle(
         tracing::debug!(?key, version, "answered UNSUPPORTED_VERSION");
         return ready(key, version, correlation_id, received, &response)
             .map(Some)
-            .map_err(|_| unsupported());
+            .map_err(|reason| {
+                tracing::error!(?key, version, %reason, "cannot encode UNSUPPORTED_VERSION response");
+                unsupported()
+            });
     }
     if let Some(id) = &header.client_id
         && client.client_id != id.as_str()
