@@ -14,6 +14,7 @@ mod layers;
 pub mod probe;
 mod profile;
 mod services;
+mod whole;
 
 use opendal::Operator;
 
@@ -21,6 +22,7 @@ pub use config::{StorageConfig, StorageKind};
 pub use error::{BuildError, ConfigError};
 pub use layers::metric_names;
 pub use profile::{ConditionalCreate, StoreProfile};
+pub use whole::LOCAL_SYNC_PIECE;
 
 /// An opened storage backend. Cheap to clone; every clone shares the layers'
 /// concurrency limit.
@@ -52,6 +54,13 @@ impl Storage {
 
     pub fn kind(&self) -> StorageKind {
         self.kind
+    }
+
+    /// Writes `data` as the whole object at `path`. On a local directory a large
+    /// object is written and synced piece by piece so that a WAL on the same disk
+    /// never waits behind its whole flush; see [`LOCAL_SYNC_PIECE`].
+    pub async fn write_whole(&self, path: &str, data: bytes::Bytes) -> opendal::Result<()> {
+        whole::write(&self.operator, self.kind == StorageKind::Fs, path, data).await
     }
 
     /// What the store guarantees for conditional writes.

@@ -215,7 +215,7 @@ async fn write_object(
     let (id, record) =
         metadata::allocate_object(inner.meta.as_ref(), kind, object.len() as u64).await?;
     let key = object_key(id);
-    let put = inner.storage.operator().write(&key, object).await;
+    let put = inner.storage.write_whole(&key, object).await;
     if let Err(err) = put {
         let written = Written {
             id,

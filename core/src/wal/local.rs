@@ -10,11 +10,11 @@
 //! recover from what is really on disk.
 
 use std::fs::File;
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -34,6 +34,11 @@ pub struct LocalWalOptions {
     pub segment_bytes: u64,
     /// Upper bound on the bytes written by one group commit.
     pub max_group_bytes: usize,
+    /// Trimmed segments kept to be overwritten as new ones (each `segment_bytes` of
+    /// disk). Appending to a fresh file makes every fsync commit the filesystem
+    /// journal (the file's size changed), so it waits behind any other metadata
+    /// change on the disk; overwriting a reused file does not.
+    pub recycled_segments: usize,
 }
 
 impl Default for LocalWalOptions {
@@ -41,6 +46,7 @@ impl Default for LocalWalOptions {
         LocalWalOptions {
             segment_bytes: 64 << 20,
             max_group_bytes: 8 << 20,
+            recycled_segments: 4,
         }
     }
 }
@@ -179,6 +185,7 @@ struct Writer {
     segments: Vec<SegmentFile>,
     active: File,
     active_len: u64,
+    retired: Retired,
     next_lsn: Lsn,
     failed: Option<String>,
     fsyncs: Arc<AtomicU64>,
@@ -193,28 +200,36 @@ impl Writer {
             path: dir.display().to_string(),
             source,
         })?;
+        segment::remove_free(&dir)?;
         let mut segments = segment::list(&dir)?;
         let mut recovered = Vec::new();
         let mut active_len = 0;
-        let last = segments.len().saturating_sub(1);
         for (i, file) in segments.iter().enumerate() {
-            let (entries, valid_len) = segment::read(file, i == last)?;
-            for entry in entries {
-                if let Some(previous) = recovered.last().map(|r: &RecoveredRecord| r.lsn)
-                    && entry.lsn.0 != previous.0 + 1
-                {
+            let contents = segment::read(file)?;
+            let ends_at = segment::lsn_after(&contents.entries, file.first_lsn);
+            match segments.get(i + 1) {
+                // A sealed segment must hold every record up to where the next begins;
+                // anything missing was acknowledged.
+                Some(next) if ends_at != next.first_lsn => {
                     return Err(WalError::Corrupt {
                         path: file.path.display().to_string(),
-                        position: 0,
-                        reason: format!("LSN {} follows {}", entry.lsn.0, previous.0),
+                        position: contents.valid_len as usize,
+                        reason: format!(
+                            "records end at LSN {} ({:?}) but the next segment starts at LSN {}",
+                            ends_at.0, contents.end, next.first_lsn.0
+                        ),
                     });
                 }
-                recovered.push(RecoveredRecord {
-                    lsn: entry.lsn,
-                    record: entry.record,
-                });
+                Some(_) => {}
+                None => {
+                    cut_tail(file, &contents)?;
+                    active_len = contents.valid_len;
+                }
             }
-            active_len = valid_len;
+            recovered.extend(contents.entries.into_iter().map(|entry| RecoveredRecord {
+                lsn: entry.lsn,
+                record: entry.record,
+            }));
         }
         let next_lsn = match (recovered.last(), segments.last()) {
             (Some(record), _) => Lsn(record.lsn.0 + 1),
@@ -231,11 +246,16 @@ impl Writer {
         let active = segment::create(&active_path)?;
         segment::sync_dir(&dir)?;
         let writer = Writer {
-            dir,
+            dir: dir.clone(),
             options,
             segments,
             active,
             active_len,
+            retired: Retired {
+                dir,
+                free: Arc::new(Mutex::new(Vec::new())),
+                keep: options.recycled_segments,
+            },
             next_lsn,
             failed: None,
             fsyncs: Arc::new(AtomicU64::new(0)),
@@ -244,16 +264,16 @@ impl Writer {
     }
 
     fn run(mut self, commands: mpsc::Receiver<Command>) {
-        // Deleting trimmed segments (unlink of a large file, a directory fsync) takes
-        // milliseconds: a thread of its own does it, so appends queued meanwhile are
-        // not held behind it.
+        // Retiring trimmed segments (renames, the unlink of a large file, a directory
+        // fsync) takes milliseconds: a thread of its own does it, so appends queued
+        // meanwhile are not held behind it.
         let (reap, jobs) = mpsc::channel::<Reap>();
-        let dir = self.dir.clone();
+        let retired = self.retired.clone();
         let reaper = std::thread::Builder::new()
             .name("strata-wal-trim".to_string())
             .spawn(move || {
                 for job in jobs {
-                    let _ = job.reply.send(delete_segments(&dir, &job.paths));
+                    let _ = job.reply.send(retired.retire(&job.segments));
                 }
             });
         let reaper = match reaper {
@@ -330,19 +350,19 @@ impl Writer {
             }
         }
         for (below, reply) in trims {
-            let paths = self.trimmed_segments(below);
-            if paths.is_empty() {
+            let segments = self.trimmed_segments(below);
+            if segments.is_empty() {
                 let _ = reply.send(Ok(()));
                 continue;
             }
             match reap {
                 Some(reap) => {
-                    if let Err(mpsc::SendError(job)) = reap.send(Reap { paths, reply }) {
-                        let _ = job.reply.send(delete_segments(&self.dir, &job.paths));
+                    if let Err(mpsc::SendError(job)) = reap.send(Reap { segments, reply }) {
+                        let _ = job.reply.send(self.retired.retire(&job.segments));
                     }
                 }
                 None => {
-                    let _ = reply.send(delete_segments(&self.dir, &paths));
+                    let _ = reply.send(self.retired.retire(&segments));
                 }
             }
         }
@@ -354,7 +374,7 @@ impl Writer {
         }
         let written = self
             .active
-            .write_all(buffer)
+            .write_all_at(buffer, self.active_len)
             .and_then(|()| self.active.sync_data());
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
         match written {
@@ -381,7 +401,11 @@ impl Writer {
             return Ok(());
         }
         let path = segment::segment_path(&self.dir, self.next_lsn);
-        self.active = segment::create(&path)?;
+        self.active = match self.retired.take() {
+            Some(free) => segment::reuse(&free, &path)?,
+            None => segment::create(&path)?,
+        };
+        // The new name must be durable before a record in it is acknowledged.
         segment::sync_dir(&self.dir)?;
         self.segments.push(SegmentFile {
             first_lsn: self.next_lsn,
@@ -392,10 +416,10 @@ impl Writer {
     }
 
     /// Takes the segments that hold only records below `below` out of the WAL's list
-    /// and returns their paths for deletion. The active (last) segment always stays.
+    /// and returns them to be retired. The active (last) segment always stays.
     /// A crash before they are deleted only makes the next open replay records that
     /// are already in objects, which the store skips.
-    fn trimmed_segments(&mut self, below: Lsn) -> Vec<PathBuf> {
+    fn trimmed_segments(&mut self, below: Lsn) -> Vec<SegmentFile> {
         // A segment holds only records below `below` when the next one starts at or
         // below it.
         let removable = self
@@ -403,29 +427,75 @@ impl Writer {
             .windows(2)
             .take_while(|pair| pair[1].first_lsn <= below)
             .count();
-        self.segments
-            .drain(..removable)
-            .map(|file| file.path)
-            .collect()
+        self.segments.drain(..removable).collect()
     }
 }
 
-/// Segments to delete, and whom to tell when they are gone.
+/// Segments to retire, and whom to tell when they are gone.
 struct Reap {
-    paths: Vec<PathBuf>,
+    segments: Vec<SegmentFile>,
     reply: oneshot::Sender<Result<(), WalError>>,
 }
 
-/// Deletes `paths` in order (oldest first, so a crash midway leaves a contiguous
-/// WAL) and makes the deletions durable.
-fn delete_segments(dir: &Path, paths: &[PathBuf]) -> Result<(), WalError> {
-    for path in paths {
-        std::fs::remove_file(path).map_err(|source| WalError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
+/// Where trimmed segments go: up to `keep` wait in `free` to be reused, the rest are
+/// deleted.
+#[derive(Clone)]
+struct Retired {
+    dir: PathBuf,
+    free: Arc<Mutex<Vec<PathBuf>>>,
+    keep: usize,
+}
+
+impl Retired {
+    fn take(&self) -> Option<PathBuf> {
+        self.lock().pop()
     }
-    segment::sync_dir(dir)
+
+    /// Retires `segments` in order (oldest first, so a crash midway leaves a
+    /// contiguous WAL) and makes that durable.
+    fn retire(&self, segments: &[SegmentFile]) -> Result<(), WalError> {
+        for file in segments {
+            let io = |source| WalError::Io {
+                path: file.path.display().to_string(),
+                source,
+            };
+            if self.lock().len() < self.keep {
+                let free = segment::free_path(&self.dir, file.first_lsn);
+                std::fs::rename(&file.path, &free).map_err(io)?;
+                self.lock().push(free);
+            } else {
+                std::fs::remove_file(&file.path).map_err(io)?;
+            }
+        }
+        segment::sync_dir(&self.dir)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
+        self.free.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Cuts whatever follows the active segment's records: a write the crash interrupted
+/// (never acknowledged) or frames from the file's previous life. Left in place, a
+/// later shorter write could expose an old frame whose LSN happens to follow.
+fn cut_tail(file: &SegmentFile, contents: &segment::Contents) -> Result<(), WalError> {
+    let path = file.path.display().to_string();
+    match contents.end {
+        segment::End::Clean => return Ok(()),
+        segment::End::Damaged(damage) => tracing::warn!(
+            path,
+            kept_bytes = contents.valid_len,
+            ?damage,
+            "WAL ends in a damaged frame; cutting it off (it was never acknowledged)"
+        ),
+        segment::End::Stale { lsn } => tracing::debug!(
+            path,
+            kept_bytes = contents.valid_len,
+            stale_lsn = lsn.0,
+            "cutting a reused segment's old frames"
+        ),
+    }
+    segment::truncate(file, contents.valid_len)
 }
 
 fn group_bytes(command: &Command) -> usize {

@@ -13,6 +13,7 @@ fn small_segments() -> LocalWalOptions {
     LocalWalOptions {
         segment_bytes: 1024,
         max_group_bytes: 8 << 20,
+        recycled_segments: 2,
     }
 }
 
@@ -193,6 +194,14 @@ async fn crash_child_appends_until_killed() {
     let mut stdout = std::io::stdout();
     // Queued from one task, records get consecutive LSNs: record(n) lands at LSN n.
     for next in (first..).step_by(8) {
+        // Trimming retires segments, so later ones are reused files: the kill also
+        // lands while old frames sit past the new ones.
+        if next % 64 == 0 && next >= 32 {
+            let below = next - 32;
+            writeln!(stdout, "trim {below}").expect("stdout");
+            stdout.flush().expect("flush");
+            wal.trim(Lsn(below)).await.expect("trim");
+        }
         // Several appends in flight, as under load.
         let batch: Vec<_> = (0..8).map(|k| wal.append(record(next + k))).collect();
         for (k, append) in batch.into_iter().enumerate() {
@@ -208,6 +217,7 @@ async fn crash_child_appends_until_killed() {
 fn every_acknowledged_append_survives_sigkill() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut all_acked = Vec::new();
+    let mut trimmed_below = 0;
     for round in 0..3u64 {
         let lines = crate::test_support::run_until_sigkill(
             "wal::local::tests::crash_child_appends_until_killed",
@@ -218,6 +228,11 @@ fn every_acknowledged_append_survives_sigkill() {
         let acked: Vec<u64> = lines.iter().filter_map(|l| l.trim().parse().ok()).collect();
         assert!(!acked.is_empty(), "round {round}: nothing acknowledged");
         all_acked.extend(acked);
+        // Printed before the trim is asked for: no trim went further.
+        trimmed_below = lines
+            .iter()
+            .filter_map(|l| l.trim().strip_prefix("trim ")?.parse().ok())
+            .fold(trimmed_below, u64::max);
 
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
         let recovered = runtime.block_on(async {
@@ -230,7 +245,7 @@ fn every_acknowledged_append_survives_sigkill() {
             .iter()
             .map(|r| (r.lsn.0, r.record.clone()))
             .collect();
-        for lsn in &all_acked {
+        for lsn in all_acked.iter().filter(|lsn| **lsn >= trimmed_below) {
             assert_eq!(
                 on_disk.get(lsn),
                 Some(&record(*lsn)),
@@ -238,10 +253,124 @@ fn every_acknowledged_append_survives_sigkill() {
             );
         }
         let lsns: Vec<u64> = recovered.iter().map(|r| r.lsn.0).collect();
+        let first = lsns.first().copied().unwrap_or(0);
+        assert!(
+            first <= trimmed_below,
+            "round {round}: records from {trimmed_below} to {first} are gone"
+        );
         assert_eq!(
             lsns,
-            (0..lsns.len() as u64).collect::<Vec<_>>(),
+            (first..first + lsns.len() as u64).collect::<Vec<_>>(),
             "round {round}: LSNs not dense"
         );
+    }
+}
+
+fn files_ending(dir: &std::path::Path, suffix: &str) -> usize {
+    std::fs::read_dir(dir)
+        .expect("read dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(suffix))
+        .count()
+}
+
+#[tokio::test]
+async fn trimmed_segments_are_reused_and_their_old_frames_never_come_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (wal, _) = LocalWal::open(dir.path(), small_segments())
+            .await
+            .expect("open");
+        for i in 0..200 {
+            wal.append(record(i)).await.expect("append");
+        }
+        wal.trim(Lsn(150)).await.expect("trim");
+        let free = files_ending(dir.path(), ".free");
+        assert_eq!(free, 2, "trimmed segments beyond the two kept are deleted");
+        // Records of another length than the old ones, so reused files end in
+        // partial old frames as well as whole ones.
+        for i in 200..260 {
+            wal.append(Bytes::from(format!("new {i}")))
+                .await
+                .expect("append");
+        }
+        assert_eq!(files_ending(dir.path(), ".free"), 0, "rotation reuses them");
+    }
+    let (wal, recovered) = LocalWal::open(dir.path(), small_segments())
+        .await
+        .expect("reopen");
+    let lsns: Vec<u64> = recovered.iter().map(|r| r.lsn.0).collect();
+    let first = lsns.first().copied().expect("records remain");
+    assert!(first <= 150);
+    assert_eq!(lsns, (first..260).collect::<Vec<_>>());
+    for r in &recovered {
+        let expected = if r.lsn.0 < 200 {
+            record(r.lsn.0)
+        } else {
+            Bytes::from(format!("new {}", r.lsn.0))
+        };
+        assert_eq!(r.record, expected, "LSN {}", r.lsn.0);
+    }
+    assert_eq!(wal.append(record(260)).await.expect("append"), Lsn(260));
+}
+
+#[tokio::test]
+async fn old_frames_after_the_active_segments_records_are_cut() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A reused file: two new frames (LSN 10, 11), then whole frames from its first
+    // life (LSN 3, 4), as a crash leaves it.
+    let mut bytes = Vec::new();
+    for lsn in [10, 11, 3, 4] {
+        super::segment::encode(Lsn(lsn), &record(lsn), &mut bytes);
+    }
+    let path = super::segment::segment_path(dir.path(), Lsn(10));
+    std::fs::write(&path, &bytes).expect("write");
+
+    let (wal, recovered) = LocalWal::open(dir.path(), small_segments())
+        .await
+        .expect("open");
+    let lsns: Vec<u64> = recovered.iter().map(|r| r.lsn.0).collect();
+    assert_eq!(lsns, vec![10, 11]);
+    assert_eq!(
+        wal.append(Bytes::from_static(b"12")).await.expect("append"),
+        Lsn(12)
+    );
+    drop(wal);
+    let (_, recovered) = LocalWal::open(dir.path(), small_segments())
+        .await
+        .expect("reopen");
+    let lsns: Vec<u64> = recovered.iter().map(|r| r.lsn.0).collect();
+    assert_eq!(lsns, vec![10, 11, 12]);
+}
+
+#[tokio::test]
+async fn a_sealed_segment_missing_its_last_records_refuses_to_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let (wal, _) = LocalWal::open(dir.path(), small_segments())
+            .await
+            .expect("open");
+        for i in 0..60 {
+            wal.append(record(i)).await.expect("append");
+        }
+    }
+    let mut segments: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .collect();
+    segments.sort();
+    let len = std::fs::metadata(&segments[0]).expect("stat").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segments[0])
+        .and_then(|f| f.set_len(len - 30))
+        .expect("truncate");
+    match LocalWal::open(dir.path(), small_segments()).await {
+        Err(WalError::Corrupt { reason, .. }) => {
+            assert!(reason.contains("next segment starts"), "{reason}");
+        }
+        Err(other) => panic!("expected Corrupt, got {other}"),
+        Ok(_) => panic!("a sealed segment missing records was accepted"),
     }
 }

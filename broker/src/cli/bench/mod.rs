@@ -1,0 +1,295 @@
+//! `strata bench store`: the stream store against the raw operator, in one run.
+//!
+//! Prints, for the configured backend: the raw operator's large-object write and
+//! ranged-read throughput; the store's append throughput and latency percentiles
+//! (unthrottled, then at a fixed rate); tail-read and cold-read throughput; object
+//! store requests per GiB ingested; and the process's peak RSS.
+
+mod recorded;
+mod workload;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics_util::debugging::Snapshotter;
+use strata_backends::config::BackendConfig;
+use strata_backends::{Storage, StorageConfig};
+use strata_core::batch::synthetic_batch;
+use strata_core::meta::{EmbeddedMetaStore, EmbeddedOptions, MetaStore};
+use strata_core::store::{ObjectWalOptions, StoreConfig, StreamStore, WalMode};
+
+/// Knobs of one benchmark run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Seconds per measured phase.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Streams appended to concurrently (one producer each).
+    #[arg(long, default_value_t = 64)]
+    pub streams: usize,
+    /// Records of 1 KiB per batch.
+    #[arg(long, default_value_t = 16)]
+    pub records_per_batch: u32,
+    /// Target rate of the fixed-rate phase, MiB/s.
+    #[arg(long, default_value_t = 50.0)]
+    pub rate_mib: f64,
+    /// Appends outstanding per stream (a producer's max.in.flight).
+    #[arg(long, default_value_t = 1)]
+    pub in_flight: usize,
+    /// Use the object WAL with this window (ms) instead of the local WAL.
+    #[arg(long)]
+    pub object_wal_window_ms: Option<u64>,
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+struct Phase {
+    bytes: u64,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Phase {
+    fn mib_per_sec(&self) -> f64 {
+        self.bytes as f64 / MIB / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile(&mut self, p: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        self.latencies.sort_unstable();
+        let rank =
+            ((self.latencies.len() as f64 * p).ceil() as usize).clamp(1, self.latencies.len());
+        self.latencies[rank - 1]
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// The same backend with every key under `sub`, so a run never touches other data.
+fn under(config: &StorageConfig, sub: &str) -> StorageConfig {
+    let mut config = config.clone();
+    match &mut config.backend {
+        BackendConfig::Fs(fs) => fs.root = fs.root.join(sub),
+        BackendConfig::S3(s3) => s3.root = format!("{}/{sub}", s3.root.trim_end_matches('/')),
+        BackendConfig::Hdfs(hdfs) => {
+            hdfs.root = format!("{}/{sub}", hdfs.root.trim_end_matches('/'))
+        }
+        BackendConfig::Memory(_) => {}
+    }
+    config
+}
+
+pub(super) use recorded::install_recorder;
+use recorded::{Recorded, quantile};
+use workload::{ingest, put_latencies, raw_operator, read_from};
+
+pub(super) async fn run(
+    storage_config: &StorageConfig,
+    args: BenchArgs,
+    snapshotter: Snapshotter,
+) -> Result<(), String> {
+    let unique = format!("strata-bench-{}-{}", std::process::id(), strata_core_now());
+    let config = under(storage_config, &unique);
+    let storage = Storage::open(&config).map_err(|e| e.to_string())?;
+    let phase_time = Duration::from_secs(args.seconds);
+    let batch_payload = args.records_per_batch as usize * 1024;
+    let wal = args
+        .object_wal_window_ms
+        .map_or("local".to_string(), |ms| format!("object ({ms} ms window)"));
+    println!(
+        "strata bench store: kind={} wal={wal} streams={} batch={} KiB ({} x 1 KiB records), {} s per phase",
+        storage.kind(),
+        args.streams,
+        batch_payload / 1024,
+        args.records_per_batch,
+        args.seconds
+    );
+
+    let (raw_write, raw_read) = raw_operator(&storage, phase_time).await?;
+    println!(
+        "  raw operator     write {:>8.1} MiB/s (16 MiB objects, 4 in flight)",
+        raw_write
+    );
+    println!(
+        "  raw operator     read  {:>8.1} MiB/s (1 MiB ranged reads, 4 in flight)",
+        raw_read
+    );
+
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let meta: Arc<dyn MetaStore> = Arc::new(
+        EmbeddedMetaStore::open(&dir.path().join("meta"), EmbeddedOptions::default())
+            .await
+            .map_err(|e| e.to_string())?,
+    );
+    let mut store_config = StoreConfig::new(dir.path().join("wal"));
+    if let Some(window_ms) = args.object_wal_window_ms {
+        let window = Duration::from_millis(window_ms);
+        store_config.wal_mode = WalMode::Object(ObjectWalOptions {
+            window,
+            max_bytes: 8 << 20,
+        });
+        // The baseline for the object WAL's latency: PUTs of one window's data.
+        let window_bytes = (args.rate_mib * MIB * window.as_secs_f64()) as usize;
+        let mut puts = put_latencies(&storage, window_bytes.max(4096), 20).await?;
+        println!(
+            "  raw PUT of one window ({} KiB)  p50 {:>7.2} ms  p99 {:>7.2} ms",
+            window_bytes / 1024,
+            ms(puts.percentile(0.50)),
+            ms(puts.percentile(0.99))
+        );
+        println!("  object WAL window           {:>7.2} ms", ms(window));
+    }
+    let cache_bytes = store_config.log_cache_bytes;
+    let store = StreamStore::open(storage.clone(), meta.clone(), store_config.clone())
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut streams = Vec::with_capacity(args.streams);
+    for _ in 0..args.streams {
+        let id = store.create_stream().await.map_err(|e| e.to_string())?;
+        store.open_stream(id).await.map_err(|e| e.to_string())?;
+        streams.push(id);
+    }
+    let batch = synthetic_batch(
+        args.records_per_batch,
+        batch_payload - strata_core::batch::HEADER_LEN,
+        0,
+    );
+
+    Recorded::since_last(&snapshotter);
+    let mut full = ingest(&store, &streams, &batch, phase_time, None, args.in_flight).await?;
+    // The paced phase measures the steady state, not the unthrottled phase's backlog
+    // still uploading.
+    store.flush().await.map_err(|e| e.to_string())?;
+    let during_full = Recorded::since_last(&snapshotter);
+    let mut paced = ingest(
+        &store,
+        &streams,
+        &batch,
+        phase_time,
+        Some(args.rate_mib),
+        args.in_flight,
+    )
+    .await?;
+    let during_paced = Recorded::since_last(&snapshotter);
+    store.flush().await.map_err(|e| e.to_string())?;
+    let ingestion = [
+        during_full,
+        during_paced,
+        Recorded::since_last(&snapshotter),
+    ];
+    let total = |count: &dyn Fn(&Recorded) -> u64| ingestion.iter().map(count).sum::<u64>();
+    // A PUT is one object written; on a local directory an upload is written in
+    // synced pieces, so the operator's write calls are reported beside it.
+    let objects = total(&|r| r.counter("strata_upload_objects_total"));
+    let write_calls = total(&|r| r.operations("write"));
+    let ingested_gib = (full.bytes + paced.bytes) as f64 / (MIB * 1024.0);
+    for (name, phase) in [("unthrottled", &mut full), ("fixed rate", &mut paced)] {
+        println!(
+            "  append {:<11} {:>8.1} MiB/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p999 {:>7.2} ms  ({} appends)",
+            name,
+            phase.mib_per_sec(),
+            ms(phase.percentile(0.50)),
+            ms(phase.percentile(0.99)),
+            ms(phase.percentile(0.999)),
+            phase.latencies.len()
+        );
+    }
+    println!(
+        "  ingest vs raw write          {:>6.0} %",
+        100.0 * full.mib_per_sec() / raw_write
+    );
+    let fsyncs = ingestion[1].histogram("strata_wal_fsync_seconds");
+    if !fsyncs.is_empty() {
+        println!(
+            "  WAL write+fsync at fixed rate  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  ({} group commits)",
+            quantile(&fsyncs, 0.50) * 1000.0,
+            quantile(&fsyncs, 0.99) * 1000.0,
+            quantile(&fsyncs, 1.0) * 1000.0,
+            fsyncs.len()
+        );
+    }
+    println!(
+        "  PUTs per GiB ingested        {:>8.1}  ({} objects, {:.2} GiB, {:.1} MiB per object; {} operator write calls)",
+        objects as f64 / ingested_gib,
+        objects,
+        ingested_gib,
+        ingested_gib * 1024.0 / objects.max(1) as f64,
+        write_calls
+    );
+
+    // The newest quarter of the log cache, spread over the streams: what a consumer
+    // keeping up with producers reads.
+    let tail_offsets =
+        (cache_bytes / 4 / streams.len() / batch.len()) as u64 * batch.offset_count();
+    Recorded::since_last(&snapshotter);
+    let tail = read_from(&store, &streams, 256 * 1024, Some(tail_offsets)).await?;
+    let during_tail = Recorded::since_last(&snapshotter);
+    let hits = [
+        during_tail.counter("strata_log_cache_hits_total"),
+        during_tail.counter("strata_log_cache_misses_total"),
+    ];
+    println!(
+        "  tail read (log cache)  {:>8.1} MiB/s  (newest {} offsets of each stream; {} cache hits, {} misses)",
+        tail.mib_per_sec(),
+        tail_offsets,
+        hits[0],
+        hits[1]
+    );
+    drop(store);
+
+    // A second store over the same metadata: empty cache, every read goes to objects.
+    let mut cold_config = store_config;
+    cold_config.wal_dir = dir.path().join("wal-cold");
+    let cold = StreamStore::open(storage.clone(), meta, cold_config)
+        .await
+        .map_err(|e| e.to_string())?;
+    for id in &streams {
+        cold.open_stream(*id).await.map_err(|e| e.to_string())?;
+    }
+    Recorded::since_last(&snapshotter);
+    let cold_read = read_from(&cold, &streams, 1024 * 1024, None).await?;
+    let gets = Recorded::since_last(&snapshotter).operations("read");
+    println!(
+        "  cold read (objects)    {:>8.1} MiB/s  ({:.1} GETs per GiB read)",
+        cold_read.mib_per_sec(),
+        gets as f64 / (cold_read.bytes as f64 / (MIB * 1024.0))
+    );
+    println!(
+        "  cold read vs raw read        {:>6.0} %",
+        100.0 * cold_read.mib_per_sec() / raw_read
+    );
+    println!(
+        "  peak RSS               {:>8.1} MiB  (log cache limit {} MiB)",
+        peak_rss_mib(),
+        cache_bytes >> 20
+    );
+    drop(cold);
+
+    storage
+        .operator()
+        .delete_with("/")
+        .recursive(true)
+        .await
+        .map_err(|e| format!("cleanup: {e}"))?;
+    Ok(())
+}
+
+fn strata_core_now() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}

@@ -1,0 +1,191 @@
+//! The load a benchmark run puts on the raw operator and on the store.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use strata_backends::Storage;
+use strata_core::batch::RecordBatch;
+use strata_core::store::{StreamId, StreamStore};
+
+use super::{MIB, Phase};
+
+/// Latencies of `count` sequential PUTs of `bytes` each.
+pub(super) async fn put_latencies(
+    storage: &Storage,
+    bytes: usize,
+    count: usize,
+) -> Result<Phase, String> {
+    let body = Bytes::from(vec![7u8; bytes]);
+    let started = Instant::now();
+    let mut latencies = Vec::with_capacity(count);
+    for i in 0..count {
+        let sent = Instant::now();
+        storage
+            .operator()
+            .write(&format!("put-latency/{i}"), body.clone())
+            .await
+            .map_err(|e| format!("PUT: {e}"))?;
+        latencies.push(sent.elapsed());
+    }
+    Ok(Phase {
+        bytes: (bytes * count) as u64,
+        elapsed: started.elapsed(),
+        latencies,
+    })
+}
+
+pub(super) async fn raw_operator(storage: &Storage, phase: Duration) -> Result<(f64, f64), String> {
+    let op = storage.operator().clone();
+    let object = Bytes::from(vec![0x5au8; 16 << 20]);
+    let started = Instant::now();
+    let mut written = 0u64;
+    let mut n = 0u64;
+    while started.elapsed() < phase {
+        let keys: Vec<String> = (n..n + 4).map(|i| format!("raw/{i:06}")).collect();
+        n += 4;
+        let results =
+            futures::future::join_all(keys.iter().map(|k| op.write(k, object.clone()))).await;
+        for result in results {
+            result.map_err(|e| format!("raw write: {e}"))?;
+            written += object.len() as u64;
+        }
+    }
+    let write = written as f64 / MIB / started.elapsed().as_secs_f64();
+
+    let started = Instant::now();
+    let mut read = 0u64;
+    let reads = (0..n).flat_map(|i| (0..16u64).map(move |part| (i, part)));
+    let mut in_flight = futures::stream::iter(reads)
+        .map(|(i, part)| {
+            let op = op.clone();
+            async move {
+                op.read_with(&format!("raw/{i:06}"))
+                    .range(part << 20..(part + 1) << 20)
+                    .await
+                    .map(|b| b.len() as u64)
+            }
+        })
+        .buffered(4);
+    while let Some(result) = in_flight.next().await {
+        read += result.map_err(|e| format!("raw read: {e}"))?;
+        if started.elapsed() >= phase {
+            break;
+        }
+    }
+    let read_rate = read as f64 / MIB / started.elapsed().as_secs_f64();
+    Ok((write, read_rate))
+}
+
+/// One producer per stream for `phase`; `rate_mib` spreads a total rate over them.
+pub(super) async fn ingest(
+    store: &StreamStore,
+    streams: &[StreamId],
+    batch: &RecordBatch,
+    phase: Duration,
+    rate_mib: Option<f64>,
+    in_flight: usize,
+) -> Result<Phase, String> {
+    let started = Instant::now();
+    let in_flight = in_flight.max(1);
+    let interval = rate_mib.map(|rate| {
+        let batches_per_sec = rate * MIB / batch.len() as f64 / streams.len() as f64;
+        Duration::from_secs_f64(1.0 / batches_per_sec)
+    });
+    let producers: Vec<_> = streams
+        .iter()
+        .map(|&stream| {
+            let store = store.clone();
+            let batch = batch.clone();
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut ticker = interval.map(|every| {
+                    let mut ticker = tokio::time::interval(every);
+                    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    ticker
+                });
+                // Like a Kafka producer's max.in.flight: up to `in_flight` appends
+                // outstanding per stream.
+                let mut outstanding: futures::stream::FuturesUnordered<
+                    tokio::task::JoinHandle<Result<Duration, String>>,
+                > = futures::stream::FuturesUnordered::new();
+                while started.elapsed() < phase {
+                    if outstanding.len() >= in_flight
+                        && let Some(done) = outstanding.next().await
+                    {
+                        latencies.push(done.map_err(|e| e.to_string())??);
+                    }
+                    if let Some(ticker) = ticker.as_mut() {
+                        ticker.tick().await;
+                    }
+                    let store = store.clone();
+                    let batch = batch.clone();
+                    let sent = Instant::now();
+                    // Spawned, so the append starts now rather than when the set
+                    // is next polled.
+                    outstanding.push(tokio::spawn(async move {
+                        store
+                            .append(stream, batch)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        Ok::<_, String>(sent.elapsed())
+                    }));
+                }
+                while let Some(done) = outstanding.next().await {
+                    latencies.push(done.map_err(|e| e.to_string())??);
+                }
+                Ok::<_, String>(latencies)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for producer in producers {
+        latencies.extend(producer.await.map_err(|e| e.to_string())??);
+    }
+    let bytes = latencies.len() as u64 * batch.len() as u64;
+    Ok(Phase {
+        bytes,
+        elapsed: started.elapsed(),
+        latencies,
+    })
+}
+
+/// Reads every stream to its end, from its start or from `last` offsets before the
+/// end, streams in parallel (8 at a time).
+pub(super) async fn read_from(
+    store: &StreamStore,
+    streams: &[StreamId],
+    max_bytes: usize,
+    last: Option<u64>,
+) -> Result<Phase, String> {
+    let started = Instant::now();
+    let mut readers = futures::stream::iter(streams.iter().copied())
+        .map(|stream| {
+            let store = store.clone();
+            async move {
+                let (start, end) = store.offsets(stream).map_err(|e| e.to_string())?;
+                let mut offset = last.map_or(start, |last| end.saturating_sub(last).max(start));
+                let mut bytes = 0u64;
+                while offset < end {
+                    let batches = store
+                        .fetch(stream, offset, max_bytes)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let Some(last) = batches.last() else { break };
+                    offset = last.end_offset();
+                    bytes += batches.iter().map(|b| b.len() as u64).sum::<u64>();
+                }
+                Ok::<u64, String>(bytes)
+            }
+        })
+        .buffer_unordered(8);
+    let mut bytes = 0;
+    while let Some(result) = readers.next().await {
+        bytes += result?;
+    }
+    Ok(Phase {
+        bytes,
+        elapsed: started.elapsed(),
+        latencies: Vec::new(),
+    })
+}
