@@ -176,6 +176,12 @@ pub const FAMILIES: &[(&str, Kind, Unit, &str)] = &[
         "Duration of each WAL group commit's write and fsync.",
     ),
     (
+        "strata_wal_rotate_seconds",
+        Kind::Histogram,
+        Unit::Seconds,
+        "Duration of each switch to a new WAL segment (reused or created, then the directory synced); appends wait meanwhile.",
+    ),
+    (
         "strata_wal_group_commit_records",
         Kind::Histogram,
         Unit::Count,

@@ -30,10 +30,18 @@ pub struct BlockMeta {
 
 impl ObjectBuilder {
     pub fn new(kind: ObjectKind) -> Self {
+        Self::with_capacity(kind, 0, 0)
+    }
+
+    /// A builder that holds `data_bytes` of blocks in `blocks` blocks without
+    /// reallocating: growing by doubling would copy the object several times and
+    /// fault in twice its size.
+    pub fn with_capacity(kind: ObjectKind, data_bytes: usize, blocks: usize) -> Self {
+        let tail = blocks * super::INDEX_ENTRY_LEN + super::FOOTER_LEN;
         ObjectBuilder {
             kind,
-            data: BytesMut::new(),
-            entries: Vec::new(),
+            data: BytesMut::with_capacity(data_bytes + tail),
+            entries: Vec::with_capacity(blocks),
         }
     }
 

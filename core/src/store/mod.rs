@@ -9,6 +9,7 @@
 //! - A stream has one owner at a time: opening it bumps its epoch, and every metadata
 //!   commit compares the epoch, so a stale owner can never change it.
 
+mod background;
 mod block_cache;
 mod cache;
 mod compaction;
@@ -222,6 +223,8 @@ struct Inner {
     /// Wakes appends waiting for room after an upload.
     uploaded: Notify,
     upload_lock: tokio::sync::Mutex<()>,
+    /// Builds uploads away from the threads that acknowledge appends.
+    background: background::Background,
     indexes: read::IndexCache,
     blocks: block_cache::BlockCache,
     /// Permits for storage reads of cold fetches.
@@ -280,6 +283,7 @@ impl StreamStore {
             upload_wanted: Arc::new(Notify::new()),
             uploaded: Notify::new(),
             upload_lock: tokio::sync::Mutex::new(()),
+            background: background::Background::start()?,
             indexes: read::IndexCache::new(1024),
             blocks,
             cold_reads,

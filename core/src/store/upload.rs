@@ -207,11 +207,17 @@ async fn write_object(
         ranges.push((open, range));
     }
     // Copying and checksumming tens of MiB is CPU work: keep it off the async
-    // workers, where it would delay the acknowledgements of appends.
+    // workers, where it would delay the acknowledgements of appends. With the local
+    // WAL the appends are already acknowledged, so the build also yields the CPU to
+    // them; with the object WAL the build is on the acknowledgement path itself.
     let block_bytes = inner.config.block_bytes;
-    let object = tokio::task::spawn_blocking(move || build_object(&streams, block_bytes, kind))
-        .await
-        .map_err(|err| StoreError::Task(err.to_string()))??;
+    let build = move || build_object(&streams, block_bytes, kind);
+    let object = match inner.wal {
+        super::Wal::Local(_) => inner.background.run(build).await??,
+        super::Wal::Object(_) => tokio::task::spawn_blocking(build)
+            .await
+            .map_err(|err| StoreError::Task(err.to_string()))??,
+    };
     let (id, record) =
         metadata::allocate_object(inner.meta.as_ref(), kind, object.len() as u64).await?;
     let key = object_key(id);
@@ -243,9 +249,17 @@ fn build_object(
     block_bytes: usize,
     kind: ObjectKind,
 ) -> Result<Bytes, StoreError> {
-    let mut builder = ObjectBuilder::new(kind);
-    for stream in pending {
-        for block in blocks(&stream.batches, block_bytes) {
+    let laid_out: Vec<(&PendingStream, Vec<&[RecordBatch]>)> = pending
+        .iter()
+        .map(|stream| (stream, blocks(&stream.batches, block_bytes)))
+        .collect();
+    let mut builder = ObjectBuilder::with_capacity(
+        kind,
+        pending.iter().map(pending_bytes).sum(),
+        laid_out.iter().map(|(_, blocks)| blocks.len()).sum(),
+    );
+    for (stream, blocks) in laid_out {
+        for block in blocks {
             let parts: Vec<Bytes> = block.iter().map(|b| b.bytes().clone()).collect();
             builder
                 .add_block(block_meta(stream.stream.0, block), &parts)

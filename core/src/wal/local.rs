@@ -400,6 +400,7 @@ impl Writer {
         if self.active_len < self.options.segment_bytes {
             return Ok(());
         }
+        let started = Instant::now();
         let path = segment::segment_path(&self.dir, self.next_lsn);
         self.active = match self.retired.take() {
             Some(free) => segment::reuse(&free, &path)?,
@@ -412,6 +413,7 @@ impl Writer {
             path,
         });
         self.active_len = 0;
+        metrics::histogram!("strata_wal_rotate_seconds").record(started.elapsed().as_secs_f64());
         Ok(())
     }
 
