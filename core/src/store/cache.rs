@@ -139,14 +139,20 @@ impl LogCache {
             // `offset` falls between cached batches: only possible below the cache.
             return None;
         }
-        let mut out = Vec::new();
+        let mut out: Vec<RecordBatch> = Vec::new();
         let mut bytes = 0;
         for cached in entry
             .batches
             .range(first.batch.base_offset()..)
             .map(|(_, c)| c)
         {
-            if cached.batch.base_offset() >= entry.acked_end
+            // A batch that does not start where the previous one ended lies past a
+            // hole: what is missing is read from objects by the next fetch.
+            let follows = out
+                .last()
+                .is_none_or(|previous| previous.end_offset() == cached.batch.base_offset());
+            if !follows
+                || cached.batch.base_offset() >= entry.acked_end
                 || (!out.is_empty() && bytes + cached.batch.len() > max_bytes)
             {
                 break;
@@ -239,9 +245,13 @@ impl LogCache {
         metrics::gauge!("strata_wal_unuploaded_bytes").set(self.unuploaded_bytes as f64);
     }
 
-    /// Drops uploaded batches in the order they entered the cache, until within
-    /// capacity. Un-uploaded batches are never dropped (back-pressure bounds them);
-    /// they are skipped, not waited for.
+    /// Drops uploaded batches until within capacity, taking streams in the order
+    /// their batches entered the cache and, within a stream, always its oldest
+    /// batch. Batches of one stream can enter out of offset order (their appends
+    /// become durable together and are inserted by different tasks); dropping by
+    /// arrival alone could then leave a hole in the middle of a stream's cached run.
+    /// Un-uploaded batches are never dropped (back-pressure bounds them); they are
+    /// skipped, not waited for.
     fn evict(&mut self) {
         let mut at = 0;
         while self.cached_bytes > self.capacity_bytes && at < self.arrival.len() {
@@ -250,16 +260,24 @@ impl LogCache {
                 self.arrival.remove(at);
                 continue;
             };
-            match entry.batches.get(&base) {
-                None => {
-                    self.arrival.remove(at);
+            if !entry.batches.contains_key(&base) {
+                // Already dropped as the oldest of its stream.
+                self.arrival.remove(at);
+                continue;
+            }
+            let oldest = entry
+                .batches
+                .first_key_value()
+                .map(|(offset, cached)| (*offset, cached.batch.end_offset(), cached.batch.len()));
+            match oldest {
+                Some((offset, end, len)) if end <= entry.uploaded_end => {
+                    self.cached_bytes -= len;
+                    entry.batches.remove(&offset);
+                    if offset == base {
+                        self.arrival.remove(at);
+                    }
                 }
-                Some(cached) if cached.batch.end_offset() <= entry.uploaded_end => {
-                    self.cached_bytes -= cached.batch.len();
-                    entry.batches.remove(&base);
-                    self.arrival.remove(at);
-                }
-                Some(_) => at += 1,
+                _ => at += 1,
             }
         }
     }
@@ -290,6 +308,47 @@ mod tests {
                 "{stream:?} kept more than its share"
             );
         }
+    }
+
+    #[test]
+    fn batches_inserted_out_of_order_are_evicted_oldest_offset_first() {
+        let stream = StreamId(1);
+        let batch = |base: u64| synthetic_batch(1, 100, 0).with_base_offset(base);
+        let mut cache = LogCache::new(batch(0).len() * 2, Lsn(0));
+        cache.open_stream(stream, 0);
+        // Durable together, inserted by different tasks: 2 enters before 1.
+        for base in [0, 2, 1, 3] {
+            let lsn = cache.reserve_lsn();
+            cache.insert(stream, batch(base), lsn);
+        }
+        assert_eq!(cache.acked_end(stream), Some(4));
+        cache.mark_uploaded(stream, 4);
+        assert!(cache.read(stream, 1, usize::MAX).is_none(), "1 was evicted");
+        let kept = cache
+            .read(stream, 2, usize::MAX)
+            .expect("the newest two stay");
+        let offsets: Vec<u64> = kept.iter().map(RecordBatch::base_offset).collect();
+        assert_eq!(offsets, vec![2, 3]);
+    }
+
+    #[test]
+    fn a_read_stops_at_a_hole_in_the_cached_run() {
+        let stream = StreamId(1);
+        let batch = |base: u64| synthetic_batch(1, 100, 0).with_base_offset(base);
+        let mut cache = LogCache::new(usize::MAX, Lsn(0));
+        cache.open_stream(stream, 0);
+        for base in 0..4 {
+            cache.insert_committed(stream, batch(base));
+        }
+        cache
+            .streams
+            .get_mut(&stream)
+            .expect("stream")
+            .batches
+            .remove(&2);
+        let read = cache.read(stream, 0, usize::MAX).expect("cached");
+        let offsets: Vec<u64> = read.iter().map(RecordBatch::base_offset).collect();
+        assert_eq!(offsets, vec![0, 1], "the read went past the hole at 2");
     }
 
     #[test]

@@ -69,6 +69,7 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
+/// The process's peak RSS since the last [`reset_peak_rss`], in MiB.
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -77,6 +78,14 @@ fn peak_rss_mib() -> f64 {
             line.split_whitespace().nth(1)?.parse::<f64>().ok()
         })
         .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// Starts a new peak-RSS measurement (Linux: `5` to `clear_refs` resets `VmHWM` to
+/// the current RSS). Without it the peaks are those since the process started.
+fn reset_peak_rss() {
+    if let Err(err) = std::fs::write("/proc/self/clear_refs", "5") {
+        tracing::debug!(error = %err, "cannot reset the peak RSS; peaks are cumulative");
+    }
 }
 
 /// The same backend with every key under `sub`, so a run never touches other data.
@@ -120,6 +129,7 @@ pub(super) async fn run(
     );
 
     let (raw_write, raw_read) = raw_operator(&storage, phase_time).await?;
+    let mut peaks = vec![("raw operator", peak_rss_mib())];
     println!(
         "  raw operator     write {:>8.1} MiB/s (16 MiB objects, 4 in flight)",
         raw_write
@@ -154,6 +164,7 @@ pub(super) async fn run(
         println!("  object WAL window           {:>7.2} ms", ms(window));
     }
     let cache_bytes = store_config.log_cache_bytes;
+    let block_cache_bytes = store_config.block_cache_bytes;
     let store = StreamStore::open(storage.clone(), meta.clone(), store_config.clone())
         .await
         .map_err(|e| e.to_string())?;
@@ -170,6 +181,7 @@ pub(super) async fn run(
     );
 
     Recorded::since_last(&snapshotter);
+    reset_peak_rss();
     let mut full = ingest(&store, &streams, &batch, phase_time, None, args.in_flight).await?;
     // The paced phase measures the steady state, not the unthrottled phase's backlog
     // still uploading.
@@ -236,6 +248,8 @@ pub(super) async fn run(
     let tail_offsets =
         (cache_bytes / 4 / streams.len() / batch.len()) as u64 * batch.offset_count();
     Recorded::since_last(&snapshotter);
+    peaks.push(("ingest", peak_rss_mib()));
+    reset_peak_rss();
     let tail = read_from(&store, &streams, 256 * 1024, Some(tail_offsets)).await?;
     let during_tail = Recorded::since_last(&snapshotter);
     let hits = [
@@ -261,7 +275,9 @@ pub(super) async fn run(
         cold.open_stream(*id).await.map_err(|e| e.to_string())?;
     }
     Recorded::since_last(&snapshotter);
+    reset_peak_rss();
     let cold_read = read_from(&cold, &streams, 1024 * 1024, None).await?;
+    peaks.push(("cold read", peak_rss_mib()));
     let gets = Recorded::since_last(&snapshotter).operations("read");
     println!(
         "  cold read (objects)    {:>8.1} MiB/s  ({:.1} GETs per GiB read)",
@@ -272,10 +288,19 @@ pub(super) async fn run(
         "  cold read vs raw read        {:>6.0} %",
         100.0 * cold_read.mib_per_sec() / raw_read
     );
+    // The store's budget: what its caches may hold, plus 128 MiB for everything else.
+    let budget = (cache_bytes + block_cache_bytes) as f64 / MIB + 128.0;
+    let store_peak = peaks[1..].iter().map(|(_, mib)| *mib).fold(0.0, f64::max);
+    let by_phase: Vec<String> = peaks
+        .iter()
+        .map(|(phase, mib)| format!("{phase} {mib:.1}"))
+        .collect();
     println!(
-        "  peak RSS               {:>8.1} MiB  (log cache limit {} MiB)",
-        peak_rss_mib(),
-        cache_bytes >> 20
+        "  peak RSS               {:>8.1} MiB  (budget {budget:.0} MiB = caches {} + {} MiB + 128; by phase, MiB: {})",
+        store_peak,
+        cache_bytes >> 20,
+        block_cache_bytes >> 20,
+        by_phase.join(", ")
     );
     drop(cold);
 
