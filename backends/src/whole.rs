@@ -10,9 +10,11 @@
 use bytes::Bytes;
 use opendal::{Error, ErrorKind, Operator};
 
-/// The piece of an object synced at a time on a local directory. A WAL sync waits
-/// behind at most this much object data (about 2 ms at this machine's disk speed).
-pub const LOCAL_SYNC_PIECE: usize = 1 << 20;
+/// The piece of an object synced at a time on a local directory: a WAL sync waits
+/// behind at most this much object data. Measured on the project's VM (Kafka produce
+/// at 50 MiB/s, p99 per record): 4 MiB pieces 19 ms, 1 MiB 10 ms, 256 KiB 7.5 ms,
+/// 128 KiB no better; smaller pieces cost upload throughput (one fsync each).
+pub const LOCAL_SYNC_PIECE: usize = 256 << 10;
 
 /// Writes `data` as the object at `path`, replacing anything there.
 ///

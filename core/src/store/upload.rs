@@ -221,7 +221,13 @@ async fn write_object(
     let (id, record) =
         metadata::allocate_object(inner.meta.as_ref(), kind, object.len() as u64).await?;
     let key = object_key(id);
-    let put = inner.storage.write_whole(&key, object).await;
+    // With the local WAL on the same disk, a local directory gets the object in
+    // synced pieces; the object WAL has no WAL to protect, and its acknowledgements
+    // wait for this write, so it goes in one.
+    let put = match inner.wal {
+        super::Wal::Local(_) => inner.storage.write_whole(&key, object).await,
+        super::Wal::Object(_) => inner.storage.operator().write(&key, object).await.map(drop),
+    };
     if let Err(err) = put {
         let written = Written {
             id,
