@@ -148,11 +148,18 @@ pub(super) async fn durable(done: oneshot::Receiver<Result<(), String>>) -> Resu
 }
 
 /// Writes each window's appends as one object until the store is dropped.
+///
+/// Windows start at a fixed rate, not a window after the previous commit ended:
+/// otherwise an append arriving just after a window was taken would wait for that
+/// window's commit, a whole window, and its own commit.
 pub(super) async fn run(store: Weak<Inner>, wake: Arc<Notify>, window: Duration) {
+    let mut ticks = tokio::time::interval(window);
+    // A commit longer than a window: the next window closes as soon as it ends.
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = wake.notified() => {}
-            () = tokio::time::sleep(window) => {}
+            _ = ticks.tick() => {}
         }
         let Some(inner) = store.upgrade() else { return };
         let super::Wal::Object(wal) = &inner.wal else {
