@@ -210,13 +210,15 @@ async fn write_object(
     // workers, where it would delay the acknowledgements of appends. With the local
     // WAL the appends are already acknowledged, so the build also yields the CPU to
     // them; with the object WAL the build is on the acknowledgement path itself.
+    let local_wal = matches!(inner.wal, super::Wal::Local(_));
     let block_bytes = inner.config.block_bytes;
     let build = move || build_object(&streams, block_bytes, kind);
-    let object = match inner.wal {
-        super::Wal::Local(_) => inner.background.run(build).await??,
-        super::Wal::Object(_) => tokio::task::spawn_blocking(build)
+    let object = if local_wal {
+        inner.background.run(build).await??
+    } else {
+        tokio::task::spawn_blocking(build)
             .await
-            .map_err(|err| StoreError::Task(err.to_string()))??,
+            .map_err(|err| StoreError::Task(err.to_string()))??
     };
     let (id, record) =
         metadata::allocate_object(inner.meta.as_ref(), kind, object.len() as u64).await?;
@@ -224,9 +226,10 @@ async fn write_object(
     // With the local WAL on the same disk, a local directory gets the object in
     // synced pieces; the object WAL has no WAL to protect, and its acknowledgements
     // wait for this write, so it goes in one.
-    let put = match inner.wal {
-        super::Wal::Local(_) => inner.storage.write_whole(&key, object).await,
-        super::Wal::Object(_) => inner.storage.operator().write(&key, object).await.map(drop),
+    let put = if local_wal {
+        inner.storage.write_whole(&key, object).await
+    } else {
+        inner.storage.operator().write(&key, object).await.map(drop)
     };
     if let Err(err) = put {
         let written = Written {

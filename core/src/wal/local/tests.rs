@@ -121,8 +121,8 @@ async fn a_torn_tail_is_cut_and_appends_continue() {
     assert_eq!(recovered.last().map(|r| r.record.clone()), Some(record(10)));
 }
 
-#[tokio::test]
-async fn damage_inside_a_sealed_segment_refuses_to_open() {
+/// A WAL of 60 records over small segments, closed; its segment files, oldest first.
+async fn wal_of_several_segments() -> (tempfile::TempDir, Vec<std::path::PathBuf>) {
     let dir = tempfile::tempdir().expect("tempdir");
     {
         let (wal, _) = LocalWal::open(dir.path(), small_segments())
@@ -138,6 +138,12 @@ async fn damage_inside_a_sealed_segment_refuses_to_open() {
         .map(|e| e.path())
         .collect();
     segments.sort();
+    (dir, segments)
+}
+
+#[tokio::test]
+async fn damage_inside_a_sealed_segment_refuses_to_open() {
+    let (dir, segments) = wal_of_several_segments().await;
     let mut bytes = std::fs::read(&segments[0]).expect("read");
     bytes[20] ^= 0x40;
     std::fs::write(&segments[0], bytes).expect("write");
@@ -345,21 +351,7 @@ async fn old_frames_after_the_active_segments_records_are_cut() {
 
 #[tokio::test]
 async fn a_sealed_segment_missing_its_last_records_refuses_to_open() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    {
-        let (wal, _) = LocalWal::open(dir.path(), small_segments())
-            .await
-            .expect("open");
-        for i in 0..60 {
-            wal.append(record(i)).await.expect("append");
-        }
-    }
-    let mut segments: Vec<_> = std::fs::read_dir(dir.path())
-        .expect("dir")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .collect();
-    segments.sort();
+    let (dir, segments) = wal_of_several_segments().await;
     let len = std::fs::metadata(&segments[0]).expect("stat").len();
     std::fs::OpenOptions::new()
         .write(true)
