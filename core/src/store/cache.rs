@@ -117,7 +117,8 @@ impl LogCache {
             .insert(batch.base_offset(), Cached { batch, lsn: Lsn(0) });
         entry.uploaded_end = end;
         entry.acked_end = entry.acked_end.max(end);
-        self.evict();
+        // One insert per stream and window: what it pushes out is about its own size.
+        drop(self.evict(usize::MAX));
         self.publish_sizes();
     }
 
@@ -167,46 +168,39 @@ impl LogCache {
         self.unuploaded_bytes
     }
 
-    /// Acknowledged, not yet uploaded batches, per stream in offset order, about
-    /// `max_bytes` of them: streams holding the oldest WAL records first (so the WAL
-    /// can be trimmed), each contributing a prefix of its pending batches.
-    pub(super) fn pending(&self, max_bytes: usize) -> Vec<PendingStream> {
-        let mut candidates: Vec<(Lsn, StreamId, Vec<&Cached>)> = self
+    /// Streams with acknowledged batches not yet in an object, the one holding the
+    /// oldest WAL record first: uploading in this order lets the WAL be trimmed.
+    pub(super) fn upload_order(&self) -> Vec<StreamId> {
+        let mut candidates: Vec<(Lsn, StreamId)> = self
             .streams
             .iter()
             .filter_map(|(stream, entry)| {
-                let cached: Vec<&Cached> = entry
-                    .batches
-                    .range(entry.uploaded_end..)
-                    .map(|(_, c)| c)
-                    .take_while(|c| c.batch.base_offset() < entry.acked_end)
-                    .collect();
-                let oldest = cached.iter().map(|c| c.lsn).min()?;
-                Some((oldest, *stream, cached))
+                let first = entry.first_unuploaded()?;
+                (first.batch.base_offset() < entry.acked_end).then_some((first.lsn, *stream))
             })
             .collect();
-        candidates.sort_by_key(|(oldest, stream, _)| (*oldest, *stream));
-        let mut budget = max_bytes.max(1);
-        let mut pending = Vec::new();
-        for (_, stream, cached) in candidates {
-            if budget == 0 {
-                break;
-            }
-            let mut batches = Vec::new();
-            for c in cached {
-                if budget == 0 {
-                    break;
-                }
-                budget = budget.saturating_sub(c.batch.len());
-                batches.push(c.batch.clone());
-            }
-            pending.push(PendingStream { stream, batches });
-        }
-        pending.sort_by_key(|p| p.stream);
-        pending
+        candidates.sort_unstable();
+        candidates.into_iter().map(|(_, stream)| stream).collect()
     }
 
-    /// Offsets below `end` of `stream` are now in a committed object.
+    /// A prefix of `stream`'s acknowledged batches not yet in an object: about
+    /// `max_bytes` of them, at least one.
+    pub(super) fn pending(&self, stream: StreamId, max_bytes: usize) -> Option<PendingStream> {
+        let entry = self.streams.get(&stream)?;
+        let mut budget = max_bytes.max(1);
+        let mut batches = Vec::new();
+        for (_, cached) in entry.batches.range(entry.uploaded_end..) {
+            if budget == 0 || cached.batch.base_offset() >= entry.acked_end {
+                break;
+            }
+            budget = budget.saturating_sub(cached.batch.len());
+            batches.push(cached.batch.clone());
+        }
+        (!batches.is_empty()).then_some(PendingStream { stream, batches })
+    }
+
+    /// Offsets below `end` of `stream` are now in a committed object. What this
+    /// frees is evicted by [`LogCache::evict`].
     pub(super) fn mark_uploaded(&mut self, stream: StreamId, end: u64) {
         let Some(entry) = self.streams.get_mut(&stream) else {
             return;
@@ -218,7 +212,6 @@ impl LogCache {
             .sum();
         self.unuploaded_bytes -= newly;
         entry.uploaded_end = entry.uploaded_end.max(end);
-        self.evict();
         self.publish_sizes();
     }
 
@@ -227,7 +220,7 @@ impl LogCache {
         let unuploaded = self
             .streams
             .values()
-            .flat_map(|s| s.batches.range(s.uploaded_end..).map(|(_, c)| c.lsn))
+            .filter_map(|s| s.first_unuploaded().map(|c| c.lsn))
             .min();
         [
             unuploaded,
@@ -252,9 +245,22 @@ impl LogCache {
     /// arrival alone could then leave a hole in the middle of a stream's cached run.
     /// Un-uploaded batches are never dropped (back-pressure bounds them); they are
     /// skipped, not waited for.
-    fn evict(&mut self) {
+    ///
+    /// Drops at most `max_batches` per call, so that a caller holding the cache lock
+    /// (which every append takes) holds it briefly; `Eviction::more` says whether to
+    /// call again. The dropped batches are returned, to be freed after the lock is
+    /// released.
+    pub(super) fn evict(&mut self, max_batches: usize) -> Eviction {
+        let mut dropped = Vec::new();
         let mut at = 0;
         while self.cached_bytes > self.capacity_bytes && at < self.arrival.len() {
+            if dropped.len() >= max_batches {
+                self.publish_sizes();
+                return Eviction {
+                    dropped,
+                    more: true,
+                };
+            }
             let (stream, base) = self.arrival[at];
             let Some(entry) = self.streams.get_mut(&stream) else {
                 self.arrival.remove(at);
@@ -272,7 +278,7 @@ impl LogCache {
             match oldest {
                 Some((offset, end, len)) if end <= entry.uploaded_end => {
                     self.cached_bytes -= len;
-                    entry.batches.remove(&offset);
+                    dropped.extend(entry.batches.remove(&offset).map(|c| c.batch));
                     if offset == base {
                         self.arrival.remove(at);
                     }
@@ -280,6 +286,31 @@ impl LogCache {
                 _ => at += 1,
             }
         }
+        self.publish_sizes();
+        Eviction {
+            dropped,
+            more: false,
+        }
+    }
+}
+
+/// What one [`LogCache::evict`] call dropped.
+#[must_use]
+pub(super) struct Eviction {
+    pub dropped: Vec<RecordBatch>,
+    /// Still above capacity with evictable batches left: call again.
+    pub more: bool,
+}
+
+impl StreamCache {
+    /// The stream's oldest batch not yet in an object. It also holds the stream's
+    /// oldest such WAL record: a stream's LSNs are taken in offset order (under its
+    /// offset lock), whatever order the batches became durable in.
+    fn first_unuploaded(&self) -> Option<&Cached> {
+        self.batches
+            .range(self.uploaded_end..)
+            .next()
+            .map(|(_, c)| c)
     }
 }
 
@@ -323,6 +354,7 @@ mod tests {
         }
         assert_eq!(cache.acked_end(stream), Some(4));
         cache.mark_uploaded(stream, 4);
+        assert!(!cache.evict(usize::MAX).more);
         assert!(cache.read(stream, 1, usize::MAX).is_none(), "1 was evicted");
         let kept = cache
             .read(stream, 2, usize::MAX)
@@ -371,5 +403,67 @@ mod tests {
             "the oldest batches were evicted"
         );
         assert_eq!(cache.unuploaded_bytes(), 0);
+    }
+
+    #[test]
+    fn eviction_is_bounded_per_call_and_finishes_over_several() {
+        let stream = StreamId(1);
+        let batch = |base: u64| synthetic_batch(1, 100, 0).with_base_offset(base);
+        let mut cache = LogCache::new(batch(0).len() * 2, Lsn(0));
+        cache.open_stream(stream, 0);
+        for base in 0..10 {
+            let lsn = cache.reserve_lsn();
+            cache.insert(stream, batch(base), lsn);
+        }
+        cache.mark_uploaded(stream, 10);
+        let first = cache.evict(3);
+        assert_eq!((first.dropped.len(), first.more), (3, true));
+        let offsets: Vec<u64> = first.dropped.iter().map(RecordBatch::base_offset).collect();
+        assert_eq!(offsets, vec![0, 1, 2], "oldest first");
+        let second = cache.evict(3);
+        assert_eq!((second.dropped.len(), second.more), (3, true));
+        let last = cache.evict(3);
+        assert_eq!(
+            (last.dropped.len(), last.more),
+            (2, false),
+            "8 over capacity: 3 + 3 + 2"
+        );
+        let kept: Vec<u64> = cache
+            .read(stream, 8, usize::MAX)
+            .expect("the newest stay")
+            .iter()
+            .map(RecordBatch::base_offset)
+            .collect();
+        assert_eq!(kept, vec![8, 9]);
+    }
+
+    #[test]
+    fn uploads_take_the_stream_with_the_oldest_record_first_and_only_acked_batches() {
+        let (old, new) = (StreamId(7), StreamId(3));
+        let batch = |base: u64| synthetic_batch(1, 100, 0).with_base_offset(base);
+        let mut cache = LogCache::new(usize::MAX, Lsn(0));
+        cache.open_stream(old, 0);
+        cache.open_stream(new, 0);
+        let lsns: Vec<Lsn> = (0..4).map(|_| cache.reserve_lsn()).collect();
+        cache.insert(old, batch(0), lsns[0]);
+        cache.insert(new, batch(0), lsns[1]);
+        cache.insert(old, batch(1), lsns[2]);
+        // Offset 3 of `old` is durable but 2 is not: only 0 and 1 are acknowledged.
+        cache.insert(old, batch(3), lsns[3]);
+        assert_eq!(cache.upload_order(), vec![old, new]);
+        let pending = cache
+            .pending(old, usize::MAX)
+            .expect("old has pending batches");
+        let offsets: Vec<u64> = pending
+            .batches
+            .iter()
+            .map(RecordBatch::base_offset)
+            .collect();
+        assert_eq!(offsets, vec![0, 1]);
+        let one = cache.pending(old, 1).expect("at least one batch");
+        assert_eq!(one.batches.len(), 1);
+        cache.mark_uploaded(old, 2);
+        assert_eq!(cache.upload_order(), vec![new]);
+        assert_eq!(cache.wal_trim_point(), lsns[1]);
     }
 }

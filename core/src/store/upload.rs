@@ -74,25 +74,54 @@ pub(super) async fn upload(inner: &Inner) -> Result<bool, StoreError> {
     let _one_at_a_time = inner.upload_lock.lock().await;
     // A bounded share per round keeps the object being built from doubling memory
     // when uploads fall behind; what is left goes in the next round.
-    let pending = inner
-        .lock_cache()
-        .pending(inner.config.upload_bytes.saturating_mul(2));
+    let pending = take_pending(inner, inner.config.upload_bytes.saturating_mul(2));
     if pending.is_empty() {
         return Ok(false);
     }
     let commits = write_stream_set(inner, pending).await?;
-    let trim_point = {
-        let mut cache = inner.lock_cache();
-        for (open, range) in &commits {
-            cache.mark_uploaded(open.id, range.end_offset);
+    for (open, range) in &commits {
+        inner.lock_cache().mark_uploaded(open.id, range.end_offset);
+    }
+    loop {
+        let eviction = inner.lock_cache().evict(EVICT_PER_LOCK);
+        drop(eviction.dropped);
+        if !eviction.more {
+            break;
         }
-        cache.wal_trim_point()
-    };
+        tokio::task::yield_now().await;
+    }
+    let trim_point = inner.lock_cache().wal_trim_point();
     if let super::Wal::Local(wal) = &inner.wal {
         wal.trim(trim_point).await?;
     }
     inner.uploaded.notify_waiters();
     Ok(true)
+}
+
+/// Batches evicted per hold of the cache lock after an upload. Every append takes
+/// that lock; evicting a whole upload's worth (thousands of batches) at once held it
+/// for milliseconds.
+const EVICT_PER_LOCK: usize = 256;
+
+/// About `max_bytes` of acknowledged, not yet uploaded batches, streams holding the
+/// oldest WAL records first, each contributing a prefix of its batches. The cache
+/// lock is taken once per stream rather than once for all: appends wait only for
+/// one stream's copying.
+fn take_pending(inner: &Inner, max_bytes: usize) -> Vec<PendingStream> {
+    let order = inner.lock_cache().upload_order();
+    let mut budget = max_bytes.max(1);
+    let mut pending = Vec::with_capacity(order.len());
+    for stream in order {
+        if budget == 0 {
+            break;
+        }
+        if let Some(taken) = inner.lock_cache().pending(stream, budget) {
+            budget = budget.saturating_sub(taken.batches.iter().map(RecordBatch::len).sum());
+            pending.push(taken);
+        }
+    }
+    pending.sort_by_key(|p| p.stream);
+    pending
 }
 
 /// Writes `pending` as objects and commits them: streams with at least
