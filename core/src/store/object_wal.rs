@@ -184,7 +184,7 @@ async fn commit_window(inner: &Inner, wal: &ObjectWal, window: Vec<Gathered>) {
         }
     }
     let streams: Vec<StreamId> = pending.iter().map(|p| p.stream).collect();
-    match upload::write_stream_set(inner, pending).await {
+    match upload::write_stream_set(inner, pending, upload::Grouping::Single).await {
         Ok(_) => {
             {
                 let mut cache = inner.lock_cache();

@@ -78,7 +78,8 @@ pub(super) async fn upload(inner: &Inner) -> Result<bool, StoreError> {
     if pending.is_empty() {
         return Ok(false);
     }
-    let commits = write_stream_set(inner, pending).await?;
+    let commits =
+        write_stream_set(inner, pending, Grouping::About(inner.config.upload_bytes)).await?;
     for (open, range) in &commits {
         inner.lock_cache().mark_uploaded(open.id, range.end_offset);
     }
@@ -124,16 +125,29 @@ fn take_pending(inner: &Inner, max_bytes: usize) -> Vec<PendingStream> {
     pending
 }
 
+/// How the streams of one upload that are too small for stream objects of their own
+/// are laid out in stream-set objects.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Grouping {
+    /// All in one object: the object WAL writes one object per window.
+    Single,
+    /// Objects of about this many bytes, written concurrently: one PUT at a time
+    /// leaves a remote store's (or a disk's) parallelism unused.
+    About(usize),
+}
+
 /// Writes `pending` as objects and commits them: streams with at least
-/// `stream_split_bytes` pending get a stream object of their own, the rest share one
-/// stream-set object. Each object's id is allocated with its prepared record before
-/// its PUT; then one transaction, conditional on every stream's epoch, adds all the
-/// ranges and marks every object committed. The ranges are added to the streams'
-/// state. When a PUT fails or the commit is fenced, the new objects are discarded
-/// (best effort; what remains is removed at the next open or by garbage collection).
+/// `stream_split_bytes` pending get a stream object of their own, the rest share
+/// stream-set objects laid out by `grouping`. The objects are written concurrently.
+/// Each object's id is allocated with its prepared record before its PUT; then one
+/// transaction, conditional on every stream's epoch, adds all the ranges and marks
+/// every object committed. The ranges are added to the streams' state. When a PUT
+/// fails or the commit is fenced, the new objects are discarded (best effort; what
+/// remains is removed at the next open or by garbage collection).
 pub(super) async fn write_stream_set(
     inner: &Inner,
     pending: Vec<PendingStream>,
+    grouping: Grouping,
 ) -> Result<Vec<(Arc<OpenStream>, ObjectRange)>, StoreError> {
     let started = Instant::now();
     let split = inner.config.stream_split_bytes;
@@ -143,19 +157,34 @@ pub(super) async fn write_stream_set(
         .into_iter()
         .map(|p| (ObjectKind::Stream, vec![p]))
         .collect();
-    if !small.is_empty() {
-        layouts.push((ObjectKind::StreamSet, small));
-    }
+    let groups = match grouping {
+        Grouping::Single => vec![small],
+        Grouping::About(bytes) => group_by_size(small, bytes),
+    };
+    layouts.extend(
+        groups
+            .into_iter()
+            .filter(|group| !group.is_empty())
+            .map(|group| (ObjectKind::StreamSet, group)),
+    );
 
-    let mut written: Vec<Written> = Vec::with_capacity(layouts.len());
-    for (kind, streams) in layouts {
-        match write_object(inner, kind, streams).await {
+    let results = futures::future::join_all(
+        layouts
+            .into_iter()
+            .map(|(kind, streams)| write_object(inner, kind, streams)),
+    )
+    .await;
+    let mut written: Vec<Written> = Vec::with_capacity(results.len());
+    let mut failed = None;
+    for result in results {
+        match result {
             Ok(object) => written.push(object),
-            Err(err) => {
-                discard_all(inner, &written).await;
-                return Err(err);
-            }
+            Err(err) => failed = failed.or(Some(err)),
         }
+    }
+    if let Some(err) = failed {
+        discard_all(inner, &written).await;
+        return Err(err);
     }
 
     let mut txn = Txn::new();
@@ -213,6 +242,28 @@ struct Written {
 
 fn pending_bytes(stream: &PendingStream) -> usize {
     stream.batches.iter().map(RecordBatch::len).sum()
+}
+
+/// Splits `streams` (kept in order) into groups of about `target` bytes: as many
+/// groups as whole targets fit in the total, at least one, of even size. Objects
+/// stay at least `target` large on average, so PUTs per GiB do not grow.
+fn group_by_size(streams: Vec<PendingStream>, target: usize) -> Vec<Vec<PendingStream>> {
+    let total: usize = streams.iter().map(pending_bytes).sum();
+    let count = (total / target.max(1)).max(1);
+    let share = total.div_ceil(count);
+    let mut groups: Vec<Vec<PendingStream>> = Vec::with_capacity(count);
+    let mut current = Vec::new();
+    let mut current_bytes = 0;
+    for stream in streams {
+        current_bytes += pending_bytes(&stream);
+        current.push(stream);
+        if current_bytes >= share && groups.len() + 1 < count {
+            groups.push(std::mem::take(&mut current));
+            current_bytes = 0;
+        }
+    }
+    groups.push(current);
+    groups
 }
 
 async fn write_object(
@@ -382,6 +433,7 @@ pub(super) async fn remove_uncommitted_objects(inner: &Inner) -> Result<(), Stor
 mod tests {
     use super::*;
     use crate::batch::synthetic_batch;
+    use crate::store::metadata::StreamId;
 
     #[test]
     fn blocks_respect_the_size_limit_and_keep_order() {
@@ -401,5 +453,39 @@ mod tests {
         assert_eq!(flat, (0..10).collect::<Vec<_>>());
         let huge = [synthetic_batch(1, 1000, 0)];
         assert_eq!(blocks(&huge, 10).len(), 1);
+    }
+
+    #[test]
+    fn small_streams_group_into_objects_of_about_the_target_size() {
+        let batch_len = synthetic_batch(1, 1000, 0).len();
+        let streams = |count: u64| -> Vec<PendingStream> {
+            (0..count)
+                .map(|i| PendingStream {
+                    stream: StreamId(i),
+                    batches: vec![synthetic_batch(1, 1000, 0)],
+                })
+                .collect()
+        };
+        let sizes =
+            |groups: &[Vec<PendingStream>]| -> Vec<usize> { groups.iter().map(Vec::len).collect() };
+        // 64 streams, target 16 of them: four even objects.
+        assert_eq!(
+            sizes(&group_by_size(streams(64), 16 * batch_len)),
+            vec![16; 4]
+        );
+        // Less than two targets' worth stays one object: none falls below target.
+        assert_eq!(sizes(&group_by_size(streams(31), 16 * batch_len)), vec![31]);
+        assert_eq!(sizes(&group_by_size(streams(3), 16 * batch_len)), vec![3]);
+        // Uneven totals spread the remainder rather than leaving a small last object.
+        assert_eq!(
+            sizes(&group_by_size(streams(40), 16 * batch_len)),
+            vec![20, 20]
+        );
+        let order: Vec<u64> = group_by_size(streams(40), 16 * batch_len)
+            .iter()
+            .flatten()
+            .map(|p| p.stream.0)
+            .collect();
+        assert_eq!(order, (0..40).collect::<Vec<_>>());
     }
 }
