@@ -32,6 +32,7 @@ async fn open_store(
     wal_dir: &Path,
     storage_config: &str,
     child: bool,
+    wal: ChildWal,
 ) -> Result<StreamStore, String> {
     let config = StorageConfig::from_document(storage_config).map_err(|e| e.to_string())?;
     let storage = Storage::open(&config).map_err(|e| e.to_string())?;
@@ -41,7 +42,7 @@ async fn open_store(
             .map_err(|e| e.to_string())?,
     );
     let mut store_config = StoreConfig::new(wal_dir.to_path_buf());
-    if std::env::var_os(CHILD_OBJECT_WAL).is_some() {
+    if wal == ChildWal::Object {
         store_config.wal_mode = WalMode::Object(ObjectWalOptions {
             window: Duration::from_millis(15),
             max_bytes: 64 * 1024,
@@ -77,7 +78,11 @@ pub fn run_child_if_requested() {
         .expect("runtime");
     runtime.block_on(async move {
         let dir = Path::new(&dir);
-        let store = open_store(dir, &dir.join("wal"), &config, true)
+        let wal = match std::env::var_os(CHILD_OBJECT_WAL) {
+            Some(_) => ChildWal::Object,
+            None => ChildWal::Local,
+        };
+        let store = open_store(dir, &dir.join("wal"), &config, true, wal)
             .await
             .expect("child store");
         let stream = StreamId(0);
@@ -182,7 +187,7 @@ async fn verify(
             dir.join(format!("wal-verify-{round}"))
         }
     };
-    let store = open_store(dir, &wal_dir, storage_config, false).await?;
+    let store = open_store(dir, &wal_dir, storage_config, false, ChildWal::Local).await?;
     let stream = StreamId(0);
     store
         .open_stream(stream)
@@ -266,11 +271,18 @@ async fn verify(
 /// Every append must still be acknowledged (the WAL is local), and once the store
 /// behaves again, every acknowledged batch must be readable exactly once, in order,
 /// from objects, with no orphan object left after cleanup.
+/// Appends through a proxy that breaks a share of the object store's connections.
+/// With the local WAL every append must succeed (uploads retry behind it); with the
+/// object WAL an append may fail, but only cleanly: the acknowledged ones are there,
+/// once and in order, and the failed ones left no offsets behind. Several appends
+/// per stream are in flight, so object-WAL windows are written concurrently and a
+/// failed window takes later ones with it.
 pub fn backend_faults(
     endpoint: &str,
     bucket: &str,
     access: &str,
     secret: &str,
+    wal: ChildWal,
 ) -> Result<(), String> {
     let upstream: std::net::SocketAddr = endpoint
         .trim_start_matches("http://")
@@ -279,7 +291,7 @@ pub fn backend_faults(
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     runtime.block_on(async {
         let chaos = crate::chaos::ChaosProxy::start(upstream, 300, 7).await.map_err(|e| e.to_string())?;
-        let unique = format!("faults-{}", std::process::id());
+        let unique = format!("faults-{wal:?}-{}", std::process::id());
         let document = |endpoint: &str| {
             format!(
                 "[storage]\nkind = \"minio\"\nbucket = \"{bucket}\"\nroot = \"/{unique}\"\nendpoint = \"{endpoint}\"\n\
@@ -290,26 +302,30 @@ pub fn backend_faults(
         };
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let chaotic = document(&chaos.endpoint());
-        let store = open_store(dir.path(), &dir.path().join("wal"), &chaotic, true).await?;
+        let store = open_store(dir.path(), &dir.path().join("wal"), &chaotic, true, wal).await?;
         let streams = 8u64;
-        let mut acked = Vec::new();
         for s in 0..streams {
             let id = store.create_stream().await.map_err(|e| e.to_string())?;
             store.open_stream(id).await.map_err(|e| e.to_string())?;
             assert_eq!(id, StreamId(s));
         }
-        let started = std::time::Instant::now();
-        let mut round = 0u64;
-        while started.elapsed() < Duration::from_secs(4) {
-            for s in 0..streams {
-                let appended = store
-                    .append(StreamId(s), batch(round * streams + s))
-                    .await
-                    .map_err(|e| format!("append failed while only the object store misbehaved: {e}"))?;
-                acked.push((s, appended.base_offset, appended.end_offset));
+        let producers: Vec<_> = (0..streams)
+            .map(|s| {
+                let store = store.clone();
+                tokio::spawn(async move { produce_through_faults(&store, StreamId(s), Duration::from_secs(4)).await })
+            })
+            .collect();
+        let mut acked = Vec::new();
+        let mut failed = 0usize;
+        for (s, producer) in (0..streams).zip(producers) {
+            let outcome = producer.await.map_err(|e| e.to_string())?;
+            failed += outcome.failed.len();
+            if wal == ChildWal::Local && let Some(err) = outcome.failed.first() {
+                return Err(format!("append failed while only the object store misbehaved: {err}"));
             }
-            round += 1;
+            acked.extend(outcome.acked.into_iter().map(|(base, end)| (s, base, end)));
         }
+        acked.sort_unstable();
         if chaos.injected() == 0 {
             return Err("the chaos proxy injected no fault".to_string());
         }
@@ -343,6 +359,10 @@ pub fn backend_faults(
             let stream = StreamId(s);
             verify.open_stream(stream).await.map_err(|e| e.to_string())?;
             let expected: Vec<(u64, u64)> = acked.iter().filter(|a| a.0 == s).map(|a| (a.1, a.2)).collect();
+            // Failed appends must leave no offsets behind: what was acknowledged is dense.
+            if let Some(gap) = expected.windows(2).find(|pair| pair[0].1 != pair[1].0) {
+                return Err(format!("stream {s}: acknowledged offsets jump from {} to {}", gap[0].1, gap[1].0));
+            }
             let mut got = Vec::new();
             let mut offset = 0;
             let (_, end) = verify.offsets(stream).map_err(|e| e.to_string())?;
@@ -365,7 +385,46 @@ pub fn backend_faults(
         if in_bucket != referenced.len() {
             return Err(format!("{in_bucket} objects in the bucket, {} referenced", referenced.len()));
         }
-        eprintln!("backend faults: {} faults injected, {} batches verified", chaos.injected(), acked.len());
+        eprintln!(
+            "backend faults ({wal:?} WAL): {} faults injected, {} batches verified, {failed} appends failed cleanly",
+            chaos.injected(),
+            acked.len()
+        );
         Ok(())
     })
+}
+
+/// What one producer saw: the offsets of its acknowledged appends and the errors of
+/// its failed ones.
+struct Produced {
+    acked: Vec<(u64, u64)>,
+    failed: Vec<String>,
+}
+
+/// Appends to `stream` for `time`, four appends in flight (a producer's
+/// `max.in.flight`).
+async fn produce_through_faults(store: &StreamStore, stream: StreamId, time: Duration) -> Produced {
+    let started = std::time::Instant::now();
+    let mut produced = Produced {
+        acked: Vec::new(),
+        failed: Vec::new(),
+    };
+    let mut seed = stream.0 << 32;
+    while started.elapsed() < time {
+        let wave: Vec<_> = (0..4)
+            .map(|_| {
+                seed += 1;
+                store.append(stream, batch(seed))
+            })
+            .collect();
+        for result in futures::future::join_all(wave).await {
+            match result {
+                Ok(appended) => produced
+                    .acked
+                    .push((appended.base_offset, appended.end_offset)),
+                Err(err) => produced.failed.push(err.to_string()),
+            }
+        }
+    }
+    produced
 }

@@ -51,8 +51,21 @@ fn main() {
         Trial::test("store::sigkill_on_ceph", move || {
             store_crash::sigkill_rounds(&ceph_document, 3, ChildWal::Local).map_err(Failed::from)
         }),
-        Trial::test("store::backend_faults_on_seaweedfs", move || {
-            store_crash::backend_faults(&endpoint, &bucket, &access, &secret).map_err(Failed::from)
+        Trial::test("store::backend_faults_on_seaweedfs", {
+            let (endpoint, bucket, access, secret) = (
+                endpoint.clone(),
+                bucket.clone(),
+                access.clone(),
+                secret.clone(),
+            );
+            move || {
+                store_crash::backend_faults(&endpoint, &bucket, &access, &secret, ChildWal::Local)
+                    .map_err(Failed::from)
+            }
+        }),
+        Trial::test("store::backend_faults_object_wal_on_seaweedfs", move || {
+            store_crash::backend_faults(&endpoint, &bucket, &access, &secret, ChildWal::Object)
+                .map_err(Failed::from)
         }),
     ];
     strata_integration::run_suite("store crash suite", (server, ceph, local), trials)

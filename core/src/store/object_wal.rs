@@ -1,20 +1,24 @@
 //! The object WAL: no local state. Appends of all streams gather for a window (or
 //! until a size), then go out as one stream-set object; each append is acknowledged
 //! after that PUT and its metadata commit. One PUT per window, whatever the number of
-//! streams.
+//! streams. A few windows are written at once and committed in order.
 //!
-//! If a window's write fails, its appends fail, and so do the appends already queued
-//! behind them on the same streams (their offsets follow the failed ones); those
-//! streams' next offsets go back to their committed ends, so offsets stay dense.
+//! If a window's write fails, its appends fail, and so do those of the later windows
+//! in flight and the appends queued behind them on the same streams (their offsets
+//! may follow the failed ones); those streams' next offsets go back to their
+//! committed ends, so offsets stay dense.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use tokio::sync::{Notify, oneshot};
+use tokio::task::JoinHandle;
 
 use super::cache::PendingStream;
 use super::metadata::StreamId;
-use super::{Appended, Inner, OpenStream, StoreError, upload};
+use super::upload::{self, WrittenSet};
+use super::{Appended, Inner, OpenStream, StoreError};
 use crate::batch::RecordBatch;
 
 /// Settings of the object WAL.
@@ -147,32 +151,86 @@ pub(super) async fn durable(done: oneshot::Receiver<Result<(), String>>) -> Resu
     }
 }
 
+/// Windows written concurrently. A PUT takes most of a window's time; with one at a
+/// time, a slow PUT also delays every window behind it and ingest is capped at one
+/// window per PUT.
+const MAX_WINDOWS_IN_FLIGHT: usize = 3;
+
+/// A window taken from the gathering queue, its object being written.
+struct InFlight {
+    window: Vec<Gathered>,
+    streams: Vec<StreamId>,
+    write: JoinHandle<Result<WrittenSet, StoreError>>,
+}
+
+enum Event {
+    /// Time (or size) to take the next window.
+    Window,
+    /// The oldest window in flight finished writing.
+    Written(Result<WrittenSet, StoreError>),
+}
+
 /// Writes each window's appends as one object until the store is dropped.
 ///
 /// Windows start at a fixed rate, not a window after the previous commit ended:
 /// otherwise an append arriving just after a window was taken would wait for that
-/// window's commit, a whole window, and its own commit.
+/// window's commit, a whole window, and its own commit. Up to
+/// [`MAX_WINDOWS_IN_FLIGHT`] windows are written at once; they are committed, and
+/// their appends acknowledged, strictly in window order, so each stream's ranges
+/// are committed in offset order.
 pub(super) async fn run(store: Weak<Inner>, wake: Arc<Notify>, window: Duration) {
     let mut ticks = tokio::time::interval(window);
     // A commit longer than a window: the next window closes as soon as it ends.
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     loop {
-        tokio::select! {
-            () = wake.notified() => {}
-            _ = ticks.tick() => {}
-        }
+        let room = in_flight.len() < MAX_WINDOWS_IN_FLIGHT;
+        let event = {
+            let oldest = async {
+                match in_flight.front_mut() {
+                    Some(flight) => match (&mut flight.write).await {
+                        Ok(written) => written,
+                        Err(err) => Err(StoreError::Task(err.to_string())),
+                    },
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                written = oldest => Event::Written(written),
+                () = wake.notified(), if room => Event::Window,
+                _ = ticks.tick(), if room => Event::Window,
+            }
+        };
         let Some(inner) = store.upgrade() else { return };
         let super::Wal::Object(wal) = &inner.wal else {
             return;
         };
-        let window = wal.take();
-        if !window.is_empty() {
-            commit_window(&inner, wal, window).await;
+        match event {
+            Event::Window => {
+                let window = wal.take();
+                if !window.is_empty() {
+                    in_flight.push_back(start_write(&inner, window));
+                }
+            }
+            Event::Written(written) => {
+                let Some(flight) = in_flight.pop_front() else {
+                    continue;
+                };
+                let committed = match written {
+                    Ok(set) => upload::commit_objects(&inner, set).await.map(drop),
+                    Err(err) => Err(err),
+                };
+                match committed {
+                    Ok(()) => acknowledge(&inner, flight.window),
+                    Err(err) => fail_from(&inner, wal, flight, &mut in_flight, err).await,
+                }
+            }
         }
     }
 }
 
-async fn commit_window(inner: &Inner, wal: &ObjectWal, window: Vec<Gathered>) {
+/// Starts writing `window` as one object.
+fn start_write(inner: &Arc<Inner>, window: Vec<Gathered>) -> InFlight {
     let mut pending: Vec<PendingStream> = Vec::new();
     for gathered in &window {
         match pending.iter_mut().find(|p| p.stream == gathered.stream) {
@@ -184,29 +242,73 @@ async fn commit_window(inner: &Inner, wal: &ObjectWal, window: Vec<Gathered>) {
         }
     }
     let streams: Vec<StreamId> = pending.iter().map(|p| p.stream).collect();
-    match upload::write_stream_set(inner, pending, upload::Grouping::Single).await {
-        Ok(_) => {
-            {
-                let mut cache = inner.lock_cache();
-                for gathered in &window {
-                    cache.insert_committed(gathered.stream, gathered.batch.clone());
-                }
-            }
-            for gathered in window {
-                let _ = gathered.done.send(Ok(()));
-            }
+    let inner = inner.clone();
+    let write = tokio::spawn(async move {
+        upload::write_objects(&inner, pending, upload::Grouping::Single).await
+    });
+    InFlight {
+        window,
+        streams,
+        write,
+    }
+}
+
+/// The window is committed: its batches become readable and its appends succeed.
+fn acknowledge(inner: &Inner, window: Vec<Gathered>) {
+    {
+        let mut cache = inner.lock_cache();
+        for gathered in &window {
+            cache.insert_committed(gathered.stream, gathered.batch.clone());
         }
-        Err(err) => {
-            let reason = err.to_string();
-            metrics::counter!("strata_object_wal_failures_total").increment(1);
-            tracing::warn!(error = %reason, appends = window.len(), "object WAL write failed; failing its appends");
-            for gathered in window {
-                let _ = gathered.done.send(Err(reason.clone()));
-            }
-            for stream in streams {
-                rewind(inner, wal, stream, &reason).await;
-            }
+    }
+    for gathered in window {
+        let _ = gathered.done.send(Ok(()));
+    }
+}
+
+/// A window failed: its appends fail, and so do those of every later window in
+/// flight (their objects are discarded). A later window may hold offsets that follow
+/// the failed ones, and rewinding a stream while an earlier window of it is still to
+/// be committed would hand its offsets out twice; failing them all keeps it simple,
+/// and failures are rare. The affected streams' queued appends fail too and their
+/// next offsets go back to their committed ends.
+async fn fail_from(
+    inner: &Inner,
+    wal: &ObjectWal,
+    failed: InFlight,
+    in_flight: &mut VecDeque<InFlight>,
+    err: StoreError,
+) {
+    let reason = err.to_string();
+    metrics::counter!("strata_object_wal_failures_total").increment(1);
+    tracing::warn!(
+        error = %reason,
+        appends = failed.window.len(),
+        later_windows = in_flight.len(),
+        "object WAL write failed; failing its appends and those of later windows"
+    );
+    let mut streams: Vec<StreamId> = failed.streams;
+    fail_window(failed.window, &reason);
+    while let Some(later) = in_flight.pop_front() {
+        if let Ok(Ok(set)) = later.write.await {
+            upload::discard_objects(inner, set).await;
         }
+        streams.extend(later.streams);
+        fail_window(
+            later.window,
+            &format!("an earlier object-WAL write failed: {reason}"),
+        );
+    }
+    streams.sort_unstable();
+    streams.dedup();
+    for stream in streams {
+        rewind(inner, wal, stream, &reason).await;
+    }
+}
+
+fn fail_window(window: Vec<Gathered>, reason: &str) {
+    for gathered in window {
+        let _ = gathered.done.send(Err(reason.to_string()));
     }
 }
 

@@ -136,19 +136,35 @@ pub(super) enum Grouping {
     About(usize),
 }
 
-/// Writes `pending` as objects and commits them: streams with at least
-/// `stream_split_bytes` pending get a stream object of their own, the rest share
-/// stream-set objects laid out by `grouping`. The objects are written concurrently.
-/// Each object's id is allocated with its prepared record before its PUT; then one
-/// transaction, conditional on every stream's epoch, adds all the ranges and marks
-/// every object committed. The ranges are added to the streams' state. When a PUT
-/// fails or the commit is fenced, the new objects are discarded (best effort; what
-/// remains is removed at the next open or by garbage collection).
+/// Writes `pending` as objects and commits them ([`write_objects`], then
+/// [`commit_objects`]).
 pub(super) async fn write_stream_set(
     inner: &Inner,
     pending: Vec<PendingStream>,
     grouping: Grouping,
 ) -> Result<Vec<(Arc<OpenStream>, ObjectRange)>, StoreError> {
+    let written = write_objects(inner, pending, grouping).await?;
+    commit_objects(inner, written).await
+}
+
+/// Objects written but not yet committed: nothing references them until
+/// [`commit_objects`]; [`discard_objects`] removes them instead.
+pub(super) struct WrittenSet {
+    objects: Vec<Written>,
+    started: Instant,
+}
+
+/// Writes `pending` as objects: streams with at least `stream_split_bytes` pending
+/// get a stream object of their own, the rest share stream-set objects laid out by
+/// `grouping`. The objects are written concurrently, each with its id allocated (and
+/// its prepared record stored) before its PUT. If any PUT fails, the others are
+/// discarded (best effort; what remains is removed at the next open or by garbage
+/// collection).
+pub(super) async fn write_objects(
+    inner: &Inner,
+    pending: Vec<PendingStream>,
+    grouping: Grouping,
+) -> Result<WrittenSet, StoreError> {
     let started = Instant::now();
     let split = inner.config.stream_split_bytes;
     let (large, small): (Vec<_>, Vec<_>) =
@@ -186,7 +202,28 @@ pub(super) async fn write_stream_set(
         discard_all(inner, &written).await;
         return Err(err);
     }
+    Ok(WrittenSet {
+        objects: written,
+        started,
+    })
+}
 
+/// Discards objects that will not be committed (best effort, like a failed write).
+pub(super) async fn discard_objects(inner: &Inner, set: WrittenSet) {
+    discard_all(inner, &set.objects).await;
+}
+
+/// Commits written objects in one transaction, conditional on every stream's epoch:
+/// it adds all their ranges and marks every object committed; the ranges are then
+/// added to the streams' state. A fenced commit discards the objects.
+pub(super) async fn commit_objects(
+    inner: &Inner,
+    set: WrittenSet,
+) -> Result<Vec<(Arc<OpenStream>, ObjectRange)>, StoreError> {
+    let WrittenSet {
+        objects: mut written,
+        started,
+    } = set;
     let mut txn = Txn::new();
     for object in &mut written {
         for (open, range) in &mut object.ranges {
