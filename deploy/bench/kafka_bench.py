@@ -28,19 +28,67 @@ def free_port():
         return s.getsockname()[1]
 
 
+def histogram(admin_addr, series):
+    """Cumulative buckets [(upper bound in seconds, count)] of one histogram series
+    (name and labels up to the `le` label) scraped from the broker."""
+    text = urllib.request.urlopen(f"http://{admin_addr}/metrics", timeout=10).read().decode()
+    prefix = series + 'le="'
+    buckets = []
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            le = line[len(prefix):].split('"')[0]
+            buckets.append((float("inf") if le == "+Inf" else float(le), float(line.split()[-1])))
+    return sorted(buckets)
+
+
 def broker_produce_quantiles(admin_addr, quantiles=(0.5, 0.99, 0.999)):
     """Quantiles (ms) of the broker's own Produce latency histogram, from arrival of
     the request to its response written: the broker's share of the latency."""
-    text = urllib.request.urlopen(f"http://{admin_addr}/metrics", timeout=10).read().decode()
-    buckets = []
-    for line in text.splitlines():
-        if line.startswith('strata_kafka_request_duration_seconds_bucket{api="Produce",le="'):
-            le = line.split('le="')[1].split('"')[0]
-            buckets.append((float("inf") if le == "+Inf" else float(le), float(line.split()[-1])))
-    buckets.sort()
+    buckets = histogram(admin_addr,
+                        'strata_kafka_request_duration_seconds_bucket{api="Produce",')
     total = buckets[-1][1] if buckets else 0
     return [next((le for le, count in buckets if count >= q * total), float("nan")) * 1000
             for q in quantiles]
+
+
+def over(buckets, seconds):
+    """How many observations of a cumulative histogram exceeded `seconds` (a bound)."""
+    total = buckets[-1][1] if buckets else 0
+    return total - next((count for le, count in buckets if le == seconds), total)
+
+
+SLOW_SYNC_MS = (5, 10, 25)
+
+
+def disk_sync_probe(directory, seconds):
+    """The disk's own fdatasync latency, before the broker runs: 4 KiB overwrites of
+    a preallocated file, each synced, for `seconds`. Stalls here are the machine's
+    (the host flushing its cache), and every WAL sync in their path waits as long."""
+    path = os.path.join(directory, "sync-probe")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        size = 64 << 20
+        os.write(fd, b"\0" * size)
+        os.fsync(fd)
+        block = b"p" * 4096
+        latencies = []
+        started = time.monotonic()
+        position = 0
+        while time.monotonic() - started < seconds:
+            t = time.perf_counter()
+            os.pwrite(fd, block, position)
+            os.fdatasync(fd)
+            latencies.append((time.perf_counter() - t) * 1000)
+            position = (position + len(block)) % size
+    finally:
+        os.close(fd)
+        os.remove(path)
+    latencies.sort()
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    slow = ", ".join(f"over {ms} ms: {sum(1 for x in latencies if x > ms)}"
+                     for ms in SLOW_SYNC_MS)
+    return (f"{len(latencies)} syncs, p50 {latencies[len(latencies) // 2]:.2f} ms, "
+            f"p99 {p99:.2f} ms, max {latencies[-1]:.1f} ms; {slow}")
 
 
 def peak_rss_mib(pid):
@@ -74,6 +122,8 @@ def main():
     args = parser.parse_args()
 
     data = tempfile.mkdtemp(prefix="strata-bench-")
+    # The same run's baseline for the latency case: what the disk itself does.
+    print(f"# disk baseline, {data}: {disk_sync_probe(data, 10)}", flush=True)
     port = free_port()
     admin_addr = f"127.0.0.1:{free_port()}"
     env = dict(os.environ, STRATA_BROKER_LISTEN=f"127.0.0.1:{port}",
@@ -113,6 +163,10 @@ def main():
     b50, b99, b999 = broker_produce_quantiles(admin_addr)
     print(f"{'  same, broker-side (bucket bound)':<38} {'':>13} {'':>9} "
           f"{b50:>7.2f} {b99:>7.2f} {b999:>8.2f}", flush=True)
+    wal_syncs = histogram(admin_addr, "strata_wal_fsync_seconds_bucket{")
+    if wal_syncs:
+        slow = ", ".join(f"over {ms} ms: {over(wal_syncs, ms / 1000):.0f}" for ms in SLOW_SYNC_MS)
+        print(f"{'  same, WAL syncs':<38} {wal_syncs[-1][1]:>13.0f} syncs; {slow}", flush=True)
     print(f"{'  broker peak RSS so far':<38} {peak_rss_mib(broker.pid):>13.0f} MiB", flush=True)
     cases = [] if args.latency_only else [(p, codec, acks) for p in (1, 16) for codec, acks in
                                           (("none", "all"), ("lz4", "all"), ("none", "1"))]
