@@ -11,6 +11,7 @@ driver in rdkafka-driver/ (librdkafka), which prints `key=value` figures.
 """
 import argparse
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -122,69 +123,76 @@ def main():
     args = parser.parse_args()
 
     data = tempfile.mkdtemp(prefix="strata-bench-")
-    # The same run's baseline for the latency case: what the disk itself does.
-    print(f"# disk baseline, {data}: {disk_sync_probe(data, 10)}", flush=True)
-    port = free_port()
-    admin_addr = f"127.0.0.1:{free_port()}"
-    env = dict(os.environ, STRATA_BROKER_LISTEN=f"127.0.0.1:{port}",
-               STRATA_ADMIN_LISTEN=admin_addr,
-               STRATA_BROKER_DATA_DIR=os.path.join(data, "state"),
-               STRATA_STORAGE_ROOT=os.path.join(data, "objects"), STRATA_LOG="warn")
-    command = [args.strata, "serve"] + (["--config", args.config] if args.config else [])
-    if args.config:
-        env.pop("STRATA_STORAGE_ROOT")
-    broker = subprocess.Popen(command, env=env, stderr=open(os.path.join(data, "broker.log"), "w"))
-    bootstrap = f"127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    # Each case writes hundreds of MiB: the data directory goes when the run ends,
+    # however it ends.
+    broker = None
+    try:
+        # The same run's baseline for the latency case: what the disk itself does.
+        print(f"# disk baseline, {data}: {disk_sync_probe(data, 10)}", flush=True)
+        port = free_port()
+        admin_addr = f"127.0.0.1:{free_port()}"
+        env = dict(os.environ, STRATA_BROKER_LISTEN=f"127.0.0.1:{port}",
+                   STRATA_ADMIN_LISTEN=admin_addr,
+                   STRATA_BROKER_DATA_DIR=os.path.join(data, "state"),
+                   STRATA_STORAGE_ROOT=os.path.join(data, "objects"), STRATA_LOG="warn")
+        command = [args.strata, "serve"] + (["--config", args.config] if args.config else [])
+        if args.config:
+            env.pop("STRATA_STORAGE_ROOT")
+        broker = subprocess.Popen(command, env=env, stderr=open(os.path.join(data, "broker.log"), "w"))
+        bootstrap = f"127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        admin = AdminClient({"bootstrap.servers": bootstrap})
 
-    def new_topic(name, partitions):
-        admin.create_topics([NewTopic(name, partitions, 1)])[name].result(30)
+        def new_topic(name, partitions):
+            admin.create_topics([NewTopic(name, partitions, 1)])[name].result(30)
 
-    version = subprocess.run([args.driver, "--bootstrap", "-", "--topic", "-", "version"],
-                             capture_output=True, text=True, check=True).stdout.strip()
-    print(f"# {args.label}; librdkafka {version} (Rust driver); "
-          f"1 KiB records, {args.mib} MiB per case")
-    print(f"{'case':<38} {'produce MiB/s':>13} {'msg/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'p999 ms':>8} {'consume MiB/s':>13} {'msg/s':>9} {'peak RSS MiB':>12}")
-    # The paced latency case runs first, on the fresh broker, so uploads of the
-    # throughput cases' backlog do not share the disk with it.
-    new_topic("bench-latency", 16)
-    paced = drive(args.driver, bootstrap, "bench-latency", 16, "produce", "--mib", 500,
-                  "--rate-mib", 50, "--codec", "lz4", "--acks", "all")
-    print(f"{'16 partitions, lz4, acks=all @50MiB/s':<38} {paced['mib_per_s']:>13.1f} "
-          f"{paced['msg_per_s']:>9.0f} {paced['p50_ms']:>7.2f} {paced['p99_ms']:>7.2f} "
-          f"{paced['p999_ms']:>8.2f}   (max {paced['max_ms']:.2f})", flush=True)
-    b50, b99, b999 = broker_produce_quantiles(admin_addr)
-    print(f"{'  same, broker-side (bucket bound)':<38} {'':>13} {'':>9} "
-          f"{b50:>7.2f} {b99:>7.2f} {b999:>8.2f}", flush=True)
-    wal_syncs = histogram(admin_addr, "strata_wal_fsync_seconds_bucket{")
-    if wal_syncs:
-        slow = ", ".join(f"over {ms} ms: {over(wal_syncs, ms / 1000):.0f}" for ms in SLOW_SYNC_MS)
-        print(f"{'  same, WAL syncs':<38} {wal_syncs[-1][1]:>13.0f} syncs; {slow}", flush=True)
-    print(f"{'  broker peak RSS so far':<38} {peak_rss_mib(broker.pid):>13.0f} MiB", flush=True)
-    cases = [] if args.latency_only else [(p, codec, acks) for p in (1, 16) for codec, acks in
-                                          (("none", "all"), ("lz4", "all"), ("none", "1"))]
-    for n, (partitions, codec, acks) in enumerate(cases):
-        topic = f"bench-{n}-{partitions}-{codec}-{acks}"
-        new_topic(topic, partitions)
-        produced = drive(args.driver, bootstrap, topic, partitions, "produce", "--mib", args.mib,
-                         "--codec", codec, "--acks", acks)
-        consumed = drive(args.driver, bootstrap, topic, partitions, "consume",
-                         "--records", int(produced["records"]) + partitions)
-        print(f"{f'{partitions} partition(s), {codec}, acks={acks}':<38} "
-              f"{produced['mib_per_s']:>13.1f} {produced['msg_per_s']:>9.0f} "
-              f"{produced['p50_ms']:>7.2f} {produced['p99_ms']:>7.2f} {produced['p999_ms']:>8.2f} "
-              f"{consumed['mib_per_s']:>13.1f} {consumed['msg_per_s']:>9.0f} "
-              f"{peak_rss_mib(broker.pid):>12.0f}", flush=True)
-    print(f"broker peak RSS over all cases: {peak_rss_mib(broker.pid):.0f} MiB")
-    broker.terminate()
-    broker.wait(60)
+        version = subprocess.run([args.driver, "--bootstrap", "-", "--topic", "-", "version"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+        print(f"# {args.label}; librdkafka {version} (Rust driver); "
+              f"1 KiB records, {args.mib} MiB per case")
+        print(f"{'case':<38} {'produce MiB/s':>13} {'msg/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
+              f"{'p999 ms':>8} {'consume MiB/s':>13} {'msg/s':>9} {'peak RSS MiB':>12}")
+        # The paced latency case runs first, on the fresh broker, so uploads of the
+        # throughput cases' backlog do not share the disk with it.
+        new_topic("bench-latency", 16)
+        paced = drive(args.driver, bootstrap, "bench-latency", 16, "produce", "--mib", 500,
+                      "--rate-mib", 50, "--codec", "lz4", "--acks", "all")
+        print(f"{'16 partitions, lz4, acks=all @50MiB/s':<38} {paced['mib_per_s']:>13.1f} "
+              f"{paced['msg_per_s']:>9.0f} {paced['p50_ms']:>7.2f} {paced['p99_ms']:>7.2f} "
+              f"{paced['p999_ms']:>8.2f}   (max {paced['max_ms']:.2f})", flush=True)
+        b50, b99, b999 = broker_produce_quantiles(admin_addr)
+        print(f"{'  same, broker-side (bucket bound)':<38} {'':>13} {'':>9} "
+              f"{b50:>7.2f} {b99:>7.2f} {b999:>8.2f}", flush=True)
+        wal_syncs = histogram(admin_addr, "strata_wal_fsync_seconds_bucket{")
+        if wal_syncs:
+            slow = ", ".join(f"over {ms} ms: {over(wal_syncs, ms / 1000):.0f}" for ms in SLOW_SYNC_MS)
+            print(f"{'  same, WAL syncs':<38} {wal_syncs[-1][1]:>13.0f} syncs; {slow}", flush=True)
+        print(f"{'  broker peak RSS so far':<38} {peak_rss_mib(broker.pid):>13.0f} MiB", flush=True)
+        cases = [] if args.latency_only else [(p, codec, acks) for p in (1, 16) for codec, acks in
+                                              (("none", "all"), ("lz4", "all"), ("none", "1"))]
+        for n, (partitions, codec, acks) in enumerate(cases):
+            topic = f"bench-{n}-{partitions}-{codec}-{acks}"
+            new_topic(topic, partitions)
+            produced = drive(args.driver, bootstrap, topic, partitions, "produce", "--mib", args.mib,
+                             "--codec", codec, "--acks", acks)
+            consumed = drive(args.driver, bootstrap, topic, partitions, "consume",
+                             "--records", int(produced["records"]) + partitions)
+            print(f"{f'{partitions} partition(s), {codec}, acks={acks}':<38} "
+                  f"{produced['mib_per_s']:>13.1f} {produced['msg_per_s']:>9.0f} "
+                  f"{produced['p50_ms']:>7.2f} {produced['p99_ms']:>7.2f} {produced['p999_ms']:>8.2f} "
+                  f"{consumed['mib_per_s']:>13.1f} {consumed['msg_per_s']:>9.0f} "
+                  f"{peak_rss_mib(broker.pid):>12.0f}", flush=True)
+        print(f"broker peak RSS over all cases: {peak_rss_mib(broker.pid):.0f} MiB")
+    finally:
+        if broker is not None:
+            broker.terminate()
+            broker.wait(60)
+        shutil.rmtree(data, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -263,7 +263,7 @@ pub const FAMILIES: &[(&str, Kind, Unit, &str)] = &[
         "strata_read_ahead_blocks_total",
         Kind::Counter,
         Unit::Count,
-        "Blocks read ahead for sequential readers.",
+        "Blocks read ahead for sequential readers: later blocks of the object being read, and the next ranges in other objects.",
     ),
     (
         "strata_compaction_runs_total",

@@ -15,6 +15,7 @@ mod cache;
 mod compaction;
 mod metadata;
 mod object_wal;
+mod prefetch;
 mod read;
 mod retention;
 mod upload;
@@ -229,6 +230,7 @@ struct Inner {
     blocks: block_cache::BlockCache,
     /// Permits for storage reads of cold fetches.
     cold_reads: tokio::sync::Semaphore,
+    prefetches: prefetch::Prefetches,
 }
 
 struct OpenStream {
@@ -240,6 +242,8 @@ struct OpenStream {
     /// Next offset to assign; held while an append is queued so offsets follow call order.
     next_offset: tokio::sync::Mutex<u64>,
     state: Mutex<StreamState>,
+    /// Ranges starting below this were already handed to the prefetcher.
+    prefetched_end: std::sync::atomic::AtomicU64,
 }
 
 struct StreamState {
@@ -273,6 +277,8 @@ impl StreamStore {
         let cache = LogCache::new(config.log_cache_bytes, first_lsn);
         let blocks = block_cache::BlockCache::new(config.block_cache_bytes);
         let cold_reads = tokio::sync::Semaphore::new(config.cold_read_concurrency.max(1));
+        // A quarter of the cold-read budget may go to reading ahead of readers.
+        let config_prefetches = config.cold_read_concurrency / 4;
         let inner = Arc::new(Inner {
             storage,
             meta,
@@ -287,6 +293,7 @@ impl StreamStore {
             indexes: read::IndexCache::new(1024),
             blocks,
             cold_reads,
+            prefetches: prefetch::Prefetches::new(config_prefetches),
         });
         let store = StreamStore { inner };
         upload::remove_uncommitted_objects(&store.inner).await?;
@@ -411,6 +418,7 @@ impl StreamStore {
                 retention: RetentionPolicy::default(),
                 ranges,
             }),
+            prefetched_end: std::sync::atomic::AtomicU64::new(0),
         });
         self.inner.lock_streams().insert(stream, open);
         Ok(())

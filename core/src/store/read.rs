@@ -54,7 +54,7 @@ impl IndexCache {
 }
 
 pub(super) async fn from_objects(
-    inner: &Inner,
+    inner: &Arc<Inner>,
     stream: StreamId,
     offset: u64,
     max_bytes: usize,
@@ -81,6 +81,9 @@ pub(super) async fn from_objects(
             end,
         });
     };
+    // The ranges after this one are fetched while this one is read.
+    super::prefetch::schedule(inner, &open, range.end_offset);
+    inner.prefetches.wait(range.object, stream).await;
     let index = load_index(inner, range.object).await?;
     let blocks: Vec<BlockEntry> = index
         .blocks_of(stream.0)

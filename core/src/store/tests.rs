@@ -965,3 +965,68 @@ async fn objects_are_counted_by_kind_and_state() {
     assert!(bytes > 0);
     assert_eq!(counts.len(), 1, "{counts:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_sequential_reader_finds_the_following_ranges_prefetched() {
+    let fixture = Fixture::new();
+    let (stream, written) = {
+        let store = fixture.store().await;
+        let stream = store.create_stream().await.expect("create");
+        store.open_stream(stream).await.expect("open");
+        let mut written = Vec::new();
+        // One upload per batch: the stream's data spread over ten objects.
+        for i in 0..10 {
+            store.append(stream, batch(3, i)).await.expect("append");
+            written.push(batch(3, i));
+            store.flush().await.expect("flush");
+        }
+        (stream, written)
+    };
+    assert_eq!(fixture.objects(), 10);
+    let store = fixture.store().await;
+    store.open_stream(stream).await.expect("open");
+    let first = store.fetch(stream, 0, 1).await.expect("fetch");
+    assert_eq!(first.len(), 1);
+    // The fetch of the first range handed the next ones to the prefetcher.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !store.inner.prefetches.is_idle() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "prefetches never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let ranges: Vec<ObjectRange> = {
+        let open = store.inner.open_stream_state(stream).expect("open stream");
+        open.lock_state().ranges.values().copied().collect()
+    };
+    assert_eq!(ranges.len(), 10);
+    // As many ranges as prefetch permits (a quarter of the cold-read budget), no more:
+    // prefetches never queue.
+    let permits = fixture.config().cold_read_concurrency / 4;
+    for (i, range) in ranges.iter().enumerate().skip(1) {
+        let index = read::load_index(&store.inner, range.object)
+            .await
+            .expect("index");
+        let block = index.blocks_of(stream.0)[0];
+        let cached = store
+            .inner
+            .blocks
+            .get((range.object, block.position))
+            .is_some();
+        assert_eq!(
+            cached,
+            i <= permits,
+            "range {i} (offset {}): prefetched {cached}",
+            range.start_offset
+        );
+    }
+    let read = read_all(&store, stream, 0).await;
+    assert_dense(&read, 0);
+    let expected: Vec<RecordBatch> = written
+        .iter()
+        .zip(read.iter())
+        .map(|(w, r)| w.clone().with_base_offset(r.base_offset()))
+        .collect();
+    assert_eq!(read, expected);
+}

@@ -35,9 +35,9 @@ pub struct LocalWalOptions {
     /// Upper bound on the bytes written by one group commit.
     pub max_group_bytes: usize,
     /// Trimmed segments kept to be overwritten as new ones (each `segment_bytes` of
-    /// disk). Appending to a fresh file makes every fsync commit the filesystem
-    /// journal (the file's size changed), so it waits behind any other metadata
-    /// change on the disk; overwriting a reused file does not.
+    /// disk). Appending to a fresh file makes every fsync also write filesystem
+    /// metadata (the new size, the block allocation), which waits behind other
+    /// metadata changes on the disk; overwriting a reused file writes only data.
     pub recycled_segments: usize,
 }
 

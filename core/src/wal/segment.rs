@@ -2,8 +2,10 @@
 //! payload is `[lsn: u64 LE][record]`.
 //!
 //! Trimmed segments are renamed `<first lsn>.free` and later overwritten as new
-//! segments: overwriting allocated blocks lets `fdatasync` skip the filesystem
-//! journal, which every append to a growing file needs. A reused file still holds old
+//! segments: an `fdatasync` of allocated blocks writes only data, while every append
+//! to a growing file also makes it write the inode's new size and block allocation
+//! (a journal commit on journaled ext4, synchronous metadata writes without one). A
+//! reused file still holds old
 //! frames past the new ones; their LSNs are older, which is how reading tells them
 //! apart.
 

@@ -39,6 +39,9 @@ pub struct BenchArgs {
     /// Use the object WAL with this window (ms) instead of the local WAL.
     #[arg(long)]
     pub object_wal_window_ms: Option<u64>,
+    /// Streams read concurrently in the read phases (each read start to end).
+    #[arg(long, default_value_t = 8)]
+    pub readers: usize,
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -250,7 +253,14 @@ pub(super) async fn run(
     Recorded::since_last(&snapshotter);
     peaks.push(("ingest", peak_rss_mib()));
     reset_peak_rss();
-    let tail = read_from(&store, &streams, 256 * 1024, Some(tail_offsets)).await?;
+    let tail = read_from(
+        &store,
+        &streams,
+        256 * 1024,
+        Some(tail_offsets),
+        args.readers,
+    )
+    .await?;
     let during_tail = Recorded::since_last(&snapshotter);
     let hits = [
         during_tail.counter("strata_log_cache_hits_total"),
@@ -279,13 +289,14 @@ pub(super) async fn run(
     }
     Recorded::since_last(&snapshotter);
     reset_peak_rss();
-    let cold_read = read_from(&cold, &streams, 1024 * 1024, None).await?;
+    let cold_read = read_from(&cold, &streams, 1024 * 1024, None, args.readers).await?;
     peaks.push(("cold read", peak_rss_mib()));
     let gets = Recorded::since_last(&snapshotter).operations("read");
     println!(
-        "  cold read (objects)    {:>8.1} MiB/s  ({:.1} GETs per GiB read)",
+        "  cold read (objects)    {:>8.1} MiB/s  ({:.1} GETs per GiB read, {} streams at a time)",
         cold_read.mib_per_sec(),
-        gets as f64 / (cold_read.bytes as f64 / (MIB * 1024.0))
+        gets as f64 / (cold_read.bytes as f64 / (MIB * 1024.0)),
+        args.readers
     );
     println!(
         "  cold read vs raw read        {:>6.0} %",

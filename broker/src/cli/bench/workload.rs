@@ -157,6 +157,7 @@ pub(super) async fn read_from(
     streams: &[StreamId],
     max_bytes: usize,
     last: Option<u64>,
+    readers: usize,
 ) -> Result<Phase, String> {
     let started = Instant::now();
     let mut readers = futures::stream::iter(streams.iter().copied())
@@ -178,7 +179,7 @@ pub(super) async fn read_from(
                 Ok::<u64, String>(bytes)
             }
         })
-        .buffer_unordered(8);
+        .buffer_unordered(readers.max(1));
     let mut bytes = 0;
     while let Some(result) = readers.next().await {
         bytes += result?;
