@@ -237,6 +237,24 @@ pub(super) async fn run(
             fsyncs.len()
         );
     }
+    // Stalls of the store itself, beside the appends' latency: a slow PUT (or a slow
+    // synced piece on a local directory) holds every append waiting for it.
+    for (name, recorded) in [
+        ("unthrottled", &ingestion[0]),
+        ("fixed rate", &ingestion[1]),
+    ] {
+        let writes = recorded.operation_durations("write");
+        if !writes.is_empty() {
+            println!(
+                "  object-store writes, {:<11} p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  ({} calls)",
+                name,
+                quantile(&writes, 0.50) * 1000.0,
+                quantile(&writes, 0.99) * 1000.0,
+                quantile(&writes, 1.0) * 1000.0,
+                writes.len()
+            );
+        }
+    }
     println!(
         "  PUTs per GiB ingested        {:>8.1}  ({} objects, {:.2} GiB, {:.1} MiB per object; {} operator write calls)",
         objects as f64 / ingested_gib,

@@ -42,10 +42,25 @@ impl Recorded {
 
     /// Every value histogram `name` recorded, sorted.
     pub(super) fn histogram(&self, name: &str) -> Vec<f64> {
+        self.histogram_where(name, |_| true)
+    }
+
+    /// Durations (seconds, sorted) of object-store operations of kind `operation`.
+    pub(super) fn operation_durations(&self, operation: &str) -> Vec<f64> {
+        self.histogram_where(strata_backends::metric_names::OPERATION_DURATION, |key| {
+            key.key()
+                .labels()
+                .any(|l| l.key() == "operation" && l.value() == operation)
+        })
+    }
+
+    fn histogram_where(&self, name: &str, matches: impl Fn(&CompositeKey) -> bool) -> Vec<f64> {
         let mut values: Vec<f64> = self
             .0
             .iter()
-            .filter(|(key, _)| key.kind() == MetricKind::Histogram && key.key().name() == name)
+            .filter(|(key, _)| {
+                key.kind() == MetricKind::Histogram && key.key().name() == name && matches(key)
+            })
             .flat_map(|(_, value)| match value {
                 DebugValue::Histogram(values) => values.iter().map(|v| v.into_inner()).collect(),
                 _ => Vec::new(),
