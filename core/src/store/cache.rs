@@ -205,6 +205,11 @@ impl LogCache {
         let Some(entry) = self.streams.get_mut(&stream) else {
             return;
         };
+        if end <= entry.uploaded_end {
+            // Already uploaded (a range reported twice, or out of order): a range
+            // from above `end` would be inverted.
+            return;
+        }
         let newly: usize = entry
             .batches
             .range(entry.uploaded_end..end)
@@ -465,5 +470,27 @@ mod tests {
         cache.mark_uploaded(old, 2);
         assert_eq!(cache.upload_order(), vec![new]);
         assert_eq!(cache.wal_trim_point(), lsns[1]);
+    }
+
+    #[test]
+    fn marking_an_already_uploaded_end_changes_nothing() {
+        let stream = StreamId(1);
+        let batch = |base: u64| synthetic_batch(1, 100, 0).with_base_offset(base);
+        let mut cache = LogCache::new(usize::MAX, Lsn(0));
+        cache.open_stream(stream, 0);
+        for base in 0..4 {
+            let lsn = cache.reserve_lsn();
+            cache.insert(stream, batch(base), lsn);
+        }
+        cache.mark_uploaded(stream, 3);
+        let unuploaded = cache.unuploaded_bytes();
+        cache.mark_uploaded(stream, 2);
+        cache.mark_uploaded(stream, 3);
+        assert_eq!(cache.unuploaded_bytes(), unuploaded);
+        assert_eq!(cache.upload_order(), vec![stream]);
+        let pending = cache
+            .pending(stream, usize::MAX)
+            .expect("offset 3 is pending");
+        assert_eq!(pending.batches[0].base_offset(), 3);
     }
 }
