@@ -267,16 +267,13 @@ async fn verify(
 }
 
 /// Appends while the object store misbehaves (errors, throttling, resets, cut
-/// transfers) and retries are nearly off, so failures reach the store's uploader.
-/// Every append must still be acknowledged (the WAL is local), and once the store
-/// behaves again, every acknowledged batch must be readable exactly once, in order,
-/// from objects, with no orphan object left after cleanup.
-/// Appends through a proxy that breaks a share of the object store's connections.
-/// With the local WAL every append must succeed (uploads retry behind it); with the
-/// object WAL an append may fail, but only cleanly: the acknowledged ones are there,
-/// once and in order, and the failed ones left no offsets behind. Several appends
-/// per stream are in flight, so object-WAL windows are written concurrently and a
-/// failed window takes later ones with it.
+/// transfers) and retries are nearly off, so failures reach the store. With the
+/// local WAL every append must still be acknowledged (uploads retry behind it); with
+/// the object WAL an append may fail, but only cleanly: the failed ones leave no
+/// offsets behind. Once the store behaves again, every acknowledged batch must be
+/// readable exactly once, in order, from objects, with no orphan object left after
+/// cleanup. Several appends per stream are in flight, so object-WAL windows are
+/// written concurrently and a failed window takes later ones with it.
 pub fn backend_faults(
     endpoint: &str,
     bucket: &str,

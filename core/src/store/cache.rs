@@ -324,6 +324,19 @@ mod tests {
     use super::*;
     use crate::batch::synthetic_batch;
 
+    /// A one-record batch at `base`.
+    fn batch(base: u64) -> RecordBatch {
+        synthetic_batch(1, 100, 0).with_base_offset(base)
+    }
+
+    /// Appends the batches at `bases`, in that order, as the WAL would acknowledge them.
+    fn insert_acked(cache: &mut LogCache, stream: StreamId, bases: impl IntoIterator<Item = u64>) {
+        for base in bases {
+            let lsn = cache.reserve_lsn();
+            cache.insert(stream, batch(base), lsn);
+        }
+    }
+
     #[test]
     fn eviction_takes_the_oldest_batches_of_every_stream_alike() {
         let batch_len = synthetic_batch(1, 100, 0).len();
@@ -349,14 +362,10 @@ mod tests {
     #[test]
     fn batches_inserted_out_of_order_are_evicted_oldest_offset_first() {
         let stream = StreamId(1);
-        let batch = |base: u64| synthetic_batch(1, 100, 0).with_base_offset(base);
         let mut cache = LogCache::new(batch(0).len() * 2, Lsn(0));
         cache.open_stream(stream, 0);
         // Durable together, inserted by different tasks: 2 enters before 1.
-        for base in [0, 2, 1, 3] {
-            let lsn = cache.reserve_lsn();
-            cache.insert(stream, batch(base), lsn);
-        }
+        insert_acked(&mut cache, stream, [0, 2, 1, 3]);
         assert_eq!(cache.acked_end(stream), Some(4));
         cache.mark_uploaded(stream, 4);
         assert!(!cache.evict(usize::MAX).more);
@@ -371,7 +380,6 @@ mod tests {
     #[test]
     fn a_read_stops_at_a_hole_in_the_cached_run() {
         let stream = StreamId(1);
-        let batch = |base: u64| synthetic_batch(1, 100, 0).with_base_offset(base);
         let mut cache = LogCache::new(usize::MAX, Lsn(0));
         cache.open_stream(stream, 0);
         for base in 0..4 {
@@ -413,13 +421,9 @@ mod tests {
     #[test]
     fn eviction_is_bounded_per_call_and_finishes_over_several() {
         let stream = StreamId(1);
-        let batch = |base: u64| synthetic_batch(1, 100, 0).with_base_offset(base);
         let mut cache = LogCache::new(batch(0).len() * 2, Lsn(0));
         cache.open_stream(stream, 0);
-        for base in 0..10 {
-            let lsn = cache.reserve_lsn();
-            cache.insert(stream, batch(base), lsn);
-        }
+        insert_acked(&mut cache, stream, 0..10);
         cache.mark_uploaded(stream, 10);
         let first = cache.evict(3);
         assert_eq!((first.dropped.len(), first.more), (3, true));
@@ -445,7 +449,6 @@ mod tests {
     #[test]
     fn uploads_take_the_stream_with_the_oldest_record_first_and_only_acked_batches() {
         let (old, new) = (StreamId(7), StreamId(3));
-        let batch = |base: u64| synthetic_batch(1, 100, 0).with_base_offset(base);
         let mut cache = LogCache::new(usize::MAX, Lsn(0));
         cache.open_stream(old, 0);
         cache.open_stream(new, 0);
@@ -475,13 +478,9 @@ mod tests {
     #[test]
     fn marking_an_already_uploaded_end_changes_nothing() {
         let stream = StreamId(1);
-        let batch = |base: u64| synthetic_batch(1, 100, 0).with_base_offset(base);
         let mut cache = LogCache::new(usize::MAX, Lsn(0));
         cache.open_stream(stream, 0);
-        for base in 0..4 {
-            let lsn = cache.reserve_lsn();
-            cache.insert(stream, batch(base), lsn);
-        }
+        insert_acked(&mut cache, stream, 0..4);
         cache.mark_uploaded(stream, 3);
         let unuploaded = cache.unuploaded_bytes();
         cache.mark_uploaded(stream, 2);

@@ -146,9 +146,6 @@ async fn fetch_range(
     }
     let run = read::read_run(inner, range.object, &blocks, inner.config.read_ahead_bytes).await?;
     metrics::counter!("strata_read_ahead_blocks_total").increment(run.len() as u64);
-    for (entry, block) in run {
-        inner.blocks.insert((range.object, entry.position), block);
-    }
-    metrics::gauge!("strata_block_cache_bytes").set(inner.blocks.bytes() as f64);
+    read::cache_blocks(inner, range.object, run);
     Ok(())
 }

@@ -135,11 +135,16 @@ async fn fetch_run(
         metrics::counter!("strata_read_ahead_blocks_total").increment(blocks.len() as u64 - 1);
     }
     let first = blocks[0].1.clone();
+    cache_blocks(inner, object, blocks);
+    Ok(first)
+}
+
+/// Puts blocks read from `object` in the block cache.
+pub(super) fn cache_blocks(inner: &Inner, object: ObjectId, blocks: Vec<(BlockEntry, Bytes)>) {
     for (entry, block) in blocks {
         inner.blocks.insert((object, entry.position), block);
     }
     metrics::gauge!("strata_block_cache_bytes").set(inner.blocks.bytes() as f64);
-    Ok(first)
 }
 
 /// Reads `run[0]` and the blocks right after it in the object (while contiguous and

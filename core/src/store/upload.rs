@@ -117,7 +117,7 @@ fn take_pending(inner: &Inner, max_bytes: usize) -> Vec<PendingStream> {
             break;
         }
         if let Some(taken) = inner.lock_cache().pending(stream, budget) {
-            budget = budget.saturating_sub(taken.batches.iter().map(RecordBatch::len).sum());
+            budget = budget.saturating_sub(pending_bytes(&taken));
             pending.push(taken);
         }
     }
