@@ -56,6 +56,15 @@ impl Storage {
         self.kind
     }
 
+    /// The same storage with `layer` outermost: how tests inject latency or faults
+    /// into a real backend without changing what the store above it does.
+    pub fn with_layer(self, layer: impl opendal::raw::Layer) -> Self {
+        Storage {
+            operator: self.operator.layer(layer),
+            ..self
+        }
+    }
+
     /// Writes `data` as the whole object at `path`. On a local directory a large
     /// object is written and synced piece by piece so that a WAL on the same disk
     /// never waits behind its whole flush; see [`LOCAL_SYNC_PIECE`].

@@ -29,3 +29,186 @@ pub(crate) fn run_until_sigkill(
         .map(str::to_string)
         .collect()
 }
+
+/// An operator layer that holds the next few writes under a key prefix for a while
+/// before they complete: an object store's rare slow PUT, on a real backend.
+#[derive(Debug, Clone)]
+pub(crate) struct StallLayer {
+    state: std::sync::Arc<StallState>,
+}
+
+#[derive(Debug)]
+struct StallState {
+    prefix: String,
+    stall: Duration,
+    remaining: std::sync::atomic::AtomicUsize,
+}
+
+impl StallLayer {
+    /// Stalls nothing until [`StallLayer::stall_next`].
+    pub(crate) fn new(prefix: &str, stall: Duration) -> Self {
+        StallLayer {
+            state: std::sync::Arc::new(StallState {
+                prefix: prefix.to_string(),
+                stall,
+                remaining: std::sync::atomic::AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// The next `count` writes under the prefix stall before they complete.
+    pub(crate) fn stall_next(&self, count: usize) {
+        self.state
+            .remaining
+            .store(count, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn take_stall(&self, path: &str) -> Option<Duration> {
+        use std::sync::atomic::Ordering;
+        if !path.starts_with(&self.state.prefix) {
+            return None;
+        }
+        self.state
+            .remaining
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .ok()
+            .map(|_| self.state.stall)
+    }
+}
+
+mod stall {
+    use std::time::Duration;
+
+    use opendal::raw::*;
+    use opendal::*;
+
+    use super::StallLayer;
+
+    impl Layer for StallLayer {
+        fn apply_service(&self, inner: Servicer) -> Servicer {
+            std::sync::Arc::new(StallService {
+                inner,
+                layer: self.clone(),
+            })
+        }
+    }
+
+    #[derive(Debug)]
+    pub(crate) struct StallService {
+        inner: Servicer,
+        layer: StallLayer,
+    }
+
+    pub(crate) struct StallWriter {
+        inner: oio::Writer,
+        stall: Option<Duration>,
+    }
+
+    impl oio::Write for StallWriter {
+        async fn write(&mut self, bs: Buffer) -> Result<()> {
+            self.inner.write(bs).await
+        }
+
+        async fn copy_from(&mut self, path: &str, args: OpRead, range: BytesRange) -> Result<()> {
+            self.inner.copy_from(path, args, range).await
+        }
+
+        async fn close(&mut self) -> Result<Metadata> {
+            if let Some(stall) = self.stall.take() {
+                tokio::time::sleep(stall).await;
+            }
+            self.inner.close().await
+        }
+
+        async fn abort(&mut self) -> Result<()> {
+            self.inner.abort().await
+        }
+    }
+
+    impl Service for StallService {
+        type Reader = oio::Reader;
+        type Writer = StallWriter;
+        type Lister = oio::Lister;
+        type Deleter = oio::Deleter;
+        type Copier = oio::Copier;
+        type Composer = oio::Composer;
+
+        fn info(&self) -> ServiceInfo {
+            self.inner.info()
+        }
+
+        fn capability(&self) -> Capability {
+            self.inner.capability()
+        }
+
+        async fn create_dir(
+            &self,
+            ctx: &OperationContext,
+            path: &str,
+            args: OpCreateDir,
+        ) -> Result<RpCreateDir> {
+            self.inner.create_dir(ctx, path, args).await
+        }
+
+        async fn stat(&self, ctx: &OperationContext, path: &str, args: OpStat) -> Result<RpStat> {
+            self.inner.stat(ctx, path, args).await
+        }
+
+        fn read(&self, ctx: &OperationContext, path: &str, args: OpRead) -> Result<Self::Reader> {
+            self.inner.read(ctx, path, args)
+        }
+
+        fn write(&self, ctx: &OperationContext, path: &str, args: OpWrite) -> Result<Self::Writer> {
+            let stall = self.layer.take_stall(path);
+            self.inner
+                .write(ctx, path, args)
+                .map(|inner| StallWriter { inner, stall })
+        }
+
+        fn delete(&self, ctx: &OperationContext) -> Result<Self::Deleter> {
+            self.inner.delete(ctx)
+        }
+
+        fn list(&self, ctx: &OperationContext, path: &str, args: OpList) -> Result<Self::Lister> {
+            self.inner.list(ctx, path, args)
+        }
+
+        fn copy(
+            &self,
+            ctx: &OperationContext,
+            from: &str,
+            to: &str,
+            args: OpCopy,
+        ) -> Result<Self::Copier> {
+            self.inner.copy(ctx, from, to, args)
+        }
+
+        fn compose(
+            &self,
+            ctx: &OperationContext,
+            to: &str,
+            args: OpCompose,
+        ) -> Result<Self::Composer> {
+            self.inner.compose(ctx, to, args)
+        }
+
+        async fn rename(
+            &self,
+            ctx: &OperationContext,
+            from: &str,
+            to: &str,
+            args: OpRename,
+        ) -> Result<RpRename> {
+            self.inner.rename(ctx, from, to, args).await
+        }
+
+        async fn presign(
+            &self,
+            ctx: &OperationContext,
+            path: &str,
+            args: OpPresign,
+        ) -> Result<RpPresign> {
+            self.inner.presign(ctx, path, args).await
+        }
+    }
+}

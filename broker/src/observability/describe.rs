@@ -224,6 +224,18 @@ pub const FAMILIES: &[(&str, Kind, Unit, &str)] = &[
         "Object WAL windows that failed (their appends failed).",
     ),
     (
+        "strata_object_wal_hedged_writes_total",
+        Kind::Counter,
+        Unit::Count,
+        "Object WAL windows written a second time because the first write ran past the recent p99.",
+    ),
+    (
+        "strata_object_wal_hedge_wins_total",
+        Kind::Counter,
+        Unit::Count,
+        "Hedged object WAL windows whose second write finished first.",
+    ),
+    (
         "strata_log_cache_bytes",
         Kind::Gauge,
         Unit::Bytes,

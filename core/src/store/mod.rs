@@ -13,6 +13,7 @@ mod background;
 mod block_cache;
 mod cache;
 mod compaction;
+mod hedge;
 mod metadata;
 mod object_wal;
 mod prefetch;

@@ -16,6 +16,7 @@ use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 
 use super::cache::PendingStream;
+use super::hedge::{self, Hedger};
 use super::metadata::StreamId;
 use super::upload::{self, WrittenSet};
 use super::{Appended, Inner, OpenStream, StoreError};
@@ -46,6 +47,7 @@ pub(super) struct ObjectWal {
     wake: Arc<Notify>,
     /// Signalled when a window is taken: appends waiting for room may go on.
     taken: Notify,
+    hedger: Arc<Hedger>,
 }
 
 /// Appends wait while this many windows' worth of bytes is gathered: a slow store
@@ -66,6 +68,7 @@ impl ObjectWal {
             gathered_bytes: Mutex::new(0),
             wake: Arc::new(Notify::new()),
             taken: Notify::new(),
+            hedger: Arc::new(Hedger::new()),
         }
     }
 
@@ -209,7 +212,7 @@ pub(super) async fn run(store: Weak<Inner>, wake: Arc<Notify>, window: Duration)
             Event::Window => {
                 let window = wal.take();
                 if !window.is_empty() {
-                    in_flight.push_back(start_write(&inner, window));
+                    in_flight.push_back(start_write(&inner, wal, window));
                 }
             }
             Event::Written(written) => {
@@ -229,8 +232,8 @@ pub(super) async fn run(store: Weak<Inner>, wake: Arc<Notify>, window: Duration)
     }
 }
 
-/// Starts writing `window` as one object.
-fn start_write(inner: &Arc<Inner>, window: Vec<Gathered>) -> InFlight {
+/// Starts writing `window` as one object (hedged if it is slow).
+fn start_write(inner: &Arc<Inner>, wal: &ObjectWal, window: Vec<Gathered>) -> InFlight {
     let mut pending: Vec<PendingStream> = Vec::new();
     for gathered in &window {
         match pending.iter_mut().find(|p| p.stream == gathered.stream) {
@@ -242,10 +245,11 @@ fn start_write(inner: &Arc<Inner>, window: Vec<Gathered>) -> InFlight {
         }
     }
     let streams: Vec<StreamId> = pending.iter().map(|p| p.stream).collect();
-    let inner = inner.clone();
-    let write = tokio::spawn(async move {
-        upload::write_objects(&inner, pending, upload::Grouping::Single).await
-    });
+    let write = tokio::spawn(hedge::write_window(
+        inner.clone(),
+        wal.hedger.clone(),
+        pending,
+    ));
     InFlight {
         window,
         streams,

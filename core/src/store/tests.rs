@@ -720,6 +720,63 @@ async fn object_wal_failures_fail_appends_and_keep_offsets_dense() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_wal_hedges_a_stalled_write_and_discards_the_loser() {
+    let fixture = Fixture::new();
+    let stall = crate::test_support::StallLayer::new("objects/", Duration::from_secs(3));
+    let storage = fixture.storage().with_layer(stall.clone());
+    let mut config = fixture.config();
+    config.wal_mode = object_wal(5);
+    let store = StreamStore::open(storage, fixture.meta().await, config.clone())
+        .await
+        .expect("store");
+    let stream = store.create_stream().await.expect("create");
+    store.open_stream(stream).await.expect("open");
+    // One window per append: enough writes for a p99 to hedge on.
+    let mut expected = Vec::new();
+    for i in 0..40 {
+        let appended = store.append(stream, batch(2, i)).await.expect("append");
+        expected.push(batch(2, i).with_base_offset(appended.base_offset));
+    }
+    assert_eq!(fixture.objects(), 40);
+
+    stall.stall_next(1);
+    let started = std::time::Instant::now();
+    let appended = store.append(stream, batch(2, 40)).await.expect("append");
+    let took = started.elapsed();
+    expected.push(batch(2, 40).with_base_offset(appended.base_offset));
+    assert!(
+        took < Duration::from_secs(1),
+        "the append waited {took:?}: its stalled write was not hedged"
+    );
+
+    // The stalled write ends 3 s after it began; its object is then discarded.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while fixture.objects() != 41 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        fixture.objects(),
+        41,
+        "one object per window, the loser gone"
+    );
+    assert_eq!(read_all(&store, stream, 0).await, expected);
+    drop(store);
+
+    config.wal_dir = fixture.dir.path().join("fresh");
+    let store = StreamStore::open(fixture.storage(), fixture.meta().await, config)
+        .await
+        .expect("reopen");
+    store.open_stream(stream).await.expect("open");
+    assert_eq!(
+        read_all(&store, stream, 0).await,
+        expected,
+        "every acknowledged batch, once, from objects"
+    );
+    assert_eq!(fixture.objects(), 41, "reopening found nothing to remove");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn object_wal_tail_stays_in_the_log_cache() {
     let fixture = Fixture::new();
     let mut config = fixture.config();

@@ -1,0 +1,220 @@
+//! Hedged writes for the object WAL.
+//!
+//! Windows are committed in order, so one PUT that takes ten times its usual
+//! latency (object stores have such outliers; a run on SeaweedFS showed a 1 s PUT
+//! among 50 ms ones) holds every window behind it and sets the appends' tail. When a
+//! window's write runs past the recent writes' p99, the same data is written again
+//! under a new object id; whichever write completes first is committed and the other
+//! object is discarded once its write ends. Both writes have prepared records, so a
+//! crash meanwhile leaves nothing behind that the next open does not remove.
+//!
+//! One hedge at a time: when the store is slow for every request, hedging them all
+//! would double its load; the recent p99 then rises and hedges stop.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::task::JoinHandle;
+
+use super::cache::PendingStream;
+use super::upload::{self, Grouping, WrittenSet};
+use super::{Inner, StoreError};
+
+/// Writes remembered for the p99.
+const SAMPLES: usize = 256;
+/// Before this many writes are known there is no p99 to hedge on.
+const MIN_SAMPLES: usize = 32;
+/// Never hedge sooner: below this, a hedge costs more than the tail it would cut.
+const MIN_DELAY: Duration = Duration::from_millis(10);
+
+/// Recent window-write durations and whether a hedge is in flight.
+pub(super) struct Hedger {
+    recent: Mutex<VecDeque<Duration>>,
+    hedging: AtomicBool,
+}
+
+impl Hedger {
+    pub(super) fn new() -> Self {
+        Hedger {
+            recent: Mutex::new(VecDeque::with_capacity(SAMPLES)),
+            hedging: AtomicBool::new(false),
+        }
+    }
+
+    fn record(&self, took: Duration) {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if recent.len() == SAMPLES {
+            recent.pop_front();
+        }
+        recent.push_back(took);
+    }
+
+    /// How long a write may run before it is hedged: the recent p99, or `None`
+    /// while too few writes are known.
+    fn delay(&self) -> Option<Duration> {
+        let mut sorted: Vec<Duration> = {
+            let recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            if recent.len() < MIN_SAMPLES {
+                return None;
+            }
+            recent.iter().copied().collect()
+        };
+        sorted.sort_unstable();
+        let p99 = sorted[(sorted.len() * 99).div_ceil(100) - 1];
+        Some(p99.max(MIN_DELAY))
+    }
+
+    /// Takes the one hedge slot; released when the returned guard drops.
+    fn try_start(self: &Arc<Self>) -> Option<HedgeSlot> {
+        self.hedging
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .ok()
+            .map(|_| HedgeSlot(self.clone()))
+    }
+}
+
+struct HedgeSlot(Arc<Hedger>);
+
+impl Drop for HedgeSlot {
+    fn drop(&mut self) {
+        self.0.hedging.store(false, Ordering::Release);
+    }
+}
+
+type Write = JoinHandle<Result<WrittenSet, StoreError>>;
+
+/// Writes `pending` as one object, hedged after the recent p99.
+pub(super) async fn write_window(
+    inner: Arc<Inner>,
+    hedger: Arc<Hedger>,
+    pending: Vec<PendingStream>,
+) -> Result<WrittenSet, StoreError> {
+    let started = Instant::now();
+    let mut first = spawn_write(&inner, pending.clone());
+    let delay = hedger.delay();
+    let hedge_at = async {
+        match delay {
+            Some(delay) => tokio::time::sleep(delay).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        written = &mut first => {
+            hedger.record(started.elapsed());
+            return joined(written);
+        }
+        () = hedge_at => {}
+    }
+    let Some(slot) = hedger.try_start() else {
+        let written = first.await;
+        hedger.record(started.elapsed());
+        return joined(written);
+    };
+    metrics::counter!("strata_object_wal_hedged_writes_total").increment(1);
+    tracing::debug!(
+        after_ms = started.elapsed().as_millis() as u64,
+        "object WAL write slower than the recent p99; writing the window again"
+    );
+    let mut second = spawn_write(&inner, pending);
+    tokio::select! {
+        written = &mut first => {
+            hedger.record(started.elapsed());
+            settle(&inner, joined(written), second, slot).await
+        }
+        written = &mut second => {
+            let outcome = joined(written);
+            if outcome.is_ok() {
+                metrics::counter!("strata_object_wal_hedge_wins_total").increment(1);
+            }
+            // The first write's duration is what the p99 is about, winner or not.
+            let first = async move {
+                let written = joined(first.await);
+                hedger.record(started.elapsed());
+                written
+            };
+            settle(&inner, outcome, tokio::spawn(first), slot).await
+        }
+    }
+}
+
+/// One write has ended with `outcome`. If it succeeded, the other write's object is
+/// discarded whenever that write ends (in the background: the window goes on now);
+/// if it failed, the other write decides.
+async fn settle(
+    inner: &Arc<Inner>,
+    outcome: Result<WrittenSet, StoreError>,
+    other: Write,
+    slot: HedgeSlot,
+) -> Result<WrittenSet, StoreError> {
+    if outcome.is_ok() {
+        let inner = inner.clone();
+        tokio::spawn(async move {
+            if let Ok(set) = joined(other.await) {
+                upload::discard_objects(&inner, set).await;
+            }
+            drop(slot);
+        });
+        return outcome;
+    }
+    let fallback = joined(other.await);
+    drop(slot);
+    match fallback {
+        Ok(set) => Ok(set),
+        Err(_) => outcome,
+    }
+}
+
+fn spawn_write(inner: &Arc<Inner>, pending: Vec<PendingStream>) -> Write {
+    let inner = inner.clone();
+    tokio::spawn(async move { upload::write_objects(&inner, pending, Grouping::Single).await })
+}
+
+fn joined(
+    written: Result<Result<WrittenSet, StoreError>, tokio::task::JoinError>,
+) -> Result<WrittenSet, StoreError> {
+    written.unwrap_or_else(|err| Err(StoreError::Task(err.to_string())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_delay_is_the_recent_p99_once_enough_writes_are_known() {
+        let hedger = Hedger::new();
+        for _ in 0..MIN_SAMPLES - 1 {
+            hedger.record(Duration::from_millis(40));
+        }
+        assert_eq!(hedger.delay(), None, "too few writes to know a p99");
+        // 256 writes: the top three are above the p99's rank (254 of 256).
+        for i in 0..SAMPLES {
+            let outlier = i % 100 == 7;
+            hedger.record(Duration::from_millis(if outlier { 900 } else { 40 }));
+        }
+        assert_eq!(hedger.delay(), Some(Duration::from_millis(900)));
+        // The oldest outlier (the 8th write) leaves the window.
+        for _ in 0..8 {
+            hedger.record(Duration::from_millis(40));
+        }
+        assert_eq!(
+            hedger.delay(),
+            Some(Duration::from_millis(40)),
+            "two outliers in 256 are beyond the p99"
+        );
+        for _ in 0..SAMPLES {
+            hedger.record(Duration::from_micros(800));
+        }
+        assert_eq!(hedger.delay(), Some(MIN_DELAY), "never below the floor");
+    }
+
+    #[test]
+    fn one_hedge_at_a_time() {
+        let hedger = Arc::new(Hedger::new());
+        let slot = hedger.try_start().expect("free");
+        assert!(hedger.try_start().is_none());
+        drop(slot);
+        assert!(hedger.try_start().is_some());
+    }
+}
