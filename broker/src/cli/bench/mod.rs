@@ -15,7 +15,7 @@ use metrics_util::debugging::Snapshotter;
 use strata_backends::config::BackendConfig;
 use strata_backends::{Storage, StorageConfig};
 use strata_core::batch::synthetic_batch;
-use strata_core::meta::{EmbeddedMetaStore, EmbeddedOptions, MetaStore};
+use strata_core::meta::{EmbeddedMetaStore, EmbeddedOptions, MetaStore, MeteredMetaStore};
 use strata_core::store::{ObjectWalOptions, StoreConfig, StreamStore, WalMode};
 
 /// Knobs of one benchmark run.
@@ -107,7 +107,7 @@ fn under(config: &StorageConfig, sub: &str) -> StorageConfig {
 
 pub(super) use recorded::install_recorder;
 use recorded::{Recorded, quantile};
-use workload::{ingest, put_latencies, raw_operator, read_from};
+use workload::{compact_all, ingest, put_latencies, raw_operator, read_from};
 
 pub(super) async fn run(
     storage_config: &StorageConfig,
@@ -143,11 +143,11 @@ pub(super) async fn run(
     );
 
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let meta: Arc<dyn MetaStore> = Arc::new(
+    let meta: Arc<dyn MetaStore> = Arc::new(MeteredMetaStore::new(
         EmbeddedMetaStore::open(&dir.path().join("meta"), EmbeddedOptions::default())
             .await
             .map_err(|e| e.to_string())?,
-    );
+    ));
     let mut store_config = StoreConfig::new(dir.path().join("wal"));
     if let Some(window_ms) = args.object_wal_window_ms {
         let window = Duration::from_millis(window_ms);
@@ -254,6 +254,26 @@ pub(super) async fn run(
                 writes.len()
             );
         }
+        // Every commit waits for a metadata transaction, synced to the local disk.
+        let commits = recorded.meta_durations("txn");
+        if !commits.is_empty() {
+            println!(
+                "  metadata commits, {:<11}     p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  ({} transactions)",
+                name,
+                quantile(&commits, 0.50) * 1000.0,
+                quantile(&commits, 0.99) * 1000.0,
+                quantile(&commits, 1.0) * 1000.0,
+                commits.len()
+            );
+        }
+        if args.object_wal_window_ms.is_some() {
+            println!(
+                "  object WAL hedged writes, {:<11} {} ({} won by the second write)",
+                name,
+                recorded.counter("strata_object_wal_hedged_writes_total"),
+                recorded.counter("strata_object_wal_hedge_wins_total")
+            );
+        }
     }
     println!(
         "  PUTs per GiB ingested        {:>8.1}  ({} objects, {:.2} GiB, {:.1} MiB per object; {} operator write calls)",
@@ -297,28 +317,63 @@ pub(super) async fn run(
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // A second store over the same metadata: empty cache, every read goes to objects.
-    let mut cold_config = store_config;
-    cold_config.wal_dir = dir.path().join("wal-cold");
-    let cold = StreamStore::open(storage.clone(), meta, cold_config)
-        .await
-        .map_err(|e| e.to_string())?;
-    for id in &streams {
-        cold.open_stream(*id).await.map_err(|e| e.to_string())?;
-    }
+    let open_cold = |wal_dir: &str| {
+        let mut config = store_config.clone();
+        config.wal_dir = dir.path().join(wal_dir);
+        let (storage, meta, streams) = (storage.clone(), meta.clone(), streams.clone());
+        async move {
+            let store = StreamStore::open(storage, meta, config)
+                .await
+                .map_err(|e| e.to_string())?;
+            for id in &streams {
+                store.open_stream(*id).await.map_err(|e| e.to_string())?;
+            }
+            Ok::<_, String>(store)
+        }
+    };
+    let cold = open_cold("wal-cold").await?;
     Recorded::since_last(&snapshotter);
     reset_peak_rss();
     let cold_read = read_from(&cold, &streams, 1024 * 1024, None, args.readers).await?;
     peaks.push(("cold read", peak_rss_mib()));
     let gets = Recorded::since_last(&snapshotter).operations("read");
-    println!(
-        "  cold read (objects)    {:>8.1} MiB/s  ({:.1} GETs per GiB read, {} streams at a time)",
-        cold_read.mib_per_sec(),
-        gets as f64 / (cold_read.bytes as f64 / (MIB * 1024.0)),
-        args.readers
+    print_cold_read(
+        "cold read (objects)",
+        &cold_read,
+        gets,
+        raw_read,
+        args.readers,
     );
+
+    // What the store's maintenance does to old data within a minute: each stream's
+    // small ranges become stream objects. Then cold reads again, from a fresh store.
+    reset_peak_rss();
+    let (compacted, took) = compact_all(&cold, &streams, args.readers).await?;
+    peaks.push(("compaction", peak_rss_mib()));
+    let during_compaction = Recorded::since_last(&snapshotter);
     println!(
-        "  cold read vs raw read        {:>6.0} %",
-        100.0 * cold_read.mib_per_sec() / raw_read
+        "  compaction             {:>8.1} MiB/s  ({} ranges into {} stream objects, {:.1} s; {} GETs, {} write calls)",
+        compacted.bytes as f64 / MIB / took.as_secs_f64(),
+        compacted.ranges_merged,
+        compacted.objects_written,
+        took.as_secs_f64(),
+        during_compaction.operations("read"),
+        during_compaction.operations("write")
+    );
+    drop(cold);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cold = open_cold("wal-compacted").await?;
+    Recorded::since_last(&snapshotter);
+    reset_peak_rss();
+    let compacted_read = read_from(&cold, &streams, 1024 * 1024, None, args.readers).await?;
+    peaks.push(("cold read, compacted", peak_rss_mib()));
+    let gets = Recorded::since_last(&snapshotter).operations("read");
+    print_cold_read(
+        "cold read, compacted",
+        &compacted_read,
+        gets,
+        raw_read,
+        args.readers,
     );
     // The store's budget: what its caches may hold, plus 128 MiB for everything else.
     let budget = (cache_bytes + block_cache_bytes) as f64 / MIB + 128.0;
@@ -343,6 +398,19 @@ pub(super) async fn run(
         .await
         .map_err(|e| format!("cleanup: {e}"))?;
     Ok(())
+}
+
+fn print_cold_read(name: &str, read: &Phase, gets: u64, raw_read: f64, readers: usize) {
+    println!(
+        "  {name:<22} {:>8.1} MiB/s  ({:.1} GETs per GiB read, {readers} streams at a time)",
+        read.mib_per_sec(),
+        gets as f64 / (read.bytes as f64 / (MIB * 1024.0)),
+    );
+    println!(
+        "  {:<28} {:>6.0} %",
+        format!("{name} vs raw read"),
+        100.0 * read.mib_per_sec() / raw_read
+    );
 }
 
 fn strata_core_now() -> u128 {

@@ -54,6 +54,15 @@ impl Recorded {
         })
     }
 
+    /// Durations (seconds, sorted) of metadata-store operations of kind `operation`.
+    pub(super) fn meta_durations(&self, operation: &str) -> Vec<f64> {
+        self.histogram_where("strata_meta_operation_duration_seconds", |key| {
+            key.key()
+                .labels()
+                .any(|l| l.key() == "operation" && l.value() == operation)
+        })
+    }
+
     fn histogram_where(&self, name: &str, matches: impl Fn(&CompositeKey) -> bool) -> Vec<f64> {
         let mut values: Vec<f64> = self
             .0
