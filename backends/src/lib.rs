@@ -68,8 +68,18 @@ impl Storage {
     /// Writes `data` as the whole object at `path`. On a local directory a large
     /// object is written and synced piece by piece so that a WAL on the same disk
     /// never waits behind its whole flush; see [`LOCAL_SYNC_PIECE`].
-    pub async fn write_whole(&self, path: &str, data: bytes::Bytes) -> opendal::Result<()> {
-        whole::write(&self.operator, self.kind == StorageKind::Fs, path, data).await
+    pub async fn write_whole(
+        &self,
+        path: &str,
+        data: impl Into<opendal::Buffer>,
+    ) -> opendal::Result<()> {
+        whole::write(
+            &self.operator,
+            self.kind == StorageKind::Fs,
+            path,
+            data.into(),
+        )
+        .await
     }
 
     /// What the store guarantees for conditional writes.

@@ -7,8 +7,7 @@
 //! drains the object piece by piece and a WAL sync waits behind one piece at most.
 //! Remote stores are unaffected (their PUT is one request either way).
 
-use bytes::Bytes;
-use opendal::{Error, ErrorKind, Operator};
+use opendal::{Buffer, Error, ErrorKind, Operator};
 
 /// The piece of an object synced at a time on a local directory: a WAL sync waits
 /// behind at most this much object data. Measured on the project's VM (Kafka produce
@@ -25,7 +24,7 @@ pub(crate) async fn write(
     operator: &Operator,
     piecewise: bool,
     path: &str,
-    data: Bytes,
+    data: Buffer,
 ) -> opendal::Result<()> {
     if !piecewise || data.len() <= LOCAL_SYNC_PIECE {
         operator.write(path, data).await?;
@@ -56,6 +55,8 @@ pub(crate) async fn write(
 
 #[cfg(all(test, feature = "fs"))]
 mod tests {
+    use bytes::Bytes;
+
     use super::*;
     use crate::{Storage, StorageConfig};
 
@@ -81,6 +82,19 @@ mod tests {
             .write_whole("o/big", data.clone())
             .await
             .expect("second write");
+        let read = storage.operator().read("o/big").await.expect("read");
+        assert_eq!(read.to_bytes(), data);
+
+        // An object in pieces of its own (uploads pass the record batches as they
+        // are held), none aligned with the synced pieces.
+        let parts: Vec<Bytes> = (0..data.len())
+            .step_by(7001)
+            .map(|start| data.slice(start..data.len().min(start + 7001)))
+            .collect();
+        storage
+            .write_whole("o/big", Buffer::from(parts))
+            .await
+            .expect("write of a buffer in parts");
         let read = storage.operator().read("o/big").await.expect("read");
         assert_eq!(read.to_bytes(), data);
 

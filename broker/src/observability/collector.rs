@@ -27,6 +27,7 @@ pub async fn run(broker: Weak<Broker>) {
         let Some(live) = broker.upgrade() else { return };
         let interval = live.config.metrics.refresh_interval;
         process.collect();
+        super::allocator::record();
         runtime.sample();
         refresh(&live).await;
         drop(live);

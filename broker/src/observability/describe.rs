@@ -236,6 +236,30 @@ pub const FAMILIES: &[(&str, Kind, Unit, &str)] = &[
         "Hedged object WAL windows whose second write finished first.",
     ),
     (
+        "strata_allocator_allocated_bytes",
+        Kind::Gauge,
+        Unit::Bytes,
+        "Bytes in the broker's live allocations (jemalloc).",
+    ),
+    (
+        "strata_allocator_active_bytes",
+        Kind::Gauge,
+        Unit::Bytes,
+        "Bytes in the allocator's pages holding live allocations.",
+    ),
+    (
+        "strata_allocator_resident_bytes",
+        Kind::Gauge,
+        Unit::Bytes,
+        "Bytes of resident pages the allocator maps (RSS above allocated is the allocator's).",
+    ),
+    (
+        "strata_allocator_retained_bytes",
+        Kind::Gauge,
+        Unit::Bytes,
+        "Bytes of address space the allocator returned to the OS but keeps mapped.",
+    ),
+    (
         "strata_log_cache_bytes",
         Kind::Gauge,
         Unit::Bytes,

@@ -4,6 +4,7 @@
 //! Names follow Prometheus conventions (`strata_` prefix, base units, counters end
 //! in `_total`); `docs/observability.md` lists every family.
 
+pub mod allocator;
 mod collector;
 mod describe;
 pub mod errors;

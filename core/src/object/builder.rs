@@ -1,6 +1,6 @@
 //! Builds one object in memory.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::footer::Footer;
 use super::index::BlockEntry;
@@ -11,11 +11,49 @@ use super::{FormatError, ObjectKind};
 /// Blocks are placed in the order they are added; the index is sorted by stream and
 /// offset, so adding the blocks of one stream out of offset order, or overlapping, is
 /// refused.
+///
+/// The blocks' bytes are not copied: the object is the record batches as they are
+/// held (shared `Bytes`), then its index and footer. Copying them into one buffer
+/// cost a second copy of every upload in memory and, on a small machine, the
+/// allocator's pages of those large buffers for a while after each upload.
 #[derive(Debug)]
 pub struct ObjectBuilder {
     kind: ObjectKind,
-    data: BytesMut,
+    parts: Vec<Bytes>,
+    data_len: u64,
     entries: Vec<BlockEntry>,
+}
+
+/// A finished object: its bytes, in the pieces it was built from.
+#[derive(Debug, Clone, Default)]
+pub struct EncodedObject {
+    parts: Vec<Bytes>,
+    len: u64,
+}
+
+impl EncodedObject {
+    /// Bytes in the whole object.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The object's bytes, in order, in pieces.
+    pub fn into_parts(self) -> Vec<Bytes> {
+        self.parts
+    }
+
+    /// The object as one buffer (a copy).
+    pub fn to_bytes(&self) -> Bytes {
+        let mut whole = Vec::with_capacity(self.len as usize);
+        for part in &self.parts {
+            whole.extend_from_slice(part);
+        }
+        whole.into()
+    }
 }
 
 /// What a block holds, besides its bytes.
@@ -33,14 +71,12 @@ impl ObjectBuilder {
         Self::with_capacity(kind, 0, 0)
     }
 
-    /// A builder that holds `data_bytes` of blocks in `blocks` blocks without
-    /// reallocating: growing by doubling would copy the object several times and
-    /// fault in twice its size.
-    pub fn with_capacity(kind: ObjectKind, data_bytes: usize, blocks: usize) -> Self {
-        let tail = blocks * super::INDEX_ENTRY_LEN + super::FOOTER_LEN;
+    /// A builder for `parts` pieces of data in `blocks` blocks.
+    pub fn with_capacity(kind: ObjectKind, parts: usize, blocks: usize) -> Self {
         ObjectBuilder {
             kind,
-            data: BytesMut::with_capacity(data_bytes + tail),
+            parts: Vec::with_capacity(parts + 1),
+            data_len: 0,
             entries: Vec::with_capacity(blocks),
         }
     }
@@ -72,14 +108,16 @@ impl ObjectBuilder {
         {
             return Err(bad("a stream object holds one stream"));
         }
-        let position = self.data.len() as u64;
+        let position = self.data_len;
+        let total: usize = parts.iter().map(Bytes::len).sum();
+        let len = u32::try_from(total).map_err(|_| bad("block larger than 4 GiB"))?;
         let mut checksum = 0u32;
         for part in parts {
             checksum = crc32c::crc32c_append(checksum, part);
-            self.data.extend_from_slice(part);
         }
-        let len = u32::try_from(self.data.len() as u64 - position)
-            .map_err(|_| bad("block larger than 4 GiB"))?;
+        self.parts
+            .extend(parts.iter().filter(|p| !p.is_empty()).cloned());
+        self.data_len += u64::from(len);
         self.entries.push(BlockEntry {
             stream_id: meta.stream_id,
             start_offset: meta.start_offset,
@@ -94,8 +132,8 @@ impl ObjectBuilder {
     }
 
     /// Bytes of block data gathered so far.
-    pub fn data_len(&self) -> usize {
-        self.data.len()
+    pub fn data_len(&self) -> u64 {
+        self.data_len
     }
 
     pub fn is_empty(&self) -> bool {
@@ -103,16 +141,18 @@ impl ObjectBuilder {
     }
 
     /// The finished object and its index entries.
-    pub fn finish(self) -> (Bytes, Vec<BlockEntry>) {
+    pub fn finish(self) -> (EncodedObject, Vec<BlockEntry>) {
         let ObjectBuilder {
             kind,
-            mut data,
+            mut parts,
+            data_len,
             mut entries,
         } = self;
         entries.sort_by_key(|e| (e.stream_id, e.start_offset));
-        let tail = encode_tail(kind, &entries, data.len() as u64);
-        data.extend_from_slice(&tail);
-        (data.freeze(), entries)
+        let tail = encode_tail(kind, &entries, data_len);
+        let len = data_len + tail.len() as u64;
+        parts.push(Bytes::from(tail));
+        (EncodedObject { parts, len }, entries)
     }
 }
 

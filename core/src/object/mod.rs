@@ -16,7 +16,7 @@ mod footer;
 mod index;
 mod key;
 
-pub use builder::{BlockMeta, ObjectBuilder, encode_tail};
+pub use builder::{BlockMeta, EncodedObject, ObjectBuilder, encode_tail};
 pub use footer::{FOOTER_LEN, FORMAT_VERSION, Footer, MAGIC};
 pub use index::{BlockEntry, INDEX_ENTRY_LEN, Index};
 pub use key::{ObjectId, object_key};

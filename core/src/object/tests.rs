@@ -53,7 +53,7 @@ fn build(blocks: &[(BlockMeta, Vec<u8>)]) -> Bytes {
             .add_block(*meta, &[data.slice(..middle), data.slice(middle..)])
             .expect("valid block");
     }
-    builder.finish().0
+    builder.finish().0.to_bytes()
 }
 
 proptest! {
@@ -146,7 +146,7 @@ fn footer_refuses_other_files_and_newer_versions() {
     ));
 
     let (object, _) = ObjectBuilder::new(ObjectKind::Stream).finish();
-    let mut newer = object.to_vec();
+    let mut newer = object.to_bytes().to_vec();
     let footer_start = newer.len() - FOOTER_LEN;
     newer[footer_start + 24..footer_start + 26].copy_from_slice(&2u16.to_le_bytes());
     let checksum = crc32c::crc32c(&newer[footer_start..footer_start + 36]);

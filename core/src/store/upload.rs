@@ -19,7 +19,7 @@ use super::metadata::{self, ObjectRange, ObjectRecord, ObjectState};
 use super::{Inner, OpenStream, StoreError};
 use crate::batch::RecordBatch;
 use crate::meta::{Compare, Op, Txn};
-use crate::object::{BlockMeta, ObjectBuilder, ObjectId, ObjectKind, object_key};
+use crate::object::{BlockMeta, EncodedObject, ObjectBuilder, ObjectId, ObjectKind, object_key};
 
 /// The uploader task: uploads when asked (enough data) or every `upload_interval`.
 pub(super) async fn run(store: Weak<Inner>, wanted: Arc<Notify>) {
@@ -323,7 +323,7 @@ async fn write_object(
         };
         ranges.push((open, range));
     }
-    // Copying and checksumming tens of MiB is CPU work: keep it off the async
+    // Checksumming tens of MiB is CPU work: keep it off the async
     // workers, where it would delay the acknowledgements of appends. With the local
     // WAL the appends are already acknowledged, so the build also yields the CPU to
     // them; with the object WAL the build is on the acknowledgement path itself.
@@ -337,12 +337,12 @@ async fn write_object(
             .await
             .map_err(|err| StoreError::Task(err.to_string()))??
     };
-    let (id, record) =
-        metadata::allocate_object(inner.meta.as_ref(), kind, object.len() as u64).await?;
+    let (id, record) = metadata::allocate_object(inner.meta.as_ref(), kind, object.len()).await?;
     let key = object_key(id);
     // With the local WAL on the same disk, a local directory gets the object in
     // synced pieces; the object WAL has no WAL to protect, and its acknowledgements
     // wait for this write, so it goes in one.
+    let object = opendal::Buffer::from(object.into_parts());
     let put = if local_wal {
         inner.storage.write_whole(&key, object).await
     } else {
@@ -374,14 +374,14 @@ fn build_object(
     pending: &[PendingStream],
     block_bytes: usize,
     kind: ObjectKind,
-) -> Result<Bytes, StoreError> {
+) -> Result<EncodedObject, StoreError> {
     let laid_out: Vec<(&PendingStream, Vec<&[RecordBatch]>)> = pending
         .iter()
         .map(|stream| (stream, blocks(&stream.batches, block_bytes)))
         .collect();
     let mut builder = ObjectBuilder::with_capacity(
         kind,
-        pending.iter().map(pending_bytes).sum(),
+        pending.iter().map(|p| p.batches.len()).sum(),
         laid_out.iter().map(|(_, blocks)| blocks.len()).sum(),
     );
     for (stream, blocks) in laid_out {

@@ -5,6 +5,7 @@
 //! (unthrottled, then at a fixed rate); tail-read and cold-read throughput; object
 //! store requests per GiB ingested; and the process's peak RSS.
 
+mod memory;
 mod recorded;
 mod workload;
 
@@ -72,25 +73,6 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// The process's peak RSS since the last [`reset_peak_rss`], in MiB.
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-            line.split_whitespace().nth(1)?.parse::<f64>().ok()
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
-}
-
-/// Starts a new peak-RSS measurement (Linux: `5` to `clear_refs` resets `VmHWM` to
-/// the current RSS). Without it the peaks are those since the process started.
-fn reset_peak_rss() {
-    if let Err(err) = std::fs::write("/proc/self/clear_refs", "5") {
-        tracing::debug!(error = %err, "cannot reset the peak RSS; peaks are cumulative");
-    }
-}
-
 /// The same backend with every key under `sub`, so a run never touches other data.
 fn under(config: &StorageConfig, sub: &str) -> StorageConfig {
     let mut config = config.clone();
@@ -105,6 +87,7 @@ fn under(config: &StorageConfig, sub: &str) -> StorageConfig {
     config
 }
 
+use memory::Memory;
 pub(super) use recorded::install_recorder;
 use recorded::{Recorded, quantile};
 use workload::{compact_all, ingest, put_latencies, raw_operator, read_from};
@@ -132,7 +115,8 @@ pub(super) async fn run(
     );
 
     let (raw_write, raw_read) = raw_operator(&storage, phase_time).await?;
-    let mut peaks = vec![("raw operator", peak_rss_mib())];
+    let memory = Memory::start();
+    let mut peaks = vec![memory.peak("raw operator")];
     println!(
         "  raw operator     write {:>8.1} MiB/s (16 MiB objects, 4 in flight)",
         raw_write
@@ -184,7 +168,7 @@ pub(super) async fn run(
     );
 
     Recorded::since_last(&snapshotter);
-    reset_peak_rss();
+    memory.reset();
     let mut full = ingest(&store, &streams, &batch, phase_time, None, args.in_flight).await?;
     // The paced phase measures the steady state, not the unthrottled phase's backlog
     // still uploading.
@@ -289,8 +273,8 @@ pub(super) async fn run(
     let tail_offsets =
         (cache_bytes / 4 / streams.len() / batch.len()) as u64 * batch.offset_count();
     Recorded::since_last(&snapshotter);
-    peaks.push(("ingest", peak_rss_mib()));
-    reset_peak_rss();
+    peaks.push(memory.peak("ingest"));
+    memory.reset();
     let tail = read_from(
         &store,
         &streams,
@@ -333,9 +317,9 @@ pub(super) async fn run(
     };
     let cold = open_cold("wal-cold").await?;
     Recorded::since_last(&snapshotter);
-    reset_peak_rss();
+    memory.reset();
     let cold_read = read_from(&cold, &streams, 1024 * 1024, None, args.readers).await?;
-    peaks.push(("cold read", peak_rss_mib()));
+    peaks.push(memory.peak("cold read"));
     let gets = Recorded::since_last(&snapshotter).operations("read");
     print_cold_read(
         "cold read (objects)",
@@ -347,9 +331,9 @@ pub(super) async fn run(
 
     // What the store's maintenance does to old data within a minute: each stream's
     // small ranges become stream objects. Then cold reads again, from a fresh store.
-    reset_peak_rss();
+    memory.reset();
     let (compacted, took) = compact_all(&cold, &streams, args.readers).await?;
-    peaks.push(("compaction", peak_rss_mib()));
+    peaks.push(memory.peak("compaction"));
     let during_compaction = Recorded::since_last(&snapshotter);
     println!(
         "  compaction             {:>8.1} MiB/s  ({} ranges into {} stream objects, {:.1} s; {} GETs, {} write calls)",
@@ -364,9 +348,9 @@ pub(super) async fn run(
     tokio::time::sleep(Duration::from_secs(2)).await;
     let cold = open_cold("wal-compacted").await?;
     Recorded::since_last(&snapshotter);
-    reset_peak_rss();
+    memory.reset();
     let compacted_read = read_from(&cold, &streams, 1024 * 1024, None, args.readers).await?;
-    peaks.push(("cold read, compacted", peak_rss_mib()));
+    peaks.push(memory.peak("cold read, compacted"));
     let gets = Recorded::since_last(&snapshotter).operations("read");
     print_cold_read(
         "cold read, compacted",
@@ -377,18 +361,16 @@ pub(super) async fn run(
     );
     // The store's budget: what its caches may hold, plus 128 MiB for everything else.
     let budget = (cache_bytes + block_cache_bytes) as f64 / MIB + 128.0;
-    let store_peak = peaks[1..].iter().map(|(_, mib)| *mib).fold(0.0, f64::max);
-    let by_phase: Vec<String> = peaks
-        .iter()
-        .map(|(phase, mib)| format!("{phase} {mib:.1}"))
-        .collect();
+    let store_peak = peaks[1..].iter().map(|p| p.rss).fold(0.0, f64::max);
     println!(
-        "  peak RSS               {:>8.1} MiB  (budget {budget:.0} MiB = caches {} + {} MiB + 128; by phase, MiB: {})",
+        "  peak RSS               {:>8.1} MiB  (budget {budget:.0} MiB = caches {} + {} MiB + 128)",
         store_peak,
         cache_bytes >> 20,
         block_cache_bytes >> 20,
-        by_phase.join(", ")
     );
+    for peak in &peaks {
+        println!("    {peak}");
+    }
     drop(cold);
 
     storage

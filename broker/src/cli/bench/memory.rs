@@ -1,0 +1,113 @@
+//! Peak memory per benchmark phase: the process's RSS (`VmHWM`) and, sampled beside
+//! it, jemalloc's live allocations and resident pages, so a peak above budget can be
+//! told apart as the store's data or the allocator's pages.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::observability::allocator::AllocatorStats;
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// How often the allocator is sampled: short enough to catch an upload's buffers.
+const SAMPLE_EVERY: Duration = Duration::from_millis(10);
+
+/// The peaks of one phase, in MiB.
+#[derive(Debug, Clone)]
+pub(super) struct PhasePeak {
+    pub name: &'static str,
+    pub rss: f64,
+    /// Largest live allocations; `None` without jemalloc statistics.
+    pub allocated: Option<f64>,
+    pub resident: Option<f64>,
+}
+
+/// Tracks peaks from [`Memory::reset`] to [`Memory::peak`].
+pub(super) struct Memory {
+    allocated: Arc<AtomicU64>,
+    resident: Arc<AtomicU64>,
+    sampler: tokio::task::JoinHandle<()>,
+}
+
+impl Memory {
+    pub(super) fn start() -> Self {
+        let allocated = Arc::new(AtomicU64::new(0));
+        let resident = Arc::new(AtomicU64::new(0));
+        let (a, r) = (allocated.clone(), resident.clone());
+        let sampler = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(SAMPLE_EVERY);
+            loop {
+                ticks.tick().await;
+                if let Some(stats) = AllocatorStats::read() {
+                    a.fetch_max(stats.allocated, Ordering::Relaxed);
+                    r.fetch_max(stats.resident, Ordering::Relaxed);
+                }
+            }
+        });
+        Memory {
+            allocated,
+            resident,
+            sampler,
+        }
+    }
+
+    /// Starts a new phase: peaks from now on.
+    pub(super) fn reset(&self) {
+        reset_peak_rss();
+        self.allocated.store(0, Ordering::Relaxed);
+        self.resident.store(0, Ordering::Relaxed);
+    }
+
+    /// The peaks since the last reset.
+    pub(super) fn peak(&self, name: &'static str) -> PhasePeak {
+        let mib = |bytes: &AtomicU64| {
+            let bytes = bytes.load(Ordering::Relaxed);
+            (bytes > 0).then(|| bytes as f64 / MIB)
+        };
+        PhasePeak {
+            name,
+            rss: peak_rss_mib(),
+            allocated: mib(&self.allocated),
+            resident: mib(&self.resident),
+        }
+    }
+}
+
+impl Drop for Memory {
+    fn drop(&mut self) {
+        self.sampler.abort();
+    }
+}
+
+impl std::fmt::Display for PhasePeak {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {:.1}", self.name, self.rss)?;
+        if let (Some(allocated), Some(resident)) = (self.allocated, self.resident) {
+            write!(
+                f,
+                " (allocated {allocated:.1}, allocator resident {resident:.1})"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The process's peak RSS since the last [`reset_peak_rss`], in MiB.
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+            line.split_whitespace().nth(1)?.parse::<f64>().ok()
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// Starts a new peak-RSS measurement (Linux: `5` to `clear_refs` resets `VmHWM` to
+/// the current RSS). Without it the peaks are those since the process started.
+fn reset_peak_rss() {
+    if let Err(err) = std::fs::write("/proc/self/clear_refs", "5") {
+        tracing::debug!(error = %err, "cannot reset the peak RSS; peaks are cumulative");
+    }
+}
