@@ -20,9 +20,10 @@ pub(super) struct LogCache {
     unuploaded_bytes: usize,
     next_lsn: Lsn,
     in_flight: BTreeSet<Lsn>,
-    /// Cached batches in the order they arrived: eviction drops the oldest first,
-    /// whichever stream it belongs to.
-    arrival: VecDeque<(StreamId, u64)>,
+    /// Cached batches that are in committed objects, in the order they got there
+    /// (each stream's in offset order): the ones eviction may drop, oldest first.
+    /// Un-uploaded batches never enter it, so eviction never walks past them.
+    evictable: VecDeque<(StreamId, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -57,7 +58,7 @@ impl LogCache {
             unuploaded_bytes: 0,
             next_lsn,
             in_flight: BTreeSet::new(),
-            arrival: VecDeque::new(),
+            evictable: VecDeque::new(),
         }
     }
 
@@ -90,7 +91,6 @@ impl LogCache {
         }
         self.cached_bytes += batch.len();
         self.unuploaded_bytes += batch.len();
-        self.arrival.push_back((stream, batch.base_offset()));
         entry
             .batches
             .insert(batch.base_offset(), Cached { batch, lsn });
@@ -98,6 +98,12 @@ impl LogCache {
             entry.acked_end = next.batch.end_offset();
         }
         let acked_end = entry.acked_end;
+        // Uploaded batches go as new ones come, not only after the next upload:
+        // otherwise a slow upload lets the cache grow by everything appended
+        // meanwhile, up to the un-uploaded limit on top of a full cache.
+        if self.cached_bytes > self.capacity_bytes {
+            drop(self.evict(EVICT_PER_INSERT));
+        }
         self.publish_sizes();
         acked_end
     }
@@ -111,7 +117,7 @@ impl LogCache {
             return;
         }
         self.cached_bytes += batch.len();
-        self.arrival.push_back((stream, batch.base_offset()));
+        self.evictable.push_back((stream, batch.base_offset()));
         entry
             .batches
             .insert(batch.base_offset(), Cached { batch, lsn: Lsn(0) });
@@ -210,11 +216,11 @@ impl LogCache {
             // from above `end` would be inverted.
             return;
         }
-        let newly: usize = entry
-            .batches
-            .range(entry.uploaded_end..end)
-            .map(|(_, c)| c.batch.len())
-            .sum();
+        let mut newly = 0;
+        for (base, cached) in entry.batches.range(entry.uploaded_end..end) {
+            newly += cached.batch.len();
+            self.evictable.push_back((stream, *base));
+        }
         self.unuploaded_bytes -= newly;
         entry.uploaded_end = entry.uploaded_end.max(end);
         self.publish_sizes();
@@ -243,13 +249,11 @@ impl LogCache {
         metrics::gauge!("strata_wal_unuploaded_bytes").set(self.unuploaded_bytes as f64);
     }
 
-    /// Drops uploaded batches until within capacity, taking streams in the order
-    /// their batches entered the cache and, within a stream, always its oldest
-    /// batch. Batches of one stream can enter out of offset order (their appends
-    /// become durable together and are inserted by different tasks); dropping by
-    /// arrival alone could then leave a hole in the middle of a stream's cached run.
-    /// Un-uploaded batches are never dropped (back-pressure bounds them); they are
-    /// skipped, not waited for.
+    /// Drops uploaded batches until within capacity, in the order they were
+    /// uploaded, which within a stream is offset order: a stream's cached run only
+    /// ever loses its oldest batch, never one from its middle (a read stops at a
+    /// hole, and batches of one stream can enter the cache out of offset order).
+    /// Un-uploaded batches are never dropped (back-pressure bounds them).
     ///
     /// Drops at most `max_batches` per call, so that a caller holding the cache lock
     /// (which every append takes) holds it briefly; `Eviction::more` says whether to
@@ -257,38 +261,24 @@ impl LogCache {
     /// released.
     pub(super) fn evict(&mut self, max_batches: usize) -> Eviction {
         let mut dropped = Vec::new();
-        let mut at = 0;
-        while self.cached_bytes > self.capacity_bytes && at < self.arrival.len() {
+        while self.cached_bytes > self.capacity_bytes {
             if dropped.len() >= max_batches {
                 self.publish_sizes();
                 return Eviction {
                     dropped,
-                    more: true,
+                    more: !self.evictable.is_empty(),
                 };
             }
-            let (stream, base) = self.arrival[at];
-            let Some(entry) = self.streams.get_mut(&stream) else {
-                self.arrival.remove(at);
-                continue;
+            let Some((stream, base)) = self.evictable.pop_front() else {
+                break;
             };
-            if !entry.batches.contains_key(&base) {
-                // Already dropped as the oldest of its stream.
-                self.arrival.remove(at);
-                continue;
-            }
-            let oldest = entry
-                .batches
-                .first_key_value()
-                .map(|(offset, cached)| (*offset, cached.batch.end_offset(), cached.batch.len()));
-            match oldest {
-                Some((offset, end, len)) if end <= entry.uploaded_end => {
-                    self.cached_bytes -= len;
-                    dropped.extend(entry.batches.remove(&offset).map(|c| c.batch));
-                    if offset == base {
-                        self.arrival.remove(at);
-                    }
-                }
-                _ => at += 1,
+            let removed = self
+                .streams
+                .get_mut(&stream)
+                .and_then(|entry| entry.batches.remove(&base));
+            if let Some(cached) = removed {
+                self.cached_bytes -= cached.batch.len();
+                dropped.push(cached.batch);
             }
         }
         self.publish_sizes();
@@ -298,6 +288,11 @@ impl LogCache {
         }
     }
 }
+
+/// Uploaded batches an append evicts at most: about its own size in the steady
+/// state, so the cache stays at its capacity without any append holding the lock
+/// for long.
+const EVICT_PER_INSERT: usize = 8;
 
 /// What one [`LogCache::evict`] call dropped.
 #[must_use]
@@ -375,6 +370,30 @@ mod tests {
             .expect("the newest two stay");
         let offsets: Vec<u64> = kept.iter().map(RecordBatch::base_offset).collect();
         assert_eq!(offsets, vec![2, 3]);
+    }
+
+    #[test]
+    fn appends_evict_uploaded_batches_without_waiting_for_an_upload() {
+        let stream = StreamId(1);
+        let len = batch(0).len();
+        let mut cache = LogCache::new(len * 4, Lsn(0));
+        cache.open_stream(stream, 0);
+        insert_acked(&mut cache, stream, 0..4);
+        cache.mark_uploaded(stream, 4);
+        // No upload ends meanwhile: the appends themselves push uploaded batches out.
+        insert_acked(&mut cache, stream, 4..8);
+        assert_eq!(
+            cache.cached_bytes,
+            len * 4,
+            "the cache grew past its capacity"
+        );
+        assert!(cache.read(stream, 3, usize::MAX).is_none());
+        // Un-uploaded batches stay past capacity: back-pressure bounds them.
+        insert_acked(&mut cache, stream, 8..12);
+        assert_eq!(cache.cached_bytes, len * 8);
+        assert_eq!(cache.unuploaded_bytes(), len * 8);
+        let read = cache.read(stream, 4, usize::MAX).expect("cached");
+        assert_eq!(read.len(), 8);
     }
 
     #[test]
