@@ -308,16 +308,22 @@ pub const FAMILIES: &[(&str, Kind, Unit, &str)] = &[
         "Compactions of a stream's small ranges.",
     ),
     (
+        "strata_compaction_merged_objects_total",
+        Kind::Counter,
+        Unit::Count,
+        "Small stream-set objects merged into larger ones.",
+    ),
+    (
         "strata_compaction_read_bytes_total",
         Kind::Counter,
         Unit::Bytes,
-        "Bytes of small ranges read by compaction.",
+        "Bytes of small ranges and small stream-set objects read by compaction.",
     ),
     (
         "strata_compaction_written_bytes_total",
         Kind::Counter,
         Unit::Bytes,
-        "Bytes of stream objects written by compaction.",
+        "Bytes of stream objects and merged stream-set objects written by compaction.",
     ),
     (
         "strata_objects",

@@ -51,6 +51,26 @@ pub(super) fn parse_object_key(key: &Bytes) -> Result<ObjectId, StoreMetaError> 
         .ok_or_else(|| StoreMetaError::Malformed(key.clone()))
 }
 
+/// Every range record of every stream.
+pub(super) async fn all_ranges(
+    meta: &dyn MetaStore,
+) -> Result<Vec<(StreamId, ObjectRange)>, StoreMetaError> {
+    let mut out = Vec::new();
+    for kv in meta.scan_prefix(STREAMS_PREFIX, 0).await? {
+        let Some(at) = kv.key.windows(3).position(|w| w == b"/r/") else {
+            continue;
+        };
+        let stream = std::str::from_utf8(&kv.key[STREAMS_PREFIX.len()..at])
+            .ok()
+            .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+            .map(StreamId)
+            .ok_or_else(|| StoreMetaError::Malformed(kv.key.clone()))?;
+        let start = parse_range_start(&kv.key[..at + 3], &kv.key)?;
+        out.push((stream, ObjectRange::parse(start, &kv)?));
+    }
+    Ok(out)
+}
+
 /// The start offset in an `s/<stream>/r/<start>` key.
 pub(super) fn parse_range_start(prefix: &[u8], key: &Bytes) -> Result<u64, StoreMetaError> {
     std::str::from_utf8(&key[prefix.len()..])

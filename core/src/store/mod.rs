@@ -14,6 +14,7 @@ mod block_cache;
 mod cache;
 mod compaction;
 mod hedge;
+mod merge;
 mod metadata;
 mod object_wal;
 mod prefetch;
@@ -37,6 +38,7 @@ use crate::wal::{LocalWal, LocalWalOptions, Lsn, WalError};
 
 use self::cache::LogCache;
 pub use self::compaction::CompactionReport;
+pub use self::merge::MergeReport;
 pub use self::metadata::{ObjectRange, StoreMetaError, StreamId};
 pub use self::object_wal::ObjectWalOptions;
 pub use self::retention::{GcReport, RetentionPolicy};
@@ -80,6 +82,9 @@ pub struct StoreConfig {
     pub stream_split_bytes: usize,
     /// Size a compacted stream object grows to.
     pub stream_object_bytes: u64,
+    /// Stream-set objects holding less than half this are merged into ones of about
+    /// this size (held in memory while written).
+    pub stream_set_merge_bytes: u64,
     /// Consecutive small ranges of a stream needed before compaction merges them.
     pub compaction_min_ranges: usize,
     /// How often retention policies are applied, streams compacted and garbage
@@ -105,6 +110,7 @@ impl StoreConfig {
             cold_read_concurrency: 16,
             stream_split_bytes: 8 << 20,
             stream_object_bytes: 64 << 20,
+            stream_set_merge_bytes: 32 << 20,
             compaction_min_ranges: 8,
             retention_interval: Duration::from_secs(60),
             deletion_grace: Duration::from_secs(60),

@@ -134,8 +134,9 @@ pub(super) async fn move_start(
     Ok(())
 }
 
-/// Applies every open stream's policy and compacts it, then collects garbage, every
-/// `retention_interval`, until the store is dropped.
+/// Every `retention_interval`, until the store is dropped: applies every open
+/// stream's retention policy, merges small stream-set objects, compacts every
+/// stream, then collects garbage.
 pub(super) async fn run(store: std::sync::Weak<Inner>) {
     loop {
         let interval = match store.upgrade() {
@@ -149,14 +150,22 @@ pub(super) async fn run(store: std::sync::Weak<Inner>) {
             inner: inner.clone(),
         };
         let now = metadata::now_ms() as i64;
-        for open in streams {
+        for open in &streams {
             let policy = open.lock_state().retention;
             if policy != RetentionPolicy::default()
                 && let Err(err) = handle.enforce_retention(open.id, policy, now).await
             {
                 tracing::warn!(stream = open.id.0, error = %err, "retention failed; retrying next round");
             }
-            if let Err(err) = super::compaction::compact_stream(&inner, &open).await {
+        }
+        // After retention (nothing it drops is copied), before per-stream compaction
+        // (which then reads each stream's part of a merged object with one GET
+        // instead of one per small object).
+        if let Err(err) = super::merge::merge_stream_sets(&inner).await {
+            tracing::warn!(error = %err, "merging stream-set objects failed; retrying next round");
+        }
+        for open in &streams {
+            if let Err(err) = super::compaction::compact_stream(&inner, open).await {
                 tracing::warn!(stream = open.id.0, error = %err, "compaction failed; retrying next round");
             }
         }
@@ -167,15 +176,11 @@ pub(super) async fn run(store: std::sync::Weak<Inner>) {
 }
 
 async fn referenced_objects(inner: &Inner) -> Result<HashSet<ObjectId>, StoreError> {
-    let mut referenced = HashSet::new();
-    for kv in inner.meta.scan_prefix(metadata::STREAMS_PREFIX, 0).await? {
-        let Some(at) = kv.key.windows(3).position(|w| w == b"/r/") else {
-            continue;
-        };
-        let start = metadata::parse_range_start(&kv.key[..at + 3], &kv.key)?;
-        referenced.insert(ObjectRange::parse(start, &kv)?.object);
-    }
-    Ok(referenced)
+    Ok(metadata::all_ranges(inner.meta.as_ref())
+        .await?
+        .into_iter()
+        .map(|(_, range)| range.object)
+        .collect())
 }
 
 /// Deletes objects in the bucket below `watermark` that no metadata record names

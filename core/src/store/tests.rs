@@ -1,3 +1,4 @@
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
@@ -717,6 +718,81 @@ async fn object_wal_failures_fail_appends_and_keep_offsets_dense() {
     let again = store.append(stream, batch(2, 9)).await;
     assert!(again.is_err());
     assert_eq!(store.offsets(stream).expect("offsets"), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_stream_set_objects_merge_into_one_with_each_stream_contiguous() {
+    let fixture = Fixture::new();
+    let mut config = fixture.config();
+    config.wal_mode = object_wal(5);
+    let store = StreamStore::open(fixture.storage(), fixture.meta().await, config.clone())
+        .await
+        .expect("store");
+    let mut streams = Vec::new();
+    for _ in 0..4 {
+        let id = store.create_stream().await.expect("create");
+        store.open_stream(id).await.expect("open");
+        streams.push(id);
+    }
+    // Rounds of appends to every stream: windows shared by several streams.
+    let mut expected: HashMap<StreamId, Vec<RecordBatch>> = HashMap::new();
+    for round in 0..6i64 {
+        let appends: Vec<_> = streams
+            .iter()
+            .map(|&id| {
+                let store = store.clone();
+                let sent = batch(3, round * 10 + id.0 as i64);
+                tokio::spawn(async move {
+                    let appended = store.append(id, sent.clone()).await.expect("append");
+                    (id, sent.with_base_offset(appended.base_offset))
+                })
+            })
+            .collect();
+        for append in appends {
+            let (id, placed) = append.await.expect("task");
+            expected.entry(id).or_default().push(placed);
+        }
+    }
+    let windows = fixture.objects();
+    assert!(
+        windows >= 6,
+        "{windows} objects: a round per window at least"
+    );
+
+    let report = store.merge_stream_sets().await.expect("merge");
+    assert_eq!(report.objects_merged, windows);
+    assert_eq!(report.objects_written, 1);
+    assert_eq!(
+        store.merge_stream_sets().await.expect("merge again"),
+        MergeReport::default(),
+        "the merged object is not small: nothing left to merge"
+    );
+    for id in &streams {
+        let open = store.inner.open_stream_state(*id).expect("open");
+        assert_eq!(
+            open.lock_state().ranges.len(),
+            1,
+            "{id:?}: its ranges followed each other and became one"
+        );
+        assert_eq!(read_all(&store, *id, 0).await, expected[id]);
+    }
+    store.collect_garbage(Duration::ZERO).await.expect("mark");
+    store.collect_garbage(Duration::ZERO).await.expect("delete");
+    assert_eq!(fixture.objects(), 1, "the merged sources were deleted");
+    drop(store);
+
+    config.wal_dir = fixture.dir.path().join("fresh");
+    let store = StreamStore::open(fixture.storage(), fixture.meta().await, config)
+        .await
+        .expect("reopen");
+    for id in &streams {
+        store.open_stream(*id).await.expect("open");
+        assert_eq!(
+            read_all(&store, *id, 0).await,
+            expected[id],
+            "{id:?} read back from the merged object"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

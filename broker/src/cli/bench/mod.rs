@@ -329,9 +329,22 @@ pub(super) async fn run(
         args.readers,
     );
 
-    // What the store's maintenance does to old data within a minute: each stream's
-    // small ranges become stream objects. Then cold reads again, from a fresh store.
+    // What the store's maintenance does to old data within a minute: small
+    // stream-set objects are merged, then each stream's small ranges become stream
+    // objects. Then cold reads again, from a fresh store.
     memory.reset();
+    let started = std::time::Instant::now();
+    let merged = cold.merge_stream_sets().await.map_err(|e| e.to_string())?;
+    let took = started.elapsed();
+    let during_merge = Recorded::since_last(&snapshotter);
+    println!(
+        "  merge                  {:>8.1} MiB/s  ({} small stream-set objects into {}, {:.1} s; {} GETs)",
+        merged.bytes as f64 / MIB / took.as_secs_f64().max(1e-9),
+        merged.objects_merged,
+        merged.objects_written,
+        took.as_secs_f64(),
+        during_merge.operations("read")
+    );
     let (compacted, took) = compact_all(&cold, &streams, args.readers).await?;
     peaks.push(memory.peak("compaction"));
     let during_compaction = Recorded::since_last(&snapshotter);

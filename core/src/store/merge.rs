@@ -1,0 +1,408 @@
+//! Merging small stream-set objects into larger ones.
+//!
+//! The object WAL writes one stream-set object per window (a few MiB shared by every
+//! stream), and so does an upload that runs on a timer rather than on size. Reading
+//! one stream back then costs one small GET per object, and compacting it into a
+//! stream object costs the same. A merge reads a run of small stream-set objects
+//! whole (one GET each) and writes them as one object in which each stream's blocks
+//! are contiguous, so later reads and per-stream compaction fetch each stream's part
+//! with one GET.
+//!
+//! Memory is bounded by the merged object's size: the sources are held while it is
+//! written, and its blocks are slices of theirs. All the streams involved have their
+//! maintenance lock held, and the commit compares every stream's epoch and every old
+//! range record, so retention, compaction or a new owner in between makes it fail
+//! cleanly (the merged object is then discarded). The sources become unreferenced
+//! and garbage collection deletes them after the grace period.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::metadata::{self, ObjectRange, ObjectRecord, ObjectState, StreamId};
+use super::{Inner, OpenStream, StoreError, StreamStore, read, upload};
+use crate::meta::{Compare, Op, Txn};
+use crate::object::{BlockEntry, BlockMeta, EncodedObject, ObjectBuilder, ObjectId, ObjectKind};
+
+/// What one merge pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MergeReport {
+    /// Small stream-set objects replaced.
+    pub objects_merged: usize,
+    /// Stream-set objects written.
+    pub objects_written: usize,
+    /// Block bytes copied.
+    pub bytes: u64,
+}
+
+impl StreamStore {
+    /// Merges runs of small stream-set objects whose streams are all open here.
+    pub async fn merge_stream_sets(&self) -> Result<MergeReport, StoreError> {
+        merge_stream_sets(&self.inner).await
+    }
+}
+
+/// A small stream-set object and the ranges that reference it.
+struct Source {
+    object: ObjectId,
+    data_bytes: u64,
+    ranges: Vec<(StreamId, ObjectRange)>,
+}
+
+pub(super) async fn merge_stream_sets(inner: &Inner) -> Result<MergeReport, StoreError> {
+    let target = inner.config.stream_set_merge_bytes;
+    let sources = small_stream_sets(inner, target / 2).await?;
+    let mut report = MergeReport::default();
+    for group in runs(&sources, target) {
+        if let Some(bytes) = merge(inner, group).await? {
+            report.objects_merged += group.len();
+            report.objects_written += 1;
+            report.bytes += bytes;
+        }
+    }
+    if report.objects_written > 0 {
+        metrics::counter!("strata_compaction_merged_objects_total")
+            .increment(report.objects_merged as u64);
+        metrics::counter!("strata_compaction_read_bytes_total").increment(report.bytes);
+    }
+    Ok(report)
+}
+
+/// Committed stream-set objects holding under `below` bytes of blocks, referenced
+/// only by streams open on this store, oldest first.
+async fn small_stream_sets(inner: &Inner, below: u64) -> Result<Vec<Source>, StoreError> {
+    let meta = inner.meta.as_ref();
+    let mut eligible: HashMap<ObjectId, ObjectRecord> = HashMap::new();
+    for kv in meta.scan_prefix(metadata::OBJECTS_PREFIX, 0).await? {
+        let record = ObjectRecord::parse(&kv)?;
+        if record.kind == ObjectKind::StreamSet && record.state == ObjectState::Committed {
+            eligible.insert(metadata::parse_object_key(&kv.key)?, record);
+        }
+    }
+    let mut by_object: BTreeMap<ObjectId, Vec<(StreamId, ObjectRange)>> = BTreeMap::new();
+    for (stream, range) in metadata::all_ranges(meta).await? {
+        if eligible.contains_key(&range.object) {
+            by_object
+                .entry(range.object)
+                .or_default()
+                .push((stream, range));
+        }
+    }
+    Ok(by_object
+        .into_iter()
+        .map(|(object, ranges)| Source {
+            object,
+            data_bytes: ranges.iter().map(|(_, r)| r.bytes).sum(),
+            ranges,
+        })
+        .filter(|source| {
+            source.data_bytes < below
+                && source
+                    .ranges
+                    .iter()
+                    .all(|(stream, _)| inner.open_stream_state(*stream).is_some())
+        })
+        .collect())
+}
+
+/// Consecutive sources of at most `target` bytes in all, at least two.
+fn runs(sources: &[Source], target: u64) -> Vec<&[Source]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, source) in sources.iter().enumerate() {
+        if bytes + source.data_bytes > target && i > start {
+            if i - start >= 2 {
+                out.push(&sources[start..i]);
+            }
+            start = i;
+            bytes = 0;
+        }
+        bytes += source.data_bytes;
+    }
+    if sources.len() - start >= 2 {
+        out.push(&sources[start..]);
+    }
+    out
+}
+
+/// Writes `group` as one object and swaps the range records. `None` when a stream
+/// changed meanwhile (the merged object is discarded).
+async fn merge(inner: &Inner, group: &[Source]) -> Result<Option<u64>, StoreError> {
+    let mut per_stream: BTreeMap<StreamId, Vec<ObjectRange>> = BTreeMap::new();
+    for source in group {
+        for (stream, range) in &source.ranges {
+            per_stream.entry(*stream).or_default().push(*range);
+        }
+    }
+    let mut opens: Vec<Arc<OpenStream>> = Vec::with_capacity(per_stream.len());
+    for stream in per_stream.keys() {
+        match inner.open_stream_state(*stream) {
+            Some(open) => opens.push(open),
+            None => return Ok(None),
+        }
+    }
+    // In stream order, as every holder of several of these locks takes them.
+    let mut exclusive = Vec::with_capacity(opens.len());
+    for open in &opens {
+        exclusive.push(open.maintenance.lock().await);
+    }
+    for (open, ranges) in opens.iter().zip(per_stream.values_mut()) {
+        let state = open.lock_state();
+        if ranges
+            .iter()
+            .any(|r| state.ranges.get(&r.start_offset) != Some(r))
+        {
+            // Retention or compaction moved this stream on since the scan.
+            return Ok(None);
+        }
+        ranges.sort_by_key(|r| r.start_offset);
+    }
+
+    let mut blocks: HashMap<ObjectId, (Arc<crate::object::Index>, Bytes)> = HashMap::new();
+    for source in group {
+        let index = read::load_index(inner, source.object).await?;
+        let data = read_blocks(inner, source.object, index.entries()).await?;
+        blocks.insert(source.object, (index, data));
+    }
+    let mut layout: Vec<(BlockMeta, Bytes)> = Vec::new();
+    for (stream, ranges) in &per_stream {
+        for range in ranges {
+            let (index, data) = blocks.get(&range.object).ok_or_else(|| {
+                StoreError::Task(format!("merge: object {} was not read", range.object))
+            })?;
+            let mut next = range.start_offset;
+            for entry in index.blocks_of(stream.0).iter().filter(|e| {
+                e.start_offset >= range.start_offset && e.end_offset <= range.end_offset
+            }) {
+                if entry.start_offset != next {
+                    break;
+                }
+                next = entry.end_offset;
+                layout.push((block_meta(entry), slice(data, entry)));
+            }
+            // The merged object must hold every offset its new range will claim.
+            if next != range.end_offset {
+                return Err(StoreError::Task(format!(
+                    "merge: object {} holds offsets {}..{next} of stream {} where its range says {}..{}",
+                    range.object,
+                    range.start_offset,
+                    stream.0,
+                    range.start_offset,
+                    range.end_offset
+                )));
+            }
+        }
+    }
+    drop(blocks);
+    let copied: u64 = layout.iter().map(|(_, b)| b.len() as u64).sum();
+    let object = inner.background.run(move || build(layout)).await??;
+
+    let meta = inner.meta.as_ref();
+    let (id, prepared) = metadata::allocate_object(meta, ObjectKind::StreamSet, 0).await?;
+    let key = crate::object::object_key(id);
+    let size = object.len();
+    let written = inner
+        .storage
+        .write_whole(&key, opendal::Buffer::from(object.into_parts()))
+        .await;
+    if let Err(err) = written {
+        upload::discard_object(inner, id).await?;
+        return Err(StoreError::storage("write", &key)(err));
+    }
+    metrics::counter!("strata_compaction_written_bytes_total").increment(size);
+
+    let merged: Vec<(StreamId, Vec<ObjectRange>)> = per_stream
+        .iter()
+        .map(|(stream, ranges)| (*stream, coalesce(ranges, id)))
+        .collect();
+    let mut txn = Txn::new();
+    for (open, (stream, old)) in opens.iter().zip(&per_stream) {
+        txn = txn.when(Compare::Value(
+            metadata::epoch_key(*stream),
+            metadata::u64_value(open.epoch),
+        ));
+        for range in old {
+            let key = metadata::range_key(*stream, range.start_offset);
+            txn = txn
+                .when(Compare::Value(key.clone(), range.value()))
+                .and_then(Op::Delete { key });
+        }
+    }
+    for (stream, ranges) in &merged {
+        for range in ranges {
+            txn = txn.and_then(Op::put(
+                metadata::range_key(*stream, range.start_offset),
+                range.value(),
+            ));
+        }
+    }
+    let committed = ObjectRecord {
+        state: ObjectState::Committed,
+        size,
+        ..prepared
+    };
+    txn = txn.and_then(Op::put(metadata::object_key(id), committed.value()));
+    if !meta.txn(txn).await?.succeeded {
+        upload::discard_object(inner, id).await?;
+        return Ok(None);
+    }
+    for ((open, old), (_, new)) in opens.iter().zip(per_stream.values()).zip(&merged) {
+        let mut state = open.lock_state();
+        for range in old {
+            state.ranges.remove(&range.start_offset);
+        }
+        for range in new {
+            state.ranges.insert(range.start_offset, *range);
+        }
+    }
+    drop(exclusive);
+    tracing::debug!(object = %id, sources = group.len(), streams = merged.len(), bytes = copied, "merged small stream-set objects");
+    Ok(Some(copied))
+}
+
+/// The block region of `object` (everything before its index) in one GET, each
+/// block verified against its checksum.
+async fn read_blocks(
+    inner: &Inner,
+    object: ObjectId,
+    entries: &[BlockEntry],
+) -> Result<Bytes, StoreError> {
+    let end = entries
+        .iter()
+        .map(|e| e.position + u64::from(e.len))
+        .max()
+        .unwrap_or(0);
+    let key = crate::object::object_key(object);
+    let data = {
+        let _permit = inner
+            .cold_reads
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Task("cold read budget closed".into()))?;
+        inner
+            .storage
+            .operator()
+            .read_with(&key)
+            .range(0..end)
+            .await
+            .map_err(StoreError::storage("read", &key))?
+            .to_bytes()
+    };
+    for entry in entries {
+        entry
+            .verify(&slice(&data, entry))
+            .map_err(|source| StoreError::Format {
+                key: key.clone(),
+                source,
+            })?;
+    }
+    Ok(data)
+}
+
+fn slice(data: &Bytes, entry: &BlockEntry) -> Bytes {
+    let at = entry.position as usize;
+    data.slice(at..at + entry.len as usize)
+}
+
+fn block_meta(entry: &BlockEntry) -> BlockMeta {
+    BlockMeta {
+        stream_id: entry.stream_id,
+        start_offset: entry.start_offset,
+        end_offset: entry.end_offset,
+        record_count: entry.record_count,
+        max_timestamp: entry.max_timestamp,
+    }
+}
+
+fn build(layout: Vec<(BlockMeta, Bytes)>) -> Result<EncodedObject, StoreError> {
+    let mut builder =
+        ObjectBuilder::with_capacity(ObjectKind::StreamSet, layout.len(), layout.len());
+    for (meta, block) in layout {
+        builder
+            .add_block(meta, std::slice::from_ref(&block))
+            .map_err(|source| StoreError::Format {
+                key: "(being merged)".to_string(),
+                source,
+            })?;
+    }
+    Ok(builder.finish().0)
+}
+
+/// `ranges` (sorted, of one stream) now in `object`: runs that follow each other
+/// become one range.
+fn coalesce(ranges: &[ObjectRange], object: ObjectId) -> Vec<ObjectRange> {
+    let mut out: Vec<ObjectRange> = Vec::with_capacity(ranges.len());
+    for range in ranges {
+        match out.last_mut() {
+            Some(last) if last.end_offset == range.start_offset => {
+                last.end_offset = range.end_offset;
+                last.bytes += range.bytes;
+                last.max_timestamp = last.max_timestamp.max(range.max_timestamp);
+            }
+            _ => out.push(ObjectRange { object, ..*range }),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(start: u64, end: u64, bytes: u64, max_timestamp: i64) -> ObjectRange {
+        ObjectRange {
+            start_offset: start,
+            end_offset: end,
+            object: ObjectId(start + 100),
+            bytes,
+            max_timestamp,
+        }
+    }
+
+    #[test]
+    fn ranges_that_follow_each_other_become_one() {
+        let merged = coalesce(
+            &[range(0, 10, 5, 7), range(10, 20, 6, 3), range(30, 40, 7, 9)],
+            ObjectId(9),
+        );
+        assert_eq!(
+            merged,
+            vec![
+                ObjectRange {
+                    start_offset: 0,
+                    end_offset: 20,
+                    object: ObjectId(9),
+                    bytes: 11,
+                    max_timestamp: 7,
+                },
+                ObjectRange {
+                    start_offset: 30,
+                    end_offset: 40,
+                    object: ObjectId(9),
+                    bytes: 7,
+                    max_timestamp: 9,
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn runs_stay_within_the_target_and_hold_two_sources_or_more() {
+        let sources: Vec<Source> = [4u64, 4, 4, 9, 2, 1]
+            .iter()
+            .enumerate()
+            .map(|(i, bytes)| Source {
+                object: ObjectId(i as u64),
+                data_bytes: *bytes,
+                ranges: Vec::new(),
+            })
+            .collect();
+        let found: Vec<Vec<u64>> = runs(&sources, 10)
+            .iter()
+            .map(|run| run.iter().map(|s| s.object.0).collect())
+            .collect();
+        assert_eq!(found, vec![vec![0, 1], vec![4, 5]]);
+    }
+}
