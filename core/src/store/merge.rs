@@ -160,12 +160,15 @@ async fn merge(inner: &Inner, group: &[Source]) -> Result<Option<u64>, StoreErro
         ranges.sort_by_key(|r| r.start_offset);
     }
 
-    let mut blocks: HashMap<ObjectId, (Arc<crate::object::Index>, Bytes)> = HashMap::new();
-    for source in group {
+    // The sources at once: each is one GET, and together they are bounded by the
+    // merged object's size.
+    let read = futures::future::try_join_all(group.iter().map(|source| async move {
         let index = read::load_index(inner, source.object).await?;
         let data = read_blocks(inner, source.object, index.entries()).await?;
-        blocks.insert(source.object, (index, data));
-    }
+        Ok::<_, StoreError>((source.object, (index, data)))
+    }))
+    .await?;
+    let blocks: HashMap<ObjectId, (Arc<crate::object::Index>, Bytes)> = read.into_iter().collect();
     let mut layout: Vec<(BlockMeta, Bytes)> = Vec::new();
     for (stream, ranges) in &per_stream {
         for range in ranges {
