@@ -51,10 +51,9 @@ struct Source {
 }
 
 pub(super) async fn merge_stream_sets(inner: &Inner) -> Result<MergeReport, StoreError> {
-    let target = inner.config.stream_set_merge_bytes;
-    let sources = small_stream_sets(inner, target / 2).await?;
+    let sources = small_stream_sets(inner, inner.config.merge_below_bytes).await?;
     let mut report = MergeReport::default();
-    for group in runs(&sources, target) {
+    for group in runs(&sources, inner.config.stream_set_merge_bytes) {
         if let Some(bytes) = merge(inner, group).await? {
             report.objects_merged += group.len();
             report.objects_written += 1;

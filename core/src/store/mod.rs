@@ -82,8 +82,10 @@ pub struct StoreConfig {
     pub stream_split_bytes: usize,
     /// Size a compacted stream object grows to.
     pub stream_object_bytes: u64,
-    /// Stream-set objects holding less than half this are merged into ones of about
-    /// this size (held in memory while written).
+    /// Stream-set objects holding less data than this are merged (object-WAL
+    /// windows, uploads on a timer); those of a size-triggered upload are not.
+    pub merge_below_bytes: u64,
+    /// Size a merged stream-set object grows to (held in memory while written).
     pub stream_set_merge_bytes: u64,
     /// Consecutive small ranges of a stream needed before compaction merges them.
     pub compaction_min_ranges: usize,
@@ -110,6 +112,7 @@ impl StoreConfig {
             cold_read_concurrency: 16,
             stream_split_bytes: 8 << 20,
             stream_object_bytes: 64 << 20,
+            merge_below_bytes: 8 << 20,
             stream_set_merge_bytes: 32 << 20,
             compaction_min_ranges: 8,
             retention_interval: Duration::from_secs(60),
