@@ -100,7 +100,6 @@ pub(super) async fn run(
     let unique = format!("strata-bench-{}-{}", std::process::id(), strata_core_now());
     let config = under(storage_config, &unique);
     let storage = Storage::open(&config).map_err(|e| e.to_string())?;
-    let phase_time = Duration::from_secs(args.seconds);
     let batch_payload = args.records_per_batch as usize * 1024;
     let wal = args
         .object_wal_window_ms
@@ -114,7 +113,26 @@ pub(super) async fn run(
         args.seconds
     );
 
-    let (raw_write, raw_read) = raw_operator(&storage, phase_time).await?;
+    let measured = measure(&storage, &args, &snapshotter).await;
+    // Whatever the run wrote goes, however it ended: a failed phase left tens of GiB.
+    let cleanup = storage
+        .operator()
+        .delete_with("/")
+        .recursive(true)
+        .await
+        .map_err(|e| format!("cleanup: {e}"));
+    measured.and(cleanup)
+}
+
+/// The phases of one run, printing as they go.
+async fn measure(
+    storage: &Storage,
+    args: &BenchArgs,
+    snapshotter: &Snapshotter,
+) -> Result<(), String> {
+    let phase_time = Duration::from_secs(args.seconds);
+    let batch_payload = args.records_per_batch as usize * 1024;
+    let (raw_write, raw_read) = raw_operator(storage, phase_time).await?;
     let memory = Memory::start();
     let mut peaks = vec![memory.peak("raw operator")];
     println!(
@@ -141,7 +159,7 @@ pub(super) async fn run(
         });
         // The baseline for the object WAL's latency: PUTs of one window's data.
         let window_bytes = (args.rate_mib * MIB * window.as_secs_f64()) as usize;
-        let mut puts = put_latencies(&storage, window_bytes.max(4096), 20).await?;
+        let mut puts = put_latencies(storage, window_bytes.max(4096), 20).await?;
         println!(
             "  raw PUT of one window ({} KiB)  p50 {:>7.2} ms  p99 {:>7.2} ms",
             window_bytes / 1024,
@@ -167,13 +185,13 @@ pub(super) async fn run(
         0,
     );
 
-    Recorded::since_last(&snapshotter);
+    Recorded::since_last(snapshotter);
     memory.reset();
     let mut full = ingest(&store, &streams, &batch, phase_time, None, args.in_flight).await?;
     // The paced phase measures the steady state, not the unthrottled phase's backlog
     // still uploading.
     store.flush().await.map_err(|e| e.to_string())?;
-    let during_full = Recorded::since_last(&snapshotter);
+    let during_full = Recorded::since_last(snapshotter);
     let mut paced = ingest(
         &store,
         &streams,
@@ -183,13 +201,9 @@ pub(super) async fn run(
         args.in_flight,
     )
     .await?;
-    let during_paced = Recorded::since_last(&snapshotter);
+    let during_paced = Recorded::since_last(snapshotter);
     store.flush().await.map_err(|e| e.to_string())?;
-    let ingestion = [
-        during_full,
-        during_paced,
-        Recorded::since_last(&snapshotter),
-    ];
+    let ingestion = [during_full, during_paced, Recorded::since_last(snapshotter)];
     let total = |count: &dyn Fn(&Recorded) -> u64| ingestion.iter().map(count).sum::<u64>();
     // A PUT is one object written; on a local directory an upload is written in
     // synced pieces, so the operator's write calls are reported beside it.
@@ -272,7 +286,7 @@ pub(super) async fn run(
     // keeping up with producers reads.
     let tail_offsets =
         (cache_bytes / 4 / streams.len() / batch.len()) as u64 * batch.offset_count();
-    Recorded::since_last(&snapshotter);
+    Recorded::since_last(snapshotter);
     peaks.push(memory.peak("ingest"));
     memory.reset();
     let tail = read_from(
@@ -283,7 +297,7 @@ pub(super) async fn run(
         args.readers,
     )
     .await?;
-    let during_tail = Recorded::since_last(&snapshotter);
+    let during_tail = Recorded::since_last(snapshotter);
     let hits = [
         during_tail.counter("strata_log_cache_hits_total"),
         during_tail.counter("strata_log_cache_misses_total"),
@@ -316,11 +330,11 @@ pub(super) async fn run(
         }
     };
     let cold = open_cold("wal-cold").await?;
-    Recorded::since_last(&snapshotter);
+    Recorded::since_last(snapshotter);
     memory.reset();
     let cold_read = read_from(&cold, &streams, 1024 * 1024, None, args.readers).await?;
     peaks.push(memory.peak("cold read"));
-    let gets = Recorded::since_last(&snapshotter).operations("read");
+    let gets = Recorded::since_last(snapshotter).operations("read");
     print_cold_read(
         "cold read (objects)",
         &cold_read,
@@ -336,7 +350,7 @@ pub(super) async fn run(
     let started = std::time::Instant::now();
     let merged = cold.merge_stream_sets().await.map_err(|e| e.to_string())?;
     let took = started.elapsed();
-    let during_merge = Recorded::since_last(&snapshotter);
+    let during_merge = Recorded::since_last(snapshotter);
     println!(
         "  merge                  {:>8.1} MiB/s  ({} small stream-set objects into {}, {:.1} s; {} GETs)",
         merged.bytes as f64 / MIB / took.as_secs_f64().max(1e-9),
@@ -347,7 +361,7 @@ pub(super) async fn run(
     );
     let (compacted, took) = compact_all(&cold, &streams, args.readers).await?;
     peaks.push(memory.peak("compaction"));
-    let during_compaction = Recorded::since_last(&snapshotter);
+    let during_compaction = Recorded::since_last(snapshotter);
     println!(
         "  compaction             {:>8.1} MiB/s  ({} ranges into {} stream objects, {:.1} s; {} GETs, {} write calls)",
         compacted.bytes as f64 / MIB / took.as_secs_f64(),
@@ -360,11 +374,11 @@ pub(super) async fn run(
     drop(cold);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let cold = open_cold("wal-compacted").await?;
-    Recorded::since_last(&snapshotter);
+    Recorded::since_last(snapshotter);
     memory.reset();
     let compacted_read = read_from(&cold, &streams, 1024 * 1024, None, args.readers).await?;
     peaks.push(memory.peak("cold read, compacted"));
-    let gets = Recorded::since_last(&snapshotter).operations("read");
+    let gets = Recorded::since_last(snapshotter).operations("read");
     print_cold_read(
         "cold read, compacted",
         &compacted_read,
@@ -385,13 +399,6 @@ pub(super) async fn run(
         println!("    {peak}");
     }
     drop(cold);
-
-    storage
-        .operator()
-        .delete_with("/")
-        .recursive(true)
-        .await
-        .map_err(|e| format!("cleanup: {e}"))?;
     Ok(())
 }
 
