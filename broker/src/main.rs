@@ -15,17 +15,18 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's options, read at its start (`_RJEM_MALLOC_CONF` in the environment
 /// still overrides them). A background thread hands freed pages back to the OS
-/// after a quarter of a second instead of ten (and without waiting for the next
+/// after a tenth of a second instead of ten (and without waiting for the next
 /// allocation): the broker's memory is bounded by its configured caches, and pages
 /// freed when a cache turns over or an upload is done would otherwise count in its
-/// RSS meanwhile; at a few hundred MiB/s of ingest, a second's worth put the store
-/// benchmark 30–80 MiB over its budget (measured: 1 s decay 539–594 MiB peak, 250 ms
-/// 497–502 MiB, same throughput).
+/// RSS meanwhile. Measured with the store benchmark: at a few hundred MiB/s of
+/// ingest, 1 s decay peaked at 539–594 MiB (SeaweedFS, local WAL); 250 ms at 510–516
+/// MiB and 100 ms at 471–477 MiB (local directory, object WAL, 480–600 MiB/s), with
+/// the same throughput; 0 (immediate) cost a third of it.
 // SAFETY: jemalloc reads this symbol as a `const char *`; the slice's first word is
 // a pointer to a NUL-terminated string that lives for the whole program.
 #[allow(unsafe_code, non_upper_case_globals)]
 #[unsafe(export_name = "_rjem_malloc_conf")]
-pub static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:250,muzzy_decay_ms:0\0";
+pub static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:100,muzzy_decay_ms:0\0";
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
