@@ -72,8 +72,10 @@ pub(super) async fn upload_all(inner: &Inner) -> Result<(), StoreError> {
 /// Uploads one bounded round; `Ok(false)` when there was nothing to upload.
 pub(super) async fn upload(inner: &Inner) -> Result<bool, StoreError> {
     let _one_at_a_time = inner.upload_lock.lock().await;
-    // A bounded share per round keeps the object being built from doubling memory
-    // when uploads fall behind; what is left goes in the next round.
+    // A bounded share per round, so the WAL is trimmed as rounds land; what is left
+    // goes in the next round. Two objects' worth: rounds of four (objects are not
+    // copied, so memory would allow it) made SeaweedFS's PUTs twice as slow here and
+    // ingest no faster.
     let pending = take_pending(inner, inner.config.upload_bytes.saturating_mul(2));
     if pending.is_empty() {
         return Ok(false);
