@@ -1,8 +1,8 @@
 //! SIGKILL crash test of the stream store against a real server.
 //!
 //! The test binary runs itself as a child that appends under load — with small,
-//! frequent uploads and, every so often, retention, compaction and garbage
-//! collection — and
+//! frequent uploads and, every so often, merging of small stream-set objects,
+//! compaction, retention and garbage collection — and
 //! prints each batch's offsets once its append is acknowledged. The parent kills it
 //! with SIGKILL at varying moments, reopens the store, and checks: every acknowledged
 //! batch at or after the start offset is there, exactly once, in order; and after
@@ -103,6 +103,10 @@ pub fn run_child_if_requested() {
             }
             stdout.flush().expect("flush");
             if round % 50 == 49 {
+                // The background task's work, so a kill can land in any of it:
+                // merging small stream-set objects, compacting, retention, GC.
+                store.merge_stream_sets().await.expect("merge");
+                store.compact(stream).await.expect("compaction");
                 // Keep roughly the newest 256 KiB uploaded; drop and collect the rest.
                 let policy = RetentionPolicy {
                     max_age: None,
