@@ -102,9 +102,11 @@ impl LogCache {
         // otherwise a slow upload lets the cache grow by everything appended
         // meanwhile, up to the un-uploaded limit on top of a full cache.
         if self.cached_bytes > self.capacity_bytes {
+            // `evict` publishes the sizes.
             drop(self.evict(EVICT_PER_INSERT));
+        } else {
+            self.publish_sizes();
         }
-        self.publish_sizes();
         acked_end
     }
 
@@ -124,8 +126,8 @@ impl LogCache {
         entry.uploaded_end = end;
         entry.acked_end = entry.acked_end.max(end);
         // One insert per stream and window: what it pushes out is about its own size.
+        // `evict` publishes the sizes.
         drop(self.evict(usize::MAX));
-        self.publish_sizes();
     }
 
     pub(super) fn acked_end(&self, stream: StreamId) -> Option<u64> {

@@ -125,38 +125,77 @@ async fn compact_group(
             .max()
             .unwrap_or(i64::MIN),
     };
-    let mut txn = Txn::new().when(Compare::Value(
-        metadata::epoch_key(open.id),
-        metadata::u64_value(open.epoch),
-    ));
-    for old in group {
-        let old_key = metadata::range_key(open.id, old.start_offset);
-        txn = txn
-            .when(Compare::Value(old_key.clone(), old.value()))
-            .and_then(Op::Delete { key: old_key });
-    }
     let committed = ObjectRecord {
         state: ObjectState::Committed,
         size,
         ..prepared
     };
-    txn = txn
-        .and_then(Op::put(
-            metadata::range_key(open.id, merged.start_offset),
-            merged.value(),
-        ))
-        .and_then(Op::put(metadata::object_key(id), committed.value()));
-    if !meta.txn(txn).await?.succeeded {
-        upload::discard_object(inner, id).await?;
+    let swap = RangeSwap {
+        open,
+        old: group,
+        new: vec![merged],
+    };
+    if !commit_rewrite(inner, id, committed, std::slice::from_ref(&swap)).await? {
         return Ok(None);
     }
-    let mut state = open.lock_state();
-    for old in group {
-        state.ranges.remove(&old.start_offset);
-    }
-    state.ranges.insert(merged.start_offset, merged);
     tracing::debug!(stream = open.id.0, object = %id, ranges = group.len(), bytes = copied_bytes, "compacted ranges into a stream object");
     Ok(Some(copied_bytes))
+}
+
+/// One stream's ranges rewritten into a new object: `old` give way to `new`.
+pub(super) struct RangeSwap<'a> {
+    pub open: &'a OpenStream,
+    pub old: &'a [ObjectRange],
+    pub new: Vec<ObjectRange>,
+}
+
+/// Commits the rewritten object `id` (its `committed` record) and every swap in one
+/// transaction that compares each stream's epoch and each old range record, then
+/// applies the swaps to the streams' in-memory ranges. `false` when something
+/// changed meanwhile (retention, another rewrite, a new owner): the new object is
+/// discarded and nothing else changes.
+pub(super) async fn commit_rewrite(
+    inner: &Inner,
+    id: ObjectId,
+    committed: ObjectRecord,
+    swaps: &[RangeSwap<'_>],
+) -> Result<bool, StoreError> {
+    let mut txn = Txn::new();
+    for swap in swaps {
+        let stream = swap.open.id;
+        txn = txn.when(Compare::Value(
+            metadata::epoch_key(stream),
+            metadata::u64_value(swap.open.epoch),
+        ));
+        // Deletes before puts: a new range may start where an old one did.
+        for old in swap.old {
+            let key = metadata::range_key(stream, old.start_offset);
+            txn = txn
+                .when(Compare::Value(key.clone(), old.value()))
+                .and_then(Op::Delete { key });
+        }
+        for new in &swap.new {
+            txn = txn.and_then(Op::put(
+                metadata::range_key(stream, new.start_offset),
+                new.value(),
+            ));
+        }
+    }
+    txn = txn.and_then(Op::put(metadata::object_key(id), committed.value()));
+    if !inner.meta.txn(txn).await?.succeeded {
+        upload::discard_object(inner, id).await?;
+        return Ok(false);
+    }
+    for swap in swaps {
+        let mut state = swap.open.lock_state();
+        for old in swap.old {
+            state.ranges.remove(&old.start_offset);
+        }
+        for new in &swap.new {
+            state.ranges.insert(new.start_offset, *new);
+        }
+    }
+    Ok(true)
 }
 
 /// Streams the blocks of `group` into object `id`; returns (object size, block bytes).

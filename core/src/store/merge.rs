@@ -20,9 +20,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::compaction::{RangeSwap, commit_rewrite};
 use super::metadata::{self, ObjectRange, ObjectRecord, ObjectState, StreamId};
 use super::{Inner, OpenStream, StoreError, StreamStore, read, upload};
-use crate::meta::{Compare, Op, Txn};
 use crate::object::{BlockEntry, BlockMeta, EncodedObject, ObjectBuilder, ObjectId, ObjectKind};
 
 /// What one merge pass did.
@@ -215,52 +215,25 @@ async fn merge(inner: &Inner, group: &[Source]) -> Result<Option<u64>, StoreErro
     }
     metrics::counter!("strata_compaction_written_bytes_total").increment(size);
 
-    let merged: Vec<(StreamId, Vec<ObjectRange>)> = per_stream
+    let swaps: Vec<RangeSwap<'_>> = opens
         .iter()
-        .map(|(stream, ranges)| (*stream, coalesce(ranges, id)))
+        .zip(per_stream.values())
+        .map(|(open, old)| RangeSwap {
+            open,
+            old,
+            new: coalesce(old, id),
+        })
         .collect();
-    let mut txn = Txn::new();
-    for (open, (stream, old)) in opens.iter().zip(&per_stream) {
-        txn = txn.when(Compare::Value(
-            metadata::epoch_key(*stream),
-            metadata::u64_value(open.epoch),
-        ));
-        for range in old {
-            let key = metadata::range_key(*stream, range.start_offset);
-            txn = txn
-                .when(Compare::Value(key.clone(), range.value()))
-                .and_then(Op::Delete { key });
-        }
-    }
-    for (stream, ranges) in &merged {
-        for range in ranges {
-            txn = txn.and_then(Op::put(
-                metadata::range_key(*stream, range.start_offset),
-                range.value(),
-            ));
-        }
-    }
     let committed = ObjectRecord {
         state: ObjectState::Committed,
         size,
         ..prepared
     };
-    txn = txn.and_then(Op::put(metadata::object_key(id), committed.value()));
-    if !meta.txn(txn).await?.succeeded {
-        upload::discard_object(inner, id).await?;
+    if !commit_rewrite(inner, id, committed, &swaps).await? {
         return Ok(None);
     }
-    for ((open, old), (_, new)) in opens.iter().zip(per_stream.values()).zip(&merged) {
-        let mut state = open.lock_state();
-        for range in old {
-            state.ranges.remove(&range.start_offset);
-        }
-        for range in new {
-            state.ranges.insert(range.start_offset, *range);
-        }
-    }
     drop(exclusive);
-    tracing::debug!(object = %id, sources = group.len(), streams = merged.len(), bytes = copied, "merged small stream-set objects");
+    tracing::debug!(object = %id, sources = group.len(), streams = swaps.len(), bytes = copied, "merged small stream-set objects");
     Ok(Some(copied))
 }
 
@@ -277,21 +250,7 @@ async fn read_blocks(
         .max()
         .unwrap_or(0);
     let key = crate::object::object_key(object);
-    let data = {
-        let _permit = inner
-            .cold_reads
-            .acquire()
-            .await
-            .map_err(|_| StoreError::Task("cold read budget closed".into()))?;
-        inner
-            .storage
-            .operator()
-            .read_with(&key)
-            .range(0..end)
-            .await
-            .map_err(StoreError::storage("read", &key))?
-            .to_bytes()
-    };
+    let data = read::get_range(inner, &key, 0..end).await?;
     for entry in entries {
         entry
             .verify(&slice(&data, entry))

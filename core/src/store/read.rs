@@ -168,21 +168,7 @@ pub(super) async fn read_run(
     }
     let key = object_key(object);
     let start = run[0].position;
-    let data = {
-        let _permit = inner
-            .cold_reads
-            .acquire()
-            .await
-            .map_err(|_| StoreError::Task("cold read budget closed".into()))?;
-        inner
-            .storage
-            .operator()
-            .read_with(&key)
-            .range(start..start + len)
-            .await
-            .map_err(StoreError::storage("read", &key))?
-            .to_bytes()
-    };
+    let data = get_range(inner, &key, start..start + len).await?;
     let mut blocks = Vec::with_capacity(count);
     for entry in &run[..count] {
         let at = (entry.position - start) as usize;
@@ -194,6 +180,27 @@ pub(super) async fn read_run(
         blocks.push((*entry, block));
     }
     Ok(blocks)
+}
+
+/// One ranged GET of `key`, within the cold-read budget (`cold_read_concurrency`).
+pub(super) async fn get_range(
+    inner: &Inner,
+    key: &str,
+    range: std::ops::Range<u64>,
+) -> Result<Bytes, StoreError> {
+    let _permit = inner
+        .cold_reads
+        .acquire()
+        .await
+        .map_err(|_| StoreError::Task("cold read budget closed".into()))?;
+    Ok(inner
+        .storage
+        .operator()
+        .read_with(key)
+        .range(range)
+        .await
+        .map_err(StoreError::storage("read", key))?
+        .to_bytes())
 }
 
 pub(super) async fn load_index(inner: &Inner, id: ObjectId) -> Result<Arc<Index>, StoreError> {

@@ -74,6 +74,17 @@ fn batch(records: u32, seed: i64) -> RecordBatch {
     synthetic_batch(records, 200 + (seed as usize % 300), seed)
 }
 
+/// Creates and opens `count` streams.
+async fn open_new_streams(store: &StreamStore, count: usize) -> Vec<StreamId> {
+    let mut streams = Vec::with_capacity(count);
+    for _ in 0..count {
+        let id = store.create_stream().await.expect("create");
+        store.open_stream(id).await.expect("open");
+        streams.push(id);
+    }
+    streams
+}
+
 /// Every batch of the stream from `from`, fetched in small pieces.
 async fn read_all(store: &StreamStore, stream: StreamId, from: u64) -> Vec<RecordBatch> {
     let (_, end) = store.offsets(stream).expect("offsets");
@@ -643,12 +654,7 @@ async fn object_wal_writes_one_object_per_window_for_all_streams() {
     let store = StreamStore::open(fixture.storage(), fixture.meta().await, config.clone())
         .await
         .expect("store");
-    let mut streams = Vec::new();
-    for _ in 0..16 {
-        let id = store.create_stream().await.expect("create");
-        store.open_stream(id).await.expect("open");
-        streams.push(id);
-    }
+    let streams = open_new_streams(&store, 16).await;
     let appends: Vec<_> = streams
         .iter()
         .map(|&id| {
@@ -728,12 +734,7 @@ async fn small_stream_set_objects_merge_into_one_with_each_stream_contiguous() {
     let store = StreamStore::open(fixture.storage(), fixture.meta().await, config.clone())
         .await
         .expect("store");
-    let mut streams = Vec::new();
-    for _ in 0..4 {
-        let id = store.create_stream().await.expect("create");
-        store.open_stream(id).await.expect("open");
-        streams.push(id);
-    }
+    let streams = open_new_streams(&store, 4).await;
     // Rounds of appends to every stream: windows shared by several streams.
     let mut expected: HashMap<StreamId, Vec<RecordBatch>> = HashMap::new();
     for round in 0..6i64 {
@@ -861,12 +862,7 @@ async fn object_wal_tail_stays_in_the_log_cache() {
     let store = StreamStore::open(fixture.storage(), fixture.meta().await, config)
         .await
         .expect("store");
-    let mut streams = Vec::new();
-    for _ in 0..4 {
-        let id = store.create_stream().await.expect("create");
-        store.open_stream(id).await.expect("open");
-        streams.push(id);
-    }
+    let streams = open_new_streams(&store, 4).await;
     let producers: Vec<_> = streams
         .iter()
         .map(|&id| {
@@ -949,15 +945,7 @@ async fn a_large_stream_gets_an_object_of_its_own() {
     let store = StreamStore::open(fixture.storage(), fixture.meta().await, config.clone())
         .await
         .expect("store");
-    let ids: Vec<StreamId> = {
-        let mut ids = Vec::new();
-        for _ in 0..3 {
-            let id = store.create_stream().await.expect("create");
-            store.open_stream(id).await.expect("open");
-            ids.push(id);
-        }
-        ids
-    };
+    let ids = open_new_streams(&store, 3).await;
     for i in 0..30 {
         store.append(ids[0], batch(4, i)).await.expect("append"); // ~15 KiB: large
     }

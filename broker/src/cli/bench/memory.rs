@@ -6,9 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use super::MIB;
 use crate::observability::allocator::AllocatorStats;
-
-const MIB: f64 = 1024.0 * 1024.0;
 
 /// How often the allocator is sampled: short enough to catch an upload's buffers.
 const SAMPLE_EVERY: Duration = Duration::from_millis(10);

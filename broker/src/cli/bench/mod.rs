@@ -17,7 +17,7 @@ use strata_backends::config::BackendConfig;
 use strata_backends::{Storage, StorageConfig};
 use strata_core::batch::synthetic_batch;
 use strata_core::meta::{EmbeddedMetaStore, EmbeddedOptions, MetaStore, MeteredMetaStore};
-use strata_core::store::{ObjectWalOptions, StoreConfig, StreamStore, WalMode};
+use strata_core::store::{ObjectWalOptions, StoreConfig, StreamId, StreamStore, WalMode};
 
 /// Knobs of one benchmark run.
 #[derive(Debug, Clone, clap::Args)]
@@ -87,7 +87,7 @@ fn under(config: &StorageConfig, sub: &str) -> StorageConfig {
     config
 }
 
-use memory::Memory;
+use memory::{Memory, PhasePeak};
 pub(super) use recorded::install_recorder;
 use recorded::{Recorded, quantile};
 use workload::{compact_all, ingest, put_latencies, raw_operator, read_from};
@@ -330,17 +330,17 @@ async fn measure(
         }
     };
     let cold = open_cold("wal-cold").await?;
-    Recorded::since_last(snapshotter);
-    memory.reset();
-    let cold_read = read_from(&cold, &streams, 1024 * 1024, None, args.readers).await?;
-    peaks.push(memory.peak("cold read"));
-    let gets = Recorded::since_last(snapshotter).operations("read");
-    print_cold_read(
-        "cold read (objects)",
-        &cold_read,
-        gets,
+    let cold_read = ColdRead {
+        streams: &streams,
+        readers: args.readers,
         raw_read,
-        args.readers,
+        memory: &memory,
+        snapshotter,
+    };
+    peaks.push(
+        cold_read
+            .run(&cold, "cold read (objects)", "cold read")
+            .await?,
     );
 
     // What the store's maintenance does to old data within a minute: small
@@ -374,17 +374,10 @@ async fn measure(
     drop(cold);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let cold = open_cold("wal-compacted").await?;
-    Recorded::since_last(snapshotter);
-    memory.reset();
-    let compacted_read = read_from(&cold, &streams, 1024 * 1024, None, args.readers).await?;
-    peaks.push(memory.peak("cold read, compacted"));
-    let gets = Recorded::since_last(snapshotter).operations("read");
-    print_cold_read(
-        "cold read, compacted",
-        &compacted_read,
-        gets,
-        raw_read,
-        args.readers,
+    peaks.push(
+        cold_read
+            .run(&cold, "cold read, compacted", "cold read, compacted")
+            .await?,
     );
     // The store's budget: what its caches may hold, plus 128 MiB for everything else.
     let budget = (cache_bytes + block_cache_bytes) as f64 / MIB + 128.0;
@@ -402,17 +395,43 @@ async fn measure(
     Ok(())
 }
 
-fn print_cold_read(name: &str, read: &Phase, gets: u64, raw_read: f64, readers: usize) {
-    println!(
-        "  {name:<22} {:>8.1} MiB/s  ({:.1} GETs per GiB read, {readers} streams at a time)",
-        read.mib_per_sec(),
-        gets as f64 / (read.bytes as f64 / (MIB * 1024.0)),
-    );
-    println!(
-        "  {:<28} {:>6.0} %",
-        format!("{name} vs raw read"),
-        100.0 * read.mib_per_sec() / raw_read
-    );
+/// A read of every stream, start to end, from a store with nothing cached: what it
+/// is measured against and with.
+struct ColdRead<'a> {
+    streams: &'a [StreamId],
+    readers: usize,
+    raw_read: f64,
+    memory: &'a Memory,
+    snapshotter: &'a Snapshotter,
+}
+
+impl ColdRead<'_> {
+    /// Reads, prints throughput, GETs per GiB and the share of the raw read, and
+    /// returns the phase's memory peak as `phase`.
+    async fn run(
+        &self,
+        store: &StreamStore,
+        name: &str,
+        phase: &'static str,
+    ) -> Result<PhasePeak, String> {
+        Recorded::since_last(self.snapshotter);
+        self.memory.reset();
+        let read = read_from(store, self.streams, 1024 * 1024, None, self.readers).await?;
+        let peak = self.memory.peak(phase);
+        let gets = Recorded::since_last(self.snapshotter).operations("read");
+        println!(
+            "  {name:<22} {:>8.1} MiB/s  ({:.1} GETs per GiB read, {} streams at a time)",
+            read.mib_per_sec(),
+            gets as f64 / (read.bytes as f64 / (MIB * 1024.0)),
+            self.readers,
+        );
+        println!(
+            "  {:<28} {:>6.0} %",
+            format!("{name} vs raw read"),
+            100.0 * read.mib_per_sec() / self.raw_read
+        );
+        Ok(peak)
+    }
 }
 
 fn strata_core_now() -> u128 {
