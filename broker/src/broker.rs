@@ -139,10 +139,11 @@ impl Broker {
         Ok(broker)
     }
 
-    /// Persists producer state and uploads everything acknowledged.
+    /// Persists producer state, uploads everything acknowledged and stops the
+    /// store's background work.
     pub async fn shutdown(&self) -> Result<(), strata_core::store::StoreError> {
         self.topics.snapshot_producers().await;
-        self.store.flush().await
+        self.store.close().await
     }
 }
 

@@ -42,6 +42,8 @@ struct StallState {
     prefix: String,
     stall: Duration,
     remaining: std::sync::atomic::AtomicUsize,
+    /// Signalled as each stalled write begins.
+    begun: tokio::sync::Notify,
 }
 
 impl StallLayer {
@@ -52,6 +54,7 @@ impl StallLayer {
                 prefix: prefix.to_string(),
                 stall,
                 remaining: std::sync::atomic::AtomicUsize::new(0),
+                begun: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -63,16 +66,27 @@ impl StallLayer {
             .store(count, std::sync::atomic::Ordering::SeqCst);
     }
 
+    /// Resolves once a stalled write has begun (at once if one began since the
+    /// last call).
+    pub(crate) async fn stalled(&self) {
+        self.state.begun.notified().await;
+    }
+
     fn take_stall(&self, path: &str) -> Option<Duration> {
         use std::sync::atomic::Ordering;
         if !path.starts_with(&self.state.prefix) {
             return None;
         }
-        self.state
+        let stall = self
+            .state
             .remaining
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .ok()
-            .map(|_| self.state.stall)
+            .map(|_| self.state.stall);
+        if stall.is_some() {
+            self.state.begun.notify_one();
+        }
+        stall
     }
 }
 

@@ -267,7 +267,12 @@ async fn verify(
             "round {round}: orphan objects {orphans:?}, missing objects {missing:?}"
         ));
     }
-    Ok(())
+    // The next round's child opens these directories: nothing of this store may
+    // still run then.
+    store
+        .close()
+        .await
+        .map_err(|e| format!("round {round}: close: {e}"))
 }
 
 /// Appends while the object store misbehaves (errors, throttling, resets, cut
@@ -342,6 +347,9 @@ pub fn backend_faults(
         if !flushed {
             return Err("the store did not upload its backlog once the object store recovered".to_string());
         }
+        // Closing waits for its background work: a maintenance round left running
+        // would go on writing beside the store opened next.
+        store.close().await.map_err(|e| format!("close: {e}"))?;
         drop(store);
 
         // A fresh store straight to the server, with an empty cache: objects only.
@@ -382,9 +390,13 @@ pub fn backend_faults(
         verify.collect_garbage(Duration::ZERO).await.map_err(|e| e.to_string())?;
         let referenced = verify.referenced_objects().await.map_err(|e| e.to_string())?;
         let listed = storage.operator().list_with("objects/").recursive(true).await.map_err(|e| e.to_string())?;
-        let in_bucket = listed.iter().filter(|e| e.path().ends_with(".obj")).count();
-        if in_bucket != referenced.len() {
-            return Err(format!("{in_bucket} objects in the bucket, {} referenced", referenced.len()));
+        let in_bucket: Vec<&str> = listed.iter().map(|e| e.path()).filter(|p| p.ends_with(".obj")).collect();
+        if in_bucket.len() != referenced.len() {
+            return Err(format!(
+                "{} objects in the bucket, {} referenced; in the bucket: {in_bucket:?}; referenced: {referenced:?}",
+                in_bucket.len(),
+                referenced.len()
+            ));
         }
         eprintln!(
             "backend faults ({wal:?} WAL): {} faults injected, {} batches verified, {failed} appends failed cleanly",
@@ -405,13 +417,21 @@ struct Produced {
 /// Appends to `stream` for `time`, four appends in flight (a producer's
 /// `max.in.flight`).
 async fn produce_through_faults(store: &StreamStore, stream: StreamId, time: Duration) -> Produced {
-    let started = std::time::Instant::now();
+    // At most this many waves, spread over `time`, so uploads meet the faults all
+    // along; unpaced, the local WAL took ~300 MB in 4 s and the test then spent over
+    // a minute uploading it. (The object WAL is slower than the pace anyway.)
+    const MAX_WAVES: u32 = 1_000;
+    let pace = time / MAX_WAVES;
+    let started = tokio::time::Instant::now();
     let mut produced = Produced {
         acked: Vec::new(),
         failed: Vec::new(),
     };
     let mut seed = stream.0 << 32;
+    let mut waves = 0;
     while started.elapsed() < time {
+        tokio::time::sleep_until(started + pace * waves).await;
+        waves += 1;
         let wave: Vec<_> = (0..4)
             .map(|_| {
                 seed += 1;

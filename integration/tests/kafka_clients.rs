@@ -98,6 +98,28 @@ fn second_cluster_refused(_: &Clients, _: &BrokerStorage) -> Result<(), String> 
     }
 }
 
+/// Two brokers on one data directory would replay the same WAL and allocate the
+/// same object ids: the second is refused, naming the directory and the holder, and
+/// the first goes on serving.
+fn second_broker_on_a_data_dir_in_use_refused(
+    clients: &Clients,
+    _: &BrokerStorage,
+) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let data = dir.path().join("data");
+    let first = BrokerProcess::start(BrokerStorage::EmbeddedDefault, &data)?;
+    match BrokerProcess::start(BrokerStorage::EmbeddedDefault, &data) {
+        Ok(_) => return Err("a second broker started on a data directory in use".into()),
+        Err(log) if log.contains("is in use by process") => {}
+        Err(other) => return Err(format!("refused, but not for the data directory:\n{other}")),
+    }
+    let listed = clients.kcat(&["-b", &first.bootstrap(), "-L"], "")?;
+    if !listed.contains("1 brokers") {
+        return Err(format!("the first broker stopped answering:\n{listed}"));
+    }
+    Ok(())
+}
+
 fn kafka_python(clients: &Clients, storage: &BrokerStorage) -> Result<(), String> {
     let f = broker(storage)?;
     clients.kafka_python(&f.broker.bootstrap()).map(drop)
@@ -346,6 +368,10 @@ fn main() {
         (
             "a_second_cluster_on_the_same_storage_root_is_refused",
             second_cluster_refused,
+        ),
+        (
+            "a_second_broker_on_a_data_dir_in_use_is_refused",
+            second_broker_on_a_data_dir_in_use_refused,
         ),
     ];
     let on_s3: &[(&str, Check)] = &[

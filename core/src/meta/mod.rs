@@ -43,6 +43,8 @@ pub enum MetaError {
     LeaseNotFound(LeaseId),
     #[error("the metadata store is closed")]
     Closed,
+    #[error(transparent)]
+    Locked(#[from] crate::dir_lock::DirLockError),
 }
 
 /// A transactional key-value store with revisions, watches and leases.

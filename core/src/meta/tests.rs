@@ -370,3 +370,26 @@ fn every_acknowledged_commit_survives_sigkill() {
         });
     }
 }
+
+#[tokio::test]
+async fn a_second_open_of_the_same_directory_is_refused_until_the_first_closes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let first = open(dir.path()).await;
+    first.put(b("k"), b("v")).await.expect("put");
+    let Err(err) = EmbeddedMetaStore::open(dir.path(), EmbeddedOptions::default()).await else {
+        panic!("two metadata stores opened on one directory");
+    };
+    assert!(matches!(err, MetaError::Locked(_)), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains("metadata directory")
+            && message.contains(&dir.path().display().to_string()),
+        "{message}"
+    );
+    drop(first);
+    let second = open(dir.path()).await;
+    assert_eq!(
+        second.get(b"k").await.expect("get").map(|kv| kv.value),
+        Some(b("v"))
+    );
+}

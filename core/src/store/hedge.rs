@@ -137,7 +137,7 @@ pub(super) async fn write_window(
                 hedger.record(started.elapsed());
                 written
             };
-            settle(&inner, outcome, tokio::spawn(first), slot).await
+            settle(&inner, outcome, inner.tasks.spawn(first), slot).await
         }
     }
 }
@@ -152,10 +152,10 @@ async fn settle(
     slot: HedgeSlot,
 ) -> Result<WrittenSet, StoreError> {
     if outcome.is_ok() {
-        let inner = inner.clone();
-        tokio::spawn(async move {
+        let task = inner.clone();
+        inner.tasks.spawn(async move {
             if let Ok(set) = joined(other.await) {
-                upload::discard_objects(&inner, set).await;
+                upload::discard_objects(&task, set).await;
             }
             drop(slot);
         });
@@ -170,8 +170,10 @@ async fn settle(
 }
 
 fn spawn_write(inner: &Arc<Inner>, pending: Vec<PendingStream>) -> Write {
-    let inner = inner.clone();
-    tokio::spawn(async move { upload::write_objects(&inner, pending, Grouping::Single).await })
+    let task = inner.clone();
+    inner
+        .tasks
+        .spawn(async move { upload::write_objects(&task, pending, Grouping::Single).await })
 }
 
 fn joined(

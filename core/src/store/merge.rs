@@ -54,6 +54,10 @@ pub(super) async fn merge_stream_sets(inner: &Inner) -> Result<MergeReport, Stor
     let sources = small_stream_sets(inner, inner.config.merge_below_bytes).await?;
     let mut report = MergeReport::default();
     for group in runs(&sources, inner.config.stream_set_merge_bytes) {
+        // A closing store waits for the merge in progress, not for all of them.
+        if inner.tasks.is_stopping() {
+            break;
+        }
         if let Some(bytes) = merge(inner, group).await? {
             report.objects_merged += group.len();
             report.objects_written += 1;

@@ -14,6 +14,7 @@ mod block_cache;
 mod cache;
 mod compaction;
 mod hedge;
+mod lifecycle;
 mod merge;
 mod metadata;
 mod object_wal;
@@ -156,6 +157,8 @@ pub enum StoreError {
     Task(String),
     #[error("WAL record {lsn:?} is malformed")]
     MalformedWalRecord { lsn: Lsn },
+    #[error("the store is closing or closed")]
+    Closed,
 }
 
 impl StoreError {
@@ -241,6 +244,7 @@ struct Inner {
     /// Permits for storage reads of cold fetches.
     cold_reads: tokio::sync::Semaphore,
     prefetches: prefetch::Prefetches,
+    tasks: lifecycle::Tasks,
 }
 
 struct OpenStream {
@@ -304,6 +308,7 @@ impl StreamStore {
             blocks,
             cold_reads,
             prefetches: prefetch::Prefetches::new(config_prefetches),
+            tasks: lifecycle::Tasks::new(),
         });
         let store = StreamStore { inner };
         upload::remove_uncommitted_objects(&store.inner).await?;
@@ -311,19 +316,27 @@ impl StreamStore {
         if store.inner.lock_cache().unuploaded_bytes() > 0 {
             upload::upload_all(&store.inner).await?;
         }
-        tokio::spawn(retention::run(Arc::downgrade(&store.inner)));
-        match (&store.inner.wal, store.inner.config.wal_mode) {
+        let (inner, tasks) = (&store.inner, &store.inner.tasks);
+        tasks.spawn(retention::run(
+            Arc::downgrade(inner),
+            inner.config.retention_interval,
+            tasks.stop_signal(),
+        ));
+        match (&inner.wal, inner.config.wal_mode) {
             (Wal::Object(wal), WalMode::Object(options)) => {
-                tokio::spawn(object_wal::run(
-                    Arc::downgrade(&store.inner),
+                tasks.spawn(object_wal::run(
+                    Arc::downgrade(inner),
                     wal.wake_handle(),
                     options.window,
+                    tasks.stop_signal(),
                 ));
             }
             _ => {
-                tokio::spawn(upload::run(
-                    Arc::downgrade(&store.inner),
-                    store.inner.upload_wanted.clone(),
+                tasks.spawn(upload::run(
+                    Arc::downgrade(inner),
+                    inner.upload_wanted.clone(),
+                    inner.config.upload_interval,
+                    tasks.stop_signal(),
                 ));
             }
         }
@@ -454,6 +467,7 @@ impl StreamStore {
         stream: StreamId,
         batch: RecordBatch,
     ) -> Result<QueuedAppend, StoreError> {
+        self.inner.tasks.check_open()?;
         let open = self
             .inner
             .open_stream_state(stream)

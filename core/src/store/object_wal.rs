@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use super::cache::PendingStream;
 use super::hedge::{self, Hedger};
@@ -169,6 +170,8 @@ struct InFlight {
 enum Event {
     /// Time (or size) to take the next window.
     Window,
+    /// The store is closing: write what is gathered, then end.
+    Stop,
     /// The oldest window in flight finished writing.
     Written(Result<WrittenSet, StoreError>),
 }
@@ -181,13 +184,23 @@ enum Event {
 /// [`MAX_WINDOWS_IN_FLIGHT`] windows are written at once; they are committed, and
 /// their appends acknowledged, strictly in window order, so each stream's ranges
 /// are committed in offset order.
-pub(super) async fn run(store: Weak<Inner>, wake: Arc<Notify>, window: Duration) {
+///
+/// Once `stop` is cancelled (the store is closing and refuses new appends), the
+/// gathered appends go out as a last window and the loop ends when every window in
+/// flight is committed or failed.
+pub(super) async fn run(
+    store: Weak<Inner>,
+    wake: Arc<Notify>,
+    window: Duration,
+    stop: CancellationToken,
+) {
     let mut ticks = tokio::time::interval(window);
     // A commit longer than a window: the next window closes as soon as it ends.
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+    let mut stopping = false;
     loop {
-        let room = in_flight.len() < MAX_WINDOWS_IN_FLIGHT;
+        let room = in_flight.len() < MAX_WINDOWS_IN_FLIGHT && !stopping;
         let event = {
             let oldest = async {
                 match in_flight.front_mut() {
@@ -202,6 +215,7 @@ pub(super) async fn run(store: Weak<Inner>, wake: Arc<Notify>, window: Duration)
                 written = oldest => Event::Written(written),
                 () = wake.notified(), if room => Event::Window,
                 _ = ticks.tick(), if room => Event::Window,
+                () = stop.cancelled(), if !stopping => Event::Stop,
             }
         };
         let Some(inner) = store.upgrade() else { return };
@@ -209,7 +223,8 @@ pub(super) async fn run(store: Weak<Inner>, wake: Arc<Notify>, window: Duration)
             return;
         };
         match event {
-            Event::Window => {
+            Event::Window | Event::Stop => {
+                stopping |= matches!(event, Event::Stop);
                 let window = wal.take();
                 if !window.is_empty() {
                     in_flight.push_back(start_write(&inner, wal, window));
@@ -229,6 +244,14 @@ pub(super) async fn run(store: Weak<Inner>, wake: Arc<Notify>, window: Duration)
                 }
             }
         }
+        if stopping && in_flight.is_empty() {
+            // Appends that passed the closing check just before it was set.
+            let window = wal.take();
+            if window.is_empty() {
+                return;
+            }
+            in_flight.push_back(start_write(&inner, wal, window));
+        }
     }
 }
 
@@ -245,7 +268,7 @@ fn start_write(inner: &Arc<Inner>, wal: &ObjectWal, window: Vec<Gathered>) -> In
         }
     }
     let streams: Vec<StreamId> = pending.iter().map(|p| p.stream).collect();
-    let write = tokio::spawn(hedge::write_window(
+    let write = inner.tasks.spawn(hedge::write_window(
         inner.clone(),
         wal.hedger.clone(),
         pending,

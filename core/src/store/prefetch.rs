@@ -15,13 +15,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 
 use super::metadata::{ObjectRange, StreamId};
 use super::{Inner, OpenStream, StoreError, read};
 use crate::object::{BlockEntry, ObjectId};
 
-/// A background fetch, awaited by its task and by readers that reach its range.
+/// Resolves when a background fetch ends (or its task is dropped); readers that reach
+/// its range wait on it. It holds nothing of the store: an entry left behind by a
+/// task dropped mid-fetch (a runtime shutting down) cannot keep the store alive.
 type Fetch = Shared<BoxFuture<'static, ()>>;
 
 /// Background fetches in flight, by object and stream, and the permits that bound
@@ -100,24 +102,19 @@ pub(super) fn schedule(inner: &Arc<Inner>, open: &OpenStream, from: u64) {
             break;
         };
         handed_over = Some(range.end_offset);
-        let fetch = {
-            let inner = inner.clone();
-            let stream = open.id;
-            async move {
-                if let Err(err) = fetch_range(&inner, stream, range).await {
-                    // The reader fetches the range itself and reports the error.
-                    tracing::debug!(object = %range.object, stream = stream.0, error = %err, "prefetch failed");
-                }
+        let (finished, fetch_ended) = oneshot::channel::<()>();
+        let fetch: Fetch = fetch_ended.map(drop).boxed().shared();
+        in_flight.insert(key, fetch);
+        let task = inner.clone();
+        let stream = open.id;
+        inner.tasks.spawn(async move {
+            if let Err(err) = fetch_range(&task, stream, range).await {
+                // The reader fetches the range itself and reports the error.
+                tracing::debug!(object = %range.object, stream = stream.0, error = %err, "prefetch failed");
             }
-            .boxed()
-            .shared()
-        };
-        in_flight.insert(key, fetch.clone());
-        let inner = inner.clone();
-        tokio::spawn(async move {
-            fetch.await;
-            inner.prefetches.lock().remove(&key);
+            task.prefetches.lock().remove(&key);
             drop(permit);
+            drop(finished);
         });
     }
     if let Some(end) = handed_over {

@@ -134,44 +134,67 @@ pub(super) async fn move_start(
     Ok(())
 }
 
-/// Every `retention_interval`, until the store is dropped: applies every open
-/// stream's retention policy, merges small stream-set objects, compacts every
-/// stream, then collects garbage.
-pub(super) async fn run(store: std::sync::Weak<Inner>) {
+/// Every `interval`, until the store is dropped or closes: one maintenance
+/// [`round`].
+pub(super) async fn run(
+    store: std::sync::Weak<Inner>,
+    interval: Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
     loop {
-        let interval = match store.upgrade() {
-            Some(inner) => inner.config.retention_interval,
-            None => return,
-        };
-        tokio::time::sleep(interval).await;
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
         let Some(inner) = store.upgrade() else { return };
-        let streams: Vec<Arc<OpenStream>> = inner.lock_streams().values().cloned().collect();
-        let handle = StreamStore {
-            inner: inner.clone(),
-        };
-        let now = metadata::now_ms() as i64;
-        for open in &streams {
-            let policy = open.lock_state().retention;
-            if policy != RetentionPolicy::default()
-                && let Err(err) = handle.enforce_retention(open.id, policy, now).await
-            {
-                tracing::warn!(stream = open.id.0, error = %err, "retention failed; retrying next round");
-            }
+        round(&inner).await;
+    }
+}
+
+/// Applies every open stream's retention policy, merges small stream-set objects,
+/// compacts every stream, then collects garbage. A closing store stops the round
+/// between steps (each step is safe to leave there: what it did is committed, or
+/// is garbage that the next round removes).
+async fn round(inner: &Arc<Inner>) {
+    let stopping = || inner.tasks.is_stopping();
+    let streams: Vec<Arc<OpenStream>> = inner.lock_streams().values().cloned().collect();
+    let handle = StreamStore {
+        inner: inner.clone(),
+    };
+    let now = metadata::now_ms() as i64;
+    for open in &streams {
+        if stopping() {
+            return;
         }
-        // After retention (nothing it drops is copied), before per-stream compaction
-        // (which then reads each stream's part of a merged object with one GET
-        // instead of one per small object).
-        if let Err(err) = super::merge::merge_stream_sets(&inner).await {
-            tracing::warn!(error = %err, "merging stream-set objects failed; retrying next round");
+        let policy = open.lock_state().retention;
+        if policy != RetentionPolicy::default()
+            && let Err(err) = handle.enforce_retention(open.id, policy, now).await
+        {
+            tracing::warn!(stream = open.id.0, error = %err, "retention failed; retrying next round");
         }
-        for open in &streams {
-            if let Err(err) = super::compaction::compact_stream(&inner, open).await {
-                tracing::warn!(stream = open.id.0, error = %err, "compaction failed; retrying next round");
-            }
+    }
+    if stopping() {
+        return;
+    }
+    // After retention (nothing it drops is copied), before per-stream compaction
+    // (which then reads each stream's part of a merged object with one GET
+    // instead of one per small object).
+    if let Err(err) = super::merge::merge_stream_sets(inner).await {
+        tracing::warn!(error = %err, "merging stream-set objects failed; retrying next round");
+    }
+    for open in &streams {
+        if stopping() {
+            return;
         }
-        if let Err(err) = collect_garbage(&inner, inner.config.deletion_grace).await {
-            tracing::warn!(error = %err, "garbage collection failed; retrying next round");
+        if let Err(err) = super::compaction::compact_stream(inner, open).await {
+            tracing::warn!(stream = open.id.0, error = %err, "compaction failed; retrying next round");
         }
+    }
+    if stopping() {
+        return;
+    }
+    if let Err(err) = collect_garbage(inner, inner.config.deletion_grace).await {
+        tracing::warn!(error = %err, "garbage collection failed; retrying next round");
     }
 }
 

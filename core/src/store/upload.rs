@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use opendal::ErrorKind;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 
 use super::cache::PendingStream;
 use super::metadata::{self, ObjectRange, ObjectRecord, ObjectState};
@@ -21,20 +22,23 @@ use crate::batch::RecordBatch;
 use crate::meta::{Compare, Op, Txn};
 use crate::object::{BlockMeta, EncodedObject, ObjectBuilder, ObjectId, ObjectKind, object_key};
 
-/// The uploader task: uploads when asked (enough data) or every `upload_interval`.
-pub(super) async fn run(store: Weak<Inner>, wanted: Arc<Notify>) {
+/// The uploader task: uploads when asked (enough data) or every `interval`, until
+/// the store is dropped or closes (closing uploads what is left itself).
+pub(super) async fn run(
+    store: Weak<Inner>,
+    wanted: Arc<Notify>,
+    interval: Duration,
+    stop: CancellationToken,
+) {
     let mut failures = 0u32;
     loop {
-        let interval = match store.upgrade() {
-            Some(inner) => inner.config.upload_interval,
-            None => return,
-        };
         let wait = if failures > 0 {
             Duration::from_millis(100 * 2u64.pow(failures.min(6)))
         } else {
             interval
         };
         tokio::select! {
+            () = stop.cancelled() => return,
             () = wanted.notified() => {}
             () = tokio::time::sleep(wait) => {}
         }

@@ -21,6 +21,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
+use crate::dir_lock::DirLock;
+
 use super::segment::{self, SegmentFile};
 
 /// Log sequence number: the position of a record in the WAL, increasing by one per
@@ -68,6 +70,8 @@ pub enum WalError {
     Failed(String),
     #[error("the WAL is closed")]
     Closed,
+    #[error(transparent)]
+    Locked(#[from] crate::dir_lock::DirLockError),
 }
 
 /// A record found on disk when the WAL was opened.
@@ -180,6 +184,8 @@ impl Drop for LocalWal {
 }
 
 struct Writer {
+    /// Held by the writer thread: released once it has stopped writing.
+    _lock: DirLock,
     dir: PathBuf,
     options: LocalWalOptions,
     segments: Vec<SegmentFile>,
@@ -200,6 +206,7 @@ impl Writer {
             path: dir.display().to_string(),
             source,
         })?;
+        let lock = DirLock::acquire(&dir, "WAL")?;
         segment::remove_free(&dir)?;
         let mut segments = segment::list(&dir)?;
         let mut recovered = Vec::new();
@@ -246,6 +253,7 @@ impl Writer {
         let active = segment::create(&active_path)?;
         segment::sync_dir(&dir)?;
         let writer = Writer {
+            _lock: lock,
             dir: dir.clone(),
             options,
             segments,

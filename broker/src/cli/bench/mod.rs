@@ -309,6 +309,7 @@ async fn measure(
         hits[0],
         hits[1]
     );
+    store.close().await.map_err(|e| e.to_string())?;
     drop(store);
     // The writing store's log cache is freed; jemalloc's background thread hands the
     // pages back within about a second, so the cold phase's peak is its own.

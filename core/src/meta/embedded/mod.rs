@@ -30,6 +30,7 @@ use self::state::State;
 use super::{
     KeyValue, LeaseId, MetaError, MetaStore, Op, Txn, TxnOutcome, WatchEvent, WatchStream,
 };
+use crate::dir_lock::DirLock;
 use crate::frame;
 
 const LOG_FILE: &str = "meta.log";
@@ -59,6 +60,8 @@ pub struct EmbeddedMetaStore {
 }
 
 struct Shared {
+    /// Released when the store is dropped, whatever still refers to it.
+    _lock: DirLock,
     path: PathBuf,
     options: EmbeddedOptions,
     inner: Mutex<Inner>,
@@ -111,6 +114,7 @@ impl Shared {
             source,
         };
         std::fs::create_dir_all(dir).map_err(io)?;
+        let lock = DirLock::acquire(dir, "metadata")?;
         // A compaction that crashed before its rename left only a temporary file.
         match std::fs::remove_file(path.with_extension("log.compacting")) {
             Err(err) if err.kind() != std::io::ErrorKind::NotFound => return Err(io(err)),
@@ -162,6 +166,7 @@ impl Shared {
 
         let (events, _) = broadcast::channel(WATCH_BUFFER);
         let shared = Shared {
+            _lock: lock,
             path: path.clone(),
             options,
             inner: Mutex::new(Inner {

@@ -10,6 +10,8 @@ use super::*;
 use crate::batch::synthetic_batch;
 use crate::meta::{EmbeddedMetaStore, EmbeddedOptions};
 
+mod lifecycle;
+
 struct Fixture {
     dir: tempfile::TempDir,
 }

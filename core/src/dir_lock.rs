@@ -1,0 +1,111 @@
+//! An exclusive lock on a directory of local state (the embedded metadata store, the
+//! local WAL), held for as long as the state is open.
+//!
+//! Two stores on one directory would each replay it, allocate the same object ids and
+//! overwrite each other's records: a second broker started on a used data directory,
+//! or a store reopened while the previous one's background work still runs. The
+//! lock turns both into an error at open. It is an advisory `flock` on a `LOCK` file,
+//! so the kernel releases it when the holder exits, however it exits (SIGKILL
+//! included): a crash never leaves a stale lock behind.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
+
+/// The file in a locked directory that carries the lock (and the holder's pid).
+pub const LOCK_FILE: &str = "LOCK";
+
+/// Why a directory could not be locked.
+#[derive(Debug, thiserror::Error)]
+pub enum DirLockError {
+    #[error(
+        "{what} directory {path} is in use by {holder}: stop it, or give this process \
+         another directory"
+    )]
+    Held {
+        what: &'static str,
+        path: PathBuf,
+        /// "process 1234" when the holder wrote its pid, else "another process".
+        holder: String,
+    },
+    #[error("{what} directory {path}: cannot lock its LOCK file: {source}")]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Holds the lock until dropped.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: File,
+}
+
+impl DirLock {
+    /// Locks `dir` (which must exist) for `what` ("metadata", "WAL"), or says who
+    /// holds it. Never waits.
+    pub fn acquire(dir: &Path, what: &'static str) -> Result<DirLock, DirLockError> {
+        let io = |source| DirLockError::Io {
+            what,
+            path: dir.to_path_buf(),
+            source,
+        };
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(LOCK_FILE))
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(DirLockError::Held {
+                    what,
+                    path: dir.to_path_buf(),
+                    holder: holder_of(&mut file),
+                });
+            }
+            Err(TryLockError::Error(err)) => return Err(io(err)),
+        }
+        // For the message a second opener prints; the lock itself is the flock.
+        file.set_len(0).map_err(io)?;
+        file.rewind().map_err(io)?;
+        writeln!(file, "{}", std::process::id()).map_err(io)?;
+        Ok(DirLock { _file: file })
+    }
+}
+
+fn holder_of(file: &mut File) -> String {
+    let mut text = String::new();
+    match file.read_to_string(&mut text) {
+        Ok(_) => match text.trim().parse::<u32>() {
+            Ok(pid) if pid == std::process::id() => {
+                "this process (a store opened on it is still open)".to_string()
+            }
+            Ok(pid) => format!("process {pid}"),
+            Err(_) => "another process".to_string(),
+        },
+        Err(_) => "another process".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_lock_fails_naming_the_directory_until_the_first_is_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = DirLock::acquire(dir.path(), "WAL").expect("first lock");
+        let err = DirLock::acquire(dir.path(), "WAL").expect_err("second lock must fail");
+        let message = err.to_string();
+        assert!(
+            message.contains(&dir.path().display().to_string()) && message.contains("this process"),
+            "{message}"
+        );
+        drop(first);
+        DirLock::acquire(dir.path(), "WAL").expect("lock after the first is dropped");
+    }
+}
