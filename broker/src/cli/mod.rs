@@ -52,6 +52,15 @@ enum BenchCommand {
         #[command(flatten)]
         args: bench::BenchArgs,
     },
+    /// The embedded metadata store's commits beside the disk's fsync rate, in the
+    /// configured data directory.
+    Meta {
+        /// Config file; the embedded default (a local directory) when omitted.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        args: bench::meta::MetaBenchArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -91,6 +100,24 @@ impl Cli {
                     return ExitCode::FAILURE;
                 };
                 match rt.block_on(bench::run(&config.storage, args, snapshotter)) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(err) => {
+                        eprintln!("error: {err}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+            Command::Bench {
+                command: BenchCommand::Meta { config, args },
+            } => {
+                let config = match load(config.as_deref()) {
+                    Ok(config) => config,
+                    Err(code) => return code,
+                };
+                let Some(rt) = runtime() else {
+                    return ExitCode::FAILURE;
+                };
+                match rt.block_on(bench::meta::run(&config.broker.data_dir, args)) {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(err) => {
                         eprintln!("error: {err}");

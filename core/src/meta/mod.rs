@@ -45,6 +45,11 @@ pub enum MetaError {
     Closed,
     #[error(transparent)]
     Locked(#[from] crate::dir_lock::DirLockError),
+    #[error(
+        "metadata log sync failed ({0}); the store refuses every operation until it is \
+         reopened from what the log holds"
+    )]
+    SyncFailed(String),
 }
 
 /// A transactional key-value store with revisions, watches and leases.

@@ -393,3 +393,46 @@ async fn a_second_open_of_the_same_directory_is_refused_until_the_first_closes()
         Some(b("v"))
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_commits_share_fsyncs_and_all_survive_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path()).await;
+    let writers: u64 = 32;
+    let each: u64 = 20;
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut revisions = Vec::new();
+                for i in 0..each {
+                    let key = format!("w{w:02}-{i:02}");
+                    revisions.push(store.put(b(&key), b("v")).await.expect("put"));
+                }
+                revisions
+            })
+        })
+        .collect();
+    let mut revisions = Vec::new();
+    for task in tasks {
+        revisions.extend(task.await.expect("writer"));
+    }
+    revisions.sort_unstable();
+    let commits = writers * each;
+    assert_eq!(
+        revisions,
+        (1..=commits).collect::<Vec<_>>(),
+        "one revision per commit, none twice"
+    );
+    let syncs = store.log_syncs();
+    assert!(
+        syncs < commits,
+        "{syncs} fsyncs for {commits} overlapping commits: none shared"
+    );
+    drop(store);
+    let store = open(dir.path()).await;
+    assert_eq!(
+        store.scan_prefix(b"w", 0).await.expect("scan").len() as u64,
+        commits
+    );
+}

@@ -6,6 +6,7 @@
 //! store requests per GiB ingested; and the process's peak RSS.
 
 mod memory;
+pub mod meta;
 mod recorded;
 mod workload;
 

@@ -1,6 +1,6 @@
 //! The single-node metadata store: state in memory, every commit appended to
 //! `meta.log` in the data directory as a checksummed frame and fsynced before the
-//! commit returns.
+//! commit returns; concurrent commits share fsyncs ([`durability`]).
 //!
 //! On open the log is replayed; a torn last frame (a crash mid-write, never
 //! acknowledged) is cut off. When the log has grown well past the live state, it is
@@ -12,9 +12,10 @@
 //! lapsed.
 
 mod codec;
+mod durability;
 mod state;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ use bytes::Bytes;
 use tokio::sync::broadcast;
 
 use self::codec::Record;
+use self::durability::Durability;
 use self::state::State;
 use super::{
     KeyValue, LeaseId, MetaError, MetaStore, Op, Txn, TxnOutcome, WatchEvent, WatchStream,
@@ -65,13 +67,20 @@ struct Shared {
     path: PathBuf,
     options: EmbeddedOptions,
     inner: Mutex<Inner>,
+    durability: Durability,
     events: broadcast::Sender<WatchEvent>,
 }
 
 struct Inner {
     state: State,
-    log: File,
+    /// Shared with the thread that fsyncs it outside the lock.
+    log: Arc<File>,
     log_len: u64,
+    /// Bytes appended since open, across compactions: positions for durability.
+    appended: u64,
+    /// Watch events of commits not yet known durable, by the position their frame
+    /// ends at.
+    pending_events: VecDeque<(u64, WatchEvent)>,
     snapshot_len: u64,
     leases: HashMap<LeaseId, Lease>,
     next_lease: u64,
@@ -93,6 +102,21 @@ impl EmbeddedMetaStore {
         let shared = Arc::new(shared);
         tokio::spawn(reap_leases(Arc::downgrade(&shared)));
         Ok(EmbeddedMetaStore { shared })
+    }
+
+    /// fsyncs of the log so far; fewer than commits when commits overlapped.
+    pub fn log_syncs(&self) -> u64 {
+        self.shared.durability.syncs()
+    }
+
+    /// Waits until what a read observed (the log up to `position`) is durable: a
+    /// read must not hand out a commit that a crash could still undo.
+    async fn durable(&self, position: u64) -> Result<(), MetaError> {
+        if self.shared.durability.covers(position)? {
+            return Ok(());
+        }
+        self.blocking(move |shared| shared.make_durable(position))
+            .await
     }
 
     async fn blocking<T: Send + 'static>(
@@ -171,12 +195,15 @@ impl Shared {
             options,
             inner: Mutex::new(Inner {
                 state,
-                log,
+                log: Arc::new(log),
                 log_len: scan.valid_len as u64,
+                appended: 0,
+                pending_events: VecDeque::new(),
                 snapshot_len,
                 leases: HashMap::new(),
                 next_lease: 1,
             }),
+            durability: Durability::new(),
             events,
         };
         // Keys of leases from an earlier run: that process is gone.
@@ -191,7 +218,9 @@ impl Shared {
             })
             .collect();
         if !orphaned.is_empty() {
-            shared.commit_ops(&mut shared.lock(), orphaned)?;
+            shared.append_ops(&mut shared.lock(), orphaned)?;
+            let position = shared.lock().appended;
+            shared.make_durable(position)?;
         }
         Ok(shared)
     }
@@ -212,53 +241,65 @@ impl Shared {
     }
 
     fn txn(&self, txn: Txn) -> Result<TxnOutcome, MetaError> {
-        let mut inner = self.lock();
-        let succeeded = txn.compares.iter().all(|c| inner.state.holds(c));
-        let ops = if succeeded { txn.success } else { txn.failure };
-        for op in &ops {
-            if let Op::Put {
-                lease: Some(lease), ..
-            } = op
-                && !inner.leases.contains_key(lease)
-            {
-                return Err(MetaError::LeaseNotFound(*lease));
+        let (outcome, observed) = {
+            let mut inner = self.lock();
+            self.durability.check()?;
+            let succeeded = txn.compares.iter().all(|c| inner.state.holds(c));
+            let ops = if succeeded { txn.success } else { txn.failure };
+            for op in &ops {
+                if let Op::Put {
+                    lease: Some(lease), ..
+                } = op
+                    && !inner.leases.contains_key(lease)
+                {
+                    return Err(MetaError::LeaseNotFound(*lease));
+                }
             }
-        }
-        let revision = if ops.is_empty() {
-            inner.state.revision
-        } else {
-            self.commit_ops(&mut inner, ops)?
+            let revision = if ops.is_empty() {
+                inner.state.revision
+            } else {
+                self.append_ops(&mut inner, ops)?
+            };
+            let outcome = TxnOutcome {
+                succeeded,
+                revision,
+            };
+            (outcome, inner.appended)
         };
-        Ok(TxnOutcome {
-            succeeded,
-            revision,
-        })
+        // Also when nothing was written: the compares saw state that must be durable
+        // before the caller acts on the outcome.
+        self.make_durable(observed)?;
+        Ok(outcome)
     }
 
-    /// Makes `ops` durable, then applies them; returns the new revision.
-    fn commit_ops(&self, inner: &mut Inner, ops: Vec<Op>) -> Result<u64, MetaError> {
+    /// Appends `ops` to the log and applies them; returns the new revision. Durable
+    /// only once [`Shared::make_durable`] has passed the frame.
+    fn append_ops(&self, inner: &mut Inner, ops: Vec<Op>) -> Result<u64, MetaError> {
         let revision = inner.state.revision + 1;
         let record = Record::Commit { revision, ops };
         let mut framed = Vec::new();
         frame::encode(&record.encode(), &mut framed);
-        let written = inner
-            .log
-            .write_all(&framed)
-            .and_then(|()| inner.log.sync_data());
-        if let Err(err) = written {
+        if let Err(err) = (&*inner.log).write_all(&framed) {
             // Cut off whatever part of the frame reached the file, so the next commit
-            // does not append behind a torn frame.
-            let _ = inner.log.set_len(inner.log_len);
+            // does not append behind a torn frame (replay would stop there).
+            if let Err(cut) = inner.log.set_len(inner.log_len) {
+                return Err(self.durability.fail(format!(
+                    "{}: a write failed ({err}) and cutting the torn frame failed too ({cut})",
+                    self.path.display()
+                )));
+            }
             return Err(self.io(err));
         }
         inner.log_len += framed.len() as u64;
+        inner.appended += framed.len() as u64;
         let Record::Commit { ops, .. } = record else {
             unreachable!("built as a commit above")
         };
-        for event in inner.state.apply(revision, &ops) {
-            // No receivers is fine: nobody watches.
-            let _ = self.events.send(event);
-        }
+        let position = inner.appended;
+        let events = inner.state.apply(revision, &ops);
+        inner
+            .pending_events
+            .extend(events.into_iter().map(|event| (position, event)));
         if inner.log_len > self.options.compact_after_bytes
             && inner.log_len > 4 * inner.snapshot_len
         {
@@ -283,10 +324,12 @@ impl Shared {
         if let Some(dir) = self.path.parent() {
             sync_dir(dir).map_err(|e| self.io(e))?;
         }
-        inner.log = OpenOptions::new()
-            .append(true)
-            .open(&self.path)
-            .map_err(|e| self.io(e))?;
+        inner.log = Arc::new(
+            OpenOptions::new()
+                .append(true)
+                .open(&self.path)
+                .map_err(|e| self.io(e))?,
+        );
         inner.log_len = framed.len() as u64;
         inner.snapshot_len = framed.len() as u64;
         tracing::debug!(path = %self.path.display(), bytes = framed.len(), "metadata log compacted");
@@ -307,10 +350,28 @@ impl Shared {
                 key: kv.key.clone(),
             })
             .collect();
-        if !bound.is_empty() {
-            self.commit_ops(&mut inner, bound)?;
+        if bound.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        self.append_ops(&mut inner, bound)?;
+        let position = inner.appended;
+        drop(inner);
+        self.make_durable(position)
+    }
+}
+
+impl Inner {
+    /// The watch events of commits whose frames end at or before `position`.
+    fn take_events(&mut self, position: u64) -> Vec<WatchEvent> {
+        let ready = self
+            .pending_events
+            .iter()
+            .take_while(|(ends_at, _)| *ends_at <= position)
+            .count();
+        self.pending_events
+            .drain(..ready)
+            .map(|(_, event)| event)
+            .collect()
     }
 }
 
@@ -355,25 +416,35 @@ async fn reap_leases(shared: Weak<Shared>) {
 #[async_trait]
 impl MetaStore for EmbeddedMetaStore {
     async fn get(&self, key: &[u8]) -> Result<Option<KeyValue>, MetaError> {
-        Ok(self.shared.lock().state.entries.get(key).cloned())
+        let (found, observed) = {
+            let inner = self.shared.lock();
+            (inner.state.entries.get(key).cloned(), inner.appended)
+        };
+        self.durable(observed).await?;
+        Ok(found)
     }
 
     async fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<Vec<KeyValue>, MetaError> {
-        let inner = self.shared.lock();
-        let matching = inner
-            .state
-            .entries
-            .range::<[u8], _>((
-                std::ops::Bound::Included(prefix),
-                std::ops::Bound::Unbounded,
-            ))
-            .take_while(|(key, _)| key.starts_with(prefix))
-            .map(|(_, kv)| kv.clone());
-        Ok(if limit == 0 {
-            matching.collect()
-        } else {
-            matching.take(limit).collect()
-        })
+        let (found, observed) = {
+            let inner = self.shared.lock();
+            let matching = inner
+                .state
+                .entries
+                .range::<[u8], _>((
+                    std::ops::Bound::Included(prefix),
+                    std::ops::Bound::Unbounded,
+                ))
+                .take_while(|(key, _)| key.starts_with(prefix))
+                .map(|(_, kv)| kv.clone());
+            let found: Vec<KeyValue> = if limit == 0 {
+                matching.collect()
+            } else {
+                matching.take(limit).collect()
+            };
+            (found, inner.appended)
+        };
+        self.durable(observed).await?;
+        Ok(found)
     }
 
     async fn txn(&self, txn: Txn) -> Result<TxnOutcome, MetaError> {
