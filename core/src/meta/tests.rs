@@ -303,27 +303,41 @@ async fn leases_expire_unless_kept_alive_and_die_with_the_process() {
     );
 }
 
-/// Child side of the crash test: commits keys one by one, printing each key once its
-/// commit returned. Does nothing unless started by the parent test.
-#[tokio::test]
+/// Writers of the crash test's child, committing at once so commits share fsyncs.
+const CRASH_WRITERS: u64 = 8;
+
+/// Child side of the crash test: each writer commits its keys one by one, printing
+/// "writer index" once a commit returned. Does nothing unless started by the parent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_child_commits_until_killed() {
     let Ok(dir) = std::env::var("STRATA_META_CRASH_DIR") else {
         return;
     };
     let store = open(std::path::Path::new(&dir)).await;
-    let mut stdout = std::io::stdout();
-    for i in 0u64.. {
-        let key = Bytes::from(format!("acked/{i:08}"));
-        store
-            .txn(
-                Txn::new()
-                    .when(Compare::Absent(key.clone()))
-                    .and_then(Op::put(key, Bytes::from(vec![7u8; 300]))),
-            )
-            .await
-            .expect("commit");
-        writeln!(stdout, "{i}").expect("stdout");
-        stdout.flush().expect("flush");
+    let writers: Vec<_> = (0..CRASH_WRITERS)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0u64.. {
+                    let key = Bytes::from(format!("acked/{w}/{i:08}"));
+                    store
+                        .txn(
+                            Txn::new()
+                                .when(Compare::Absent(key.clone()))
+                                .and_then(Op::put(key, Bytes::from(vec![7u8; 300]))),
+                        )
+                        .await
+                        .expect("commit");
+                    // One write per line under the stdout lock: lines never interleave.
+                    let mut stdout = std::io::stdout().lock();
+                    writeln!(stdout, "{w} {i}").expect("stdout");
+                    stdout.flush().expect("flush");
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.expect("writer");
     }
 }
 
@@ -337,7 +351,13 @@ fn every_acknowledged_commit_survives_sigkill() {
             dir.path(),
             Duration::from_millis(300 + 150 * round),
         );
-        let acked: Vec<u64> = lines.iter().filter_map(|l| l.trim().parse().ok()).collect();
+        let acked: Vec<(u64, u64)> = lines
+            .iter()
+            .filter_map(|l| {
+                let (w, i) = l.trim().split_once(' ')?;
+                Some((w.parse().ok()?, i.parse().ok()?))
+            })
+            .collect();
         assert!(
             !acked.is_empty(),
             "round {round}: the child acknowledged nothing"
@@ -346,21 +366,24 @@ fn every_acknowledged_commit_survives_sigkill() {
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
         runtime.block_on(async {
             let store = open(dir.path()).await;
-            for i in &acked {
-                let key = format!("acked/{i:08}");
+            for (w, i) in &acked {
+                let key = format!("acked/{w}/{i:08}");
                 assert!(
                     store.get(key.as_bytes()).await.expect("get").is_some(),
                     "round {round}: acknowledged {key} lost"
                 );
             }
-            // Keys are written in order: what is there is a prefix, with no gaps.
-            let present = store.scan_prefix(b"acked/", 0).await.expect("scan");
-            for (n, kv) in present.iter().enumerate() {
-                assert_eq!(
-                    kv.key,
-                    Bytes::from(format!("acked/{n:08}")),
-                    "round {round}: a gap in the log"
-                );
+            // Each writer commits in order: what is there of it is a prefix, no gaps.
+            for w in 0..CRASH_WRITERS {
+                let prefix = format!("acked/{w}/");
+                let present = store.scan_prefix(prefix.as_bytes(), 0).await.expect("scan");
+                for (n, kv) in present.iter().enumerate() {
+                    assert_eq!(
+                        kv.key,
+                        Bytes::from(format!("{prefix}{n:08}")),
+                        "round {round}: a gap in writer {w}'s keys"
+                    );
+                }
             }
             // The next child counts from 0 again: give it an empty key space, and so
             // also prove that writes after a recovery work.
@@ -371,6 +394,81 @@ fn every_acknowledged_commit_survives_sigkill() {
     }
 }
 
+/// `writers` tasks putting `each` keys apiece at once; returns every revision.
+async fn put_concurrently(store: &EmbeddedMetaStore, writers: u64, each: u64) -> Vec<u64> {
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut revisions = Vec::new();
+                for i in 0..each {
+                    let key = format!("w{w:02}-{i:02}");
+                    revisions.push(store.put(b(&key), b("v")).await.expect("put"));
+                }
+                revisions
+            })
+        })
+        .collect();
+    let mut revisions = Vec::new();
+    for task in tasks {
+        revisions.extend(task.await.expect("writer"));
+    }
+    revisions.sort_unstable();
+    revisions
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_commits_share_fsyncs_and_all_survive_a_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = open(dir.path()).await;
+    let (writers, each) = (32, 20);
+    let commits = writers * each;
+    assert_eq!(
+        put_concurrently(&store, writers, each).await,
+        (1..=commits).collect::<Vec<_>>(),
+        "one revision per commit, none twice"
+    );
+    let syncs = store.log_syncs();
+    assert!(
+        syncs < commits,
+        "{syncs} fsyncs for {commits} overlapping commits: none shared"
+    );
+    drop(store);
+    let store = open(dir.path()).await;
+    assert_eq!(
+        store.scan_prefix(b"w", 0).await.expect("scan").len() as u64,
+        commits
+    );
+}
+
+/// Compactions rewrite the log while other commits wait for their fsync: nothing
+/// acknowledged may be lost to the file swap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_commits_survive_compactions_between_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let options = EmbeddedOptions {
+        compact_after_bytes: 2048,
+    };
+    let store = EmbeddedMetaStore::open(dir.path(), options)
+        .await
+        .expect("open");
+    let (writers, each) = (16, 25);
+    let revisions = put_concurrently(&store, writers, each).await;
+    assert_eq!(revisions.len() as u64, writers * each);
+    drop(store);
+    let store = EmbeddedMetaStore::open(dir.path(), options)
+        .await
+        .expect("reopen");
+    assert_eq!(
+        store.scan_prefix(b"w", 0).await.expect("scan").len() as u64,
+        writers * each
+    );
+    assert_eq!(
+        store.put(b("after"), b("v")).await.expect("put"),
+        writers * each + 1,
+        "revisions go on from where the compacted log left them"
+    );
+}
 #[tokio::test]
 async fn a_second_open_of_the_same_directory_is_refused_until_the_first_closes() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -391,48 +489,5 @@ async fn a_second_open_of_the_same_directory_is_refused_until_the_first_closes()
     assert_eq!(
         second.get(b"k").await.expect("get").map(|kv| kv.value),
         Some(b("v"))
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_commits_share_fsyncs_and_all_survive_a_reopen() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = open(dir.path()).await;
-    let writers: u64 = 32;
-    let each: u64 = 20;
-    let tasks: Vec<_> = (0..writers)
-        .map(|w| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                let mut revisions = Vec::new();
-                for i in 0..each {
-                    let key = format!("w{w:02}-{i:02}");
-                    revisions.push(store.put(b(&key), b("v")).await.expect("put"));
-                }
-                revisions
-            })
-        })
-        .collect();
-    let mut revisions = Vec::new();
-    for task in tasks {
-        revisions.extend(task.await.expect("writer"));
-    }
-    revisions.sort_unstable();
-    let commits = writers * each;
-    assert_eq!(
-        revisions,
-        (1..=commits).collect::<Vec<_>>(),
-        "one revision per commit, none twice"
-    );
-    let syncs = store.log_syncs();
-    assert!(
-        syncs < commits,
-        "{syncs} fsyncs for {commits} overlapping commits: none shared"
-    );
-    drop(store);
-    let store = open(dir.path()).await;
-    assert_eq!(
-        store.scan_prefix(b"w", 0).await.expect("scan").len() as u64,
-        commits
     );
 }

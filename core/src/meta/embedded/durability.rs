@@ -60,6 +60,7 @@ impl Durability {
 
     /// Marks the store failed (the first reason stays).
     pub(super) fn fail(&self, reason: String) -> MetaError {
+        tracing::error!(reason = %reason, "metadata store failed; refusing every operation until it is reopened");
         let _ = self.failed.set(reason);
         MetaError::SyncFailed(self.failed.get().cloned().unwrap_or_default())
     }
@@ -93,7 +94,6 @@ impl Shared {
         durability.syncs.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("strata_meta_log_syncs_total").increment(1);
         if let Err(err) = log.sync_data() {
-            tracing::error!(path = %self.path.display(), error = %err, "metadata log fsync failed; refusing every operation until restart");
             return Err(durability.fail(format!("fsync {}: {err}", self.path.display())));
         }
         durability.synced.fetch_max(target, Ordering::Release);

@@ -302,8 +302,13 @@ impl Shared {
             .extend(events.into_iter().map(|event| (position, event)));
         if inner.log_len > self.options.compact_after_bytes
             && inner.log_len > 4 * inner.snapshot_len
+            && let Err(err) = self.compact(inner)
         {
-            self.compact(inner)?;
+            // The commit is in the log either way; a compaction that failed before
+            // its rename left the old log whole (the next commit tries again), one
+            // that failed after it has failed the store.
+            self.durability.check()?;
+            tracing::warn!(path = %self.path.display(), error = %err, "metadata log compaction failed; keeping the log as it is");
         }
         Ok(revision)
     }
@@ -321,15 +326,23 @@ impl Shared {
             .and_then(|()| file.sync_all())
             .map_err(|e| self.io(e))?;
         std::fs::rename(&temporary, &self.path).map_err(|e| self.io(e))?;
-        if let Some(dir) = self.path.parent() {
-            sync_dir(dir).map_err(|e| self.io(e))?;
-        }
-        inner.log = Arc::new(
-            OpenOptions::new()
-                .append(true)
-                .open(&self.path)
-                .map_err(|e| self.io(e))?,
-        );
+        // From here the handle in `inner.log` is of a file no longer named: appends
+        // through it would be lost, so a failure fails the store.
+        let reopened = self
+            .path
+            .parent()
+            .map_or(Ok(()), sync_dir)
+            .and_then(|()| OpenOptions::new().append(true).open(&self.path));
+        let log = match reopened {
+            Ok(log) => log,
+            Err(err) => {
+                return Err(self.durability.fail(format!(
+                    "{}: reopening the log after compacting it: {err}",
+                    self.path.display()
+                )));
+            }
+        };
+        inner.log = Arc::new(log);
         inner.log_len = framed.len() as u64;
         inner.snapshot_len = framed.len() as u64;
         tracing::debug!(path = %self.path.display(), bytes = framed.len(), "metadata log compacted");
