@@ -108,7 +108,9 @@ async fn close_waits_for_the_maintenance_round_in_progress() {
     let stall = StallLayer::new("objects/", Duration::from_secs(1));
     let mut config = fixture.config();
     config.wal_mode = object_wal(5);
-    config.retention_interval = Duration::from_millis(100);
+    // The first round comes after the appends below (well under 3 s), so the windows
+    // they leave are still small objects to merge when it comes.
+    config.retention_interval = Duration::from_secs(3);
     let store = StreamStore::open(
         fixture.storage().with_layer(stall.clone()),
         fixture.meta().await,
@@ -128,8 +130,8 @@ async fn close_waits_for_the_maintenance_round_in_progress() {
                 .push(sent.with_base_offset(appended.base_offset));
         }
     }
-    // No appends follow: the next write is a maintenance round's (a merge of the
-    // windows above, or a compaction), and it stalls.
+    // No appends follow: the next write is the first maintenance round's (a merge
+    // of the windows above), and it stalls.
     stall.stall_next(1);
     tokio::time::timeout(Duration::from_secs(10), stall.stalled())
         .await
