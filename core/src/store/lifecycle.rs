@@ -66,7 +66,9 @@ impl StreamStore {
     /// the next open, and the error is returned); the object WAL writes the windows
     /// it holds; a maintenance round in progress stops after its current step. When
     /// this returns no background task is left, so dropping the last handle releases
-    /// the WAL and metadata directories at once.
+    /// the WAL and metadata directories at once. (An object-WAL append that passed
+    /// the closing check just before it and gathers after the last window fails when
+    /// the store is dropped; it is never acknowledged.)
     pub async fn close(&self) -> Result<(), StoreError> {
         let tasks = &self.inner.tasks;
         tasks.closing.store(true, Ordering::Release);
