@@ -173,16 +173,24 @@ def main():
             slow = ", ".join(f"over {ms} ms: {over(wal_syncs, ms / 1000):.0f}" for ms in SLOW_SYNC_MS)
             print(f"{'  same, WAL syncs':<38} {wal_syncs[-1][1]:>13.0f} syncs; {slow}", flush=True)
         print(f"{'  broker peak RSS so far':<38} {peak_rss_mib(broker.pid):>13.0f} MiB", flush=True)
-        cases = [] if args.latency_only else [(p, codec, acks) for p in (1, 16) for codec, acks in
-                                              (("none", "all"), ("lz4", "all"), ("none", "1"))]
-        for n, (partitions, codec, acks) in enumerate(cases):
+        # acks=all is idempotent (librdkafka keeps one produce request in flight per
+        # broker then), except the case marked "5 in flight", which shows what one
+        # partition takes from a client that pipelines.
+        cases = [] if args.latency_only else [
+            (p, codec, acks, ()) for p in (1, 16) for codec, acks in
+            (("none", "all"), ("lz4", "all"), ("none", "1"))]
+        if not args.latency_only:
+            cases.insert(2, (1, "lz4", "all", ("--no-idempotence",)))
+        for n, (partitions, codec, acks, extra) in enumerate(cases):
             topic = f"bench-{n}-{partitions}-{codec}-{acks}"
             new_topic(topic, partitions)
             produced = drive(args.driver, bootstrap, topic, partitions, "produce", "--mib", args.mib,
-                             "--codec", codec, "--acks", acks)
+                             "--codec", codec, "--acks", acks, *extra)
             consumed = drive(args.driver, bootstrap, topic, partitions, "consume",
                              "--records", int(produced["records"]) + partitions)
-            print(f"{f'{partitions} partition(s), {codec}, acks={acks}':<38} "
+            label = (f"{partitions} partition, {codec}, all, 5 in flight" if extra
+                     else f"{partitions} partition(s), {codec}, acks={acks}")
+            print(f"{label:<38} "
                   f"{produced['mib_per_s']:>13.1f} {produced['msg_per_s']:>9.0f} "
                   f"{produced['p50_ms']:>7.2f} {produced['p99_ms']:>7.2f} {produced['p999_ms']:>8.2f} "
                   f"{consumed['mib_per_s']:>13.1f} {consumed['msg_per_s']:>9.0f} "

@@ -46,6 +46,12 @@ enum Mode {
         codec: String,
         #[arg(long, default_value = "all")]
         acks: String,
+        /// With acks=all, produce without idempotence (five requests in flight).
+        /// librdkafka's idempotent producer keeps one produce request in flight per
+        /// broker (librdkafka PR #4989), so one partition then goes at one request
+        /// per broker round trip.
+        #[arg(long)]
+        no_idempotence: bool,
     },
     Consume {
         /// Records to read before stopping.
@@ -64,7 +70,15 @@ fn main() -> anyhow::Result<()> {
             rate_mib,
             ref codec,
             ref acks,
-        } => produce(&args, mib, rate_mib, codec, acks),
+            no_idempotence,
+        } => produce(
+            &args,
+            mib,
+            rate_mib,
+            codec,
+            acks,
+            acks == "all" && !no_idempotence,
+        ),
         Mode::Consume { records } => consume(&args, records),
         Mode::Version => {
             println!("{}", rdkafka::util::get_rdkafka_version().1);
@@ -100,9 +114,17 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn produce(args: &Args, mib: u64, rate_mib: u64, codec: &str, acks: &str) -> anyhow::Result<()> {
+fn produce(
+    args: &Args,
+    mib: u64,
+    rate_mib: u64,
+    codec: &str,
+    acks: &str,
+    idempotence: bool,
+) -> anyhow::Result<()> {
     let paced = rate_mib > 0;
-    let producer: ThreadedProducer<Latencies> = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", &args.bootstrap)
         .set("acks", acks)
         .set("compression.type", codec)
@@ -114,8 +136,14 @@ fn produce(args: &Args, mib: u64, rate_mib: u64, codec: &str, acks: &str) -> any
         .set("queue.buffering.max.messages", "1000000")
         .set(
             "enable.idempotence",
-            if acks == "all" { "true" } else { "false" },
-        )
+            if idempotence { "true" } else { "false" },
+        );
+    if acks == "all" && !idempotence {
+        // The idempotent limit (and the Java client's default); librdkafka's own
+        // default without idempotence is a million.
+        config.set("max.in.flight.requests.per.connection", "5");
+    }
+    let producer: ThreadedProducer<Latencies> = config
         .create_with_context(Latencies::default())
         .context("creating the librdkafka producer")?;
 
