@@ -30,6 +30,18 @@ pub(crate) fn run_until_sigkill(
         .collect()
 }
 
+/// The "a b" lines of a crash child's output as number pairs (a line cut by the kill
+/// is skipped).
+pub(crate) fn number_pairs(lines: &[String]) -> Vec<(u64, u64)> {
+    lines
+        .iter()
+        .filter_map(|line| {
+            let (a, b) = line.trim().split_once(' ')?;
+            Some((a.parse().ok()?, b.parse().ok()?))
+        })
+        .collect()
+}
+
 /// An operator layer that holds the next few writes under a key prefix for a while
 /// before they complete: an object store's rare slow PUT, on a real backend.
 #[derive(Debug, Clone)]

@@ -351,13 +351,7 @@ fn every_acknowledged_commit_survives_sigkill() {
             dir.path(),
             Duration::from_millis(300 + 150 * round),
         );
-        let acked: Vec<(u64, u64)> = lines
-            .iter()
-            .filter_map(|l| {
-                let (w, i) = l.trim().split_once(' ')?;
-                Some((w.parse().ok()?, i.parse().ok()?))
-            })
-            .collect();
+        let acked = crate::test_support::number_pairs(&lines);
         assert!(
             !acked.is_empty(),
             "round {round}: the child acknowledged nothing"

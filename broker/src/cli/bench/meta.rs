@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use strata_core::meta::{Compare, EmbeddedMetaStore, EmbeddedOptions, MetaStore, Op, Txn};
 
+use super::{Phase, ms};
+
 /// Knobs of one metadata benchmark run.
 #[derive(Debug, Clone, clap::Args)]
 pub struct MetaBenchArgs {
@@ -32,20 +34,17 @@ struct Measured {
 }
 
 impl Measured {
-    fn line(mut self, label: &str, extra: &str) -> String {
-        self.latencies.sort_unstable();
-        let at = |p: f64| {
-            let rank = ((self.latencies.len() as f64 * p).ceil() as usize)
-                .clamp(1, self.latencies.len().max(1));
-            self.latencies
-                .get(rank - 1)
-                .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    fn line(self, label: &str, extra: &str) -> String {
+        let commits_per_sec = self.commits as f64 / self.elapsed.as_secs_f64();
+        let mut phase = Phase {
+            bytes: 0,
+            elapsed: self.elapsed,
+            latencies: self.latencies,
         };
         format!(
-            "  {label:<30} {:>9.0} commits/s  p50 {:>6.2} ms  p99 {:>6.2} ms{extra}",
-            self.commits as f64 / self.elapsed.as_secs_f64(),
-            at(0.50),
-            at(0.99)
+            "  {label:<30} {commits_per_sec:>9.0} commits/s  p50 {:>6.2} ms  p99 {:>6.2} ms{extra}",
+            ms(phase.percentile(0.50)),
+            ms(phase.percentile(0.99))
         )
     }
 }

@@ -11,9 +11,7 @@ async fn reopen_and_read(
     config: StoreConfig,
     streams: &[StreamId],
 ) -> HashMap<StreamId, Vec<RecordBatch>> {
-    let store = StreamStore::open(fixture.storage(), fixture.meta().await, config)
-        .await
-        .expect("reopen on the directories of the closed store");
+    let store = fixture.store_with(config).await;
     let mut read = HashMap::new();
     for &id in streams {
         store.open_stream(id).await.expect("open");
@@ -26,9 +24,7 @@ async fn reopen_and_read(
 async fn close_uploads_everything_acknowledged_and_refuses_later_appends() {
     let fixture = Fixture::new();
     let config = fixture.config();
-    let store = StreamStore::open(fixture.storage(), fixture.meta().await, config.clone())
-        .await
-        .expect("store");
+    let store = fixture.store_with(config.clone()).await;
     let stream = open_new_streams(&store, 1).await[0];
     let mut expected = Vec::new();
     for i in 0..20 {
@@ -58,9 +54,7 @@ async fn close_writes_the_object_wal_window_it_holds() {
     let mut config = fixture.config();
     // Long enough that the appends below are still gathering when close begins.
     config.wal_mode = object_wal(2_000);
-    let store = StreamStore::open(fixture.storage(), fixture.meta().await, config.clone())
-        .await
-        .expect("store");
+    let store = fixture.store_with(config.clone()).await;
     let streams = open_new_streams(&store, 4).await;
     // The first window is taken at once; wait for it to pass so the appends gather.
     tokio::time::sleep(Duration::from_millis(50)).await;

@@ -46,7 +46,12 @@ impl Fixture {
     }
 
     async fn store(&self) -> StreamStore {
-        StreamStore::open(self.storage(), self.meta().await, self.config())
+        self.store_with(self.config()).await
+    }
+
+    /// A store on the fixture's bucket and metadata with `config`.
+    async fn store_with(&self, config: StoreConfig) -> StreamStore {
+        StreamStore::open(self.storage(), self.meta().await, config)
             .await
             .expect("store")
     }
@@ -231,9 +236,9 @@ async fn acknowledged_appends_survive_a_restart_without_upload() {
     assert_eq!(fixture.objects(), 1);
 }
 
-#[tokio::test]
-async fn a_stale_owner_cannot_commit() {
-    let fixture = Fixture::new();
+/// A stream with one batch appended (not uploaded) on `old`, then taken over by
+/// `new`, a second store on the same bucket and metadata: `old` is a fenced owner.
+async fn taken_over(fixture: &Fixture) -> (StreamStore, StreamStore, StreamId) {
     let meta = fixture.meta().await;
     let old = StreamStore::open(fixture.storage(), meta.clone(), fixture.config())
         .await
@@ -248,6 +253,13 @@ async fn a_stale_owner_cannot_commit() {
         .await
         .expect("second store");
     new.open_stream(stream).await.expect("take over");
+    (old, new, stream)
+}
+
+#[tokio::test]
+async fn a_stale_owner_cannot_commit() {
+    let fixture = Fixture::new();
+    let (old, _new, _) = taken_over(&fixture).await;
 
     match old.flush().await {
         Err(StoreError::Fenced { .. }) => {}
@@ -305,9 +317,7 @@ async fn backpressure_bounds_unuploaded_data() {
     let mut config = fixture.config();
     config.max_unuploaded_bytes = 8 * 1024;
     config.upload_bytes = 4 * 1024;
-    let store = StreamStore::open(fixture.storage(), fixture.meta().await, config)
-        .await
-        .expect("store");
+    let store = fixture.store_with(config).await;
     let stream = store.create_stream().await.expect("create");
     store.open_stream(stream).await.expect("open");
     for i in 0..200 {
@@ -376,13 +386,7 @@ fn every_acknowledged_append_survives_sigkill_exactly_once_and_in_order() {
             dir.path(),
             Duration::from_millis(400 + 230 * round),
         );
-        let this_round: Vec<(u64, u64)> = lines
-            .iter()
-            .filter_map(|l| {
-                l.split_once(' ')
-                    .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
-            })
-            .collect();
+        let this_round = crate::test_support::number_pairs(&lines);
         assert!(
             !this_round.is_empty(),
             "round {round}: nothing acknowledged"
@@ -554,9 +558,7 @@ async fn background_retention_applies_policies_and_deletes_objects() {
     let mut config = fixture.config();
     config.retention_interval = Duration::from_millis(50);
     config.deletion_grace = Duration::ZERO;
-    let store = StreamStore::open(fixture.storage(), fixture.meta().await, config)
-        .await
-        .expect("store");
+    let store = fixture.store_with(config).await;
     let stream = store.create_stream().await.expect("create");
     store.open_stream(stream).await.expect("open");
     for round in 0..3 {
@@ -585,9 +587,7 @@ async fn compaction_merges_small_ranges_into_stream_objects() {
     let fixture = Fixture::new();
     let mut config = fixture.config();
     config.compaction_min_ranges = 4;
-    let store = StreamStore::open(fixture.storage(), fixture.meta().await, config.clone())
-        .await
-        .expect("store");
+    let store = fixture.store_with(config.clone()).await;
     let a = store.create_stream().await.expect("create");
     let b = store.create_stream().await.expect("create");
     store.open_stream(a).await.expect("open");
@@ -626,9 +626,7 @@ async fn compaction_merges_small_ranges_into_stream_objects() {
         .expect("append after compaction");
     drop(store);
 
-    let store = StreamStore::open(fixture.storage(), fixture.meta().await, config)
-        .await
-        .expect("reopen");
+    let store = fixture.store_with(config).await;
     store.open_stream(a).await.expect("open");
     store.open_stream(b).await.expect("open");
     let read = read_all(&store, a, 0).await;
@@ -653,9 +651,7 @@ async fn object_wal_writes_one_object_per_window_for_all_streams() {
     let fixture = Fixture::new();
     let mut config = fixture.config();
     config.wal_mode = object_wal(300);
-    let store = StreamStore::open(fixture.storage(), fixture.meta().await, config.clone())
-        .await
-        .expect("store");
+    let store = fixture.store_with(config.clone()).await;
     let streams = open_new_streams(&store, 16).await;
     let appends: Vec<_> = streams
         .iter()
@@ -682,9 +678,7 @@ async fn object_wal_writes_one_object_per_window_for_all_streams() {
 
     // Nothing local: a new store on fresh local state reads everything from objects.
     config.wal_dir = fixture.dir.path().join("unused");
-    let store = StreamStore::open(fixture.storage(), fixture.meta().await, config)
-        .await
-        .expect("reopen");
+    let store = fixture.store_with(config).await;
     for id in &streams {
         store.open_stream(*id).await.expect("open");
         let read = read_all(&store, *id, 0).await;
@@ -733,9 +727,7 @@ async fn small_stream_set_objects_merge_into_one_with_each_stream_contiguous() {
     let fixture = Fixture::new();
     let mut config = fixture.config();
     config.wal_mode = object_wal(5);
-    let store = StreamStore::open(fixture.storage(), fixture.meta().await, config.clone())
-        .await
-        .expect("store");
+    let store = fixture.store_with(config.clone()).await;
     let streams = open_new_streams(&store, 4).await;
     // Rounds of appends to every stream: windows shared by several streams.
     let mut expected: HashMap<StreamId, Vec<RecordBatch>> = HashMap::new();
@@ -785,9 +777,7 @@ async fn small_stream_set_objects_merge_into_one_with_each_stream_contiguous() {
     drop(store);
 
     config.wal_dir = fixture.dir.path().join("fresh");
-    let store = StreamStore::open(fixture.storage(), fixture.meta().await, config)
-        .await
-        .expect("reopen");
+    let store = fixture.store_with(config).await;
     for id in &streams {
         store.open_stream(*id).await.expect("open");
         assert_eq!(
@@ -843,9 +833,7 @@ async fn object_wal_hedges_a_stalled_write_and_discards_the_loser() {
     drop(store);
 
     config.wal_dir = fixture.dir.path().join("fresh");
-    let store = StreamStore::open(fixture.storage(), fixture.meta().await, config)
-        .await
-        .expect("reopen");
+    let store = fixture.store_with(config).await;
     store.open_stream(stream).await.expect("open");
     assert_eq!(
         read_all(&store, stream, 0).await,
@@ -861,9 +849,7 @@ async fn object_wal_tail_stays_in_the_log_cache() {
     let mut config = fixture.config();
     config.wal_mode = object_wal(5);
     config.log_cache_bytes = 256 * 1024;
-    let store = StreamStore::open(fixture.storage(), fixture.meta().await, config)
-        .await
-        .expect("store");
+    let store = fixture.store_with(config).await;
     let streams = open_new_streams(&store, 4).await;
     let producers: Vec<_> = streams
         .iter()
@@ -906,19 +892,7 @@ async fn append_in_waves(store: &StreamStore, id: StreamId) -> Vec<u64> {
 #[tokio::test]
 async fn objects_without_any_record_are_swept_after_the_grace_period() {
     let fixture = Fixture::new();
-    let meta = fixture.meta().await;
-    let old = StreamStore::open(fixture.storage(), meta.clone(), fixture.config())
-        .await
-        .expect("store");
-    let stream = old.create_stream().await.expect("create");
-    old.open_stream(stream).await.expect("open");
-    old.append(stream, batch(2, 1)).await.expect("append");
-    let mut config = fixture.config();
-    config.wal_dir = fixture.dir.path().join("wal-new-owner");
-    let new = StreamStore::open(fixture.storage(), meta, config)
-        .await
-        .expect("second store");
-    new.open_stream(stream).await.expect("take over");
+    let (old, new, _) = taken_over(&fixture).await;
     assert!(matches!(old.flush().await, Err(StoreError::Fenced { .. })));
     // The fenced upload's PUT lands after its cleanup: an object no record names.
     let late = crate::object::object_key(crate::object::ObjectId(0));
@@ -944,9 +918,7 @@ async fn a_large_stream_gets_an_object_of_its_own() {
     let fixture = Fixture::new();
     let mut config = fixture.config();
     config.stream_split_bytes = 8 * 1024;
-    let store = StreamStore::open(fixture.storage(), fixture.meta().await, config.clone())
-        .await
-        .expect("store");
+    let store = fixture.store_with(config.clone()).await;
     let ids = open_new_streams(&store, 3).await;
     for i in 0..30 {
         store.append(ids[0], batch(4, i)).await.expect("append"); // ~15 KiB: large
@@ -985,9 +957,7 @@ async fn a_large_stream_gets_an_object_of_its_own() {
         small_object
     );
     drop(store);
-    let store = StreamStore::open(fixture.storage(), fixture.meta().await, config)
-        .await
-        .expect("reopen");
+    let store = fixture.store_with(config).await;
     for id in &ids {
         store.open_stream(*id).await.expect("open");
         assert_dense(&read_all(&store, *id, 0).await, 0);
