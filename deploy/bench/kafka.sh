@@ -2,7 +2,8 @@
 # The Kafka benchmark: librdkafka (a Rust driver over the rdkafka crate) drives
 # `strata serve` on the embedded default (local directory) and on SeaweedFS S3 from
 # deploy/testbed/, and prints produce/consume throughput, produce latency and the
-# broker's peak RSS.
+# broker's peak RSS and the CPU the client and the broker used, after the disk's
+# sync baseline (deploy/bench/sync_probe.py).
 #
 #   deploy/bench/kafka.sh [MiB per case, default 256]
 set -euo pipefail
@@ -19,6 +20,9 @@ CARGO_TARGET_DIR=$driver_target cargo build -q --release \
   --manifest-path deploy/bench/rdkafka-driver/Cargo.toml
 driver=$driver_target/release/strata-rdkafka-driver
 
+# The machine's own baseline: how its disk syncs beside a busy core and a writer.
+python3 deploy/bench/sync_probe.py --dir "${TMPDIR:-/tmp}" --seconds 2
+echo
 "$python" deploy/bench/kafka_bench.py --strata "$strata" --driver "$driver" --mib "$mib"
 
 bash deploy/testbed/seaweedfs.sh start >/dev/null

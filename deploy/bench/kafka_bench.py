@@ -11,6 +11,7 @@ driver in rdkafka-driver/ (librdkafka), which prints `key=value` figures.
 """
 import argparse
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -100,14 +101,33 @@ def peak_rss_mib(pid):
     return float("nan")
 
 
-def drive(driver, bootstrap, topic, partitions, *mode):
-    """Runs the driver; returns its figures as a dict of floats."""
+def cpu_seconds(pid):
+    """User plus system CPU time a process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def drive(driver, bootstrap, topic, partitions, *mode, broker_pid):
+    """Runs the driver; returns its figures as a dict of floats, with the CPU the
+    driver and the broker used meanwhile (`client_cpu`, `broker_cpu`: percent of one
+    core). Both share this machine's cores, so a client that spins takes CPU, and on
+    some VMs I/O latency too, from the broker it measures."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    broker_before = cpu_seconds(broker_pid)
+    started = time.monotonic()
     run = subprocess.run([driver, "--bootstrap", bootstrap, "--topic", topic,
                           "--partitions", str(partitions), *map(str, mode)],
                          capture_output=True, text=True, timeout=900)
+    elapsed = time.monotonic() - started
     if run.returncode != 0:
         raise SystemExit(f"driver {' '.join(map(str, mode))} failed: {run.stderr.strip()}")
-    return {k: float(v) for k, v in (field.split("=") for field in run.stdout.split())}
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    figures = {k: float(v) for k, v in (field.split("=") for field in run.stdout.split())}
+    client = (after.ru_utime + after.ru_stime) - (children.ru_utime + children.ru_stime)
+    figures["client_cpu"] = 100 * client / elapsed
+    figures["broker_cpu"] = 100 * (cpu_seconds(broker_pid) - broker_before) / elapsed
+    return figures
 
 
 def main():
@@ -156,15 +176,17 @@ def main():
         print(f"# {args.label}; librdkafka {version} (Rust driver); "
               f"1 KiB records, {args.mib} MiB per case")
         print(f"{'case':<38} {'produce MiB/s':>13} {'msg/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
-              f"{'p999 ms':>8} {'consume MiB/s':>13} {'msg/s':>9} {'peak RSS MiB':>12}")
+              f"{'p999 ms':>8} {'consume MiB/s':>13} {'msg/s':>9} {'peak RSS MiB':>12} "
+              f"{'produce CPU % client/broker':>27}")
         # The paced latency case runs first, on the fresh broker, so uploads of the
         # throughput cases' backlog do not share the disk with it.
         new_topic("bench-latency", 16)
         paced = drive(args.driver, bootstrap, "bench-latency", 16, "produce", "--mib", 500,
-                      "--rate-mib", 50, "--codec", "lz4", "--acks", "all")
+                      "--rate-mib", 50, "--codec", "lz4", "--acks", "all", broker_pid=broker.pid)
         print(f"{'16 partitions, lz4, acks=all @50MiB/s':<38} {paced['mib_per_s']:>13.1f} "
               f"{paced['msg_per_s']:>9.0f} {paced['p50_ms']:>7.2f} {paced['p99_ms']:>7.2f} "
-              f"{paced['p999_ms']:>8.2f}   (max {paced['max_ms']:.2f})", flush=True)
+              f"{paced['p999_ms']:>8.2f}   (max {paced['max_ms']:.2f}; CPU client "
+              f"{paced['client_cpu']:.0f} %, broker {paced['broker_cpu']:.0f} %)", flush=True)
         b50, b99, b999 = broker_produce_quantiles(admin_addr)
         print(f"{'  same, broker-side (bucket bound)':<38} {'':>13} {'':>9} "
               f"{b50:>7.2f} {b99:>7.2f} {b999:>8.2f}", flush=True)
@@ -185,16 +207,18 @@ def main():
             topic = f"bench-{n}-{partitions}-{codec}-{acks}"
             new_topic(topic, partitions)
             produced = drive(args.driver, bootstrap, topic, partitions, "produce", "--mib", args.mib,
-                             "--codec", codec, "--acks", acks, *extra)
+                             "--codec", codec, "--acks", acks, *extra, broker_pid=broker.pid)
             consumed = drive(args.driver, bootstrap, topic, partitions, "consume",
-                             "--records", int(produced["records"]) + partitions)
+                             "--records", int(produced["records"]) + partitions,
+                             broker_pid=broker.pid)
             label = (f"{partitions} partition, {codec}, all, 5 in flight" if extra
                      else f"{partitions} partition(s), {codec}, acks={acks}")
             print(f"{label:<38} "
                   f"{produced['mib_per_s']:>13.1f} {produced['msg_per_s']:>9.0f} "
                   f"{produced['p50_ms']:>7.2f} {produced['p99_ms']:>7.2f} {produced['p999_ms']:>8.2f} "
                   f"{consumed['mib_per_s']:>13.1f} {consumed['msg_per_s']:>9.0f} "
-                  f"{peak_rss_mib(broker.pid):>12.0f}", flush=True)
+                  f"{peak_rss_mib(broker.pid):>12.0f} "
+                  f"{produced['client_cpu']:>19.0f}/{produced['broker_cpu']:<7.0f}", flush=True)
         print(f"broker peak RSS over all cases: {peak_rss_mib(broker.pid):.0f} MiB")
     finally:
         if broker is not None:

@@ -101,9 +101,9 @@ async fn compact_group(
     open: &OpenStream,
     group: &[ObjectRange],
 ) -> Result<Option<u64>, StoreError> {
-    let meta = inner.meta.as_ref();
-    let (id, prepared) =
-        metadata::allocate_object(meta, crate::object::ObjectKind::Stream, 0).await?;
+    let (id, prepared) = inner
+        .new_object(crate::object::ObjectKind::Stream, 0)
+        .await?;
 
     let copied = copy_blocks(inner, open.id, id, group).await;
     let (size, copied_bytes) = match copied {

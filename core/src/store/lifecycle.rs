@@ -76,6 +76,15 @@ impl StreamStore {
         tasks.stop.cancel();
         tasks.tracker.close();
         tasks.tracker.wait().await;
+        if let Err(err) = self
+            .inner
+            .object_ids
+            .release(self.inner.meta.as_ref())
+            .await
+        {
+            // Harmless: the next open removes prepared records with no object.
+            tracing::warn!(error = %err, "closing: cannot delete the object ids allocated ahead");
+        }
         if let Err(err) = &uploaded {
             tracing::warn!(error = %err, "closing: upload failed; the data stays in the WAL");
         }

@@ -205,8 +205,7 @@ async fn merge(inner: &Inner, group: &[Source]) -> Result<Option<u64>, StoreErro
     let copied: u64 = layout.iter().map(|(_, b)| b.len() as u64).sum();
     let object = inner.background.run(move || build(layout)).await??;
 
-    let meta = inner.meta.as_ref();
-    let (id, prepared) = metadata::allocate_object(meta, ObjectKind::StreamSet, 0).await?;
+    let (id, prepared) = inner.new_object(ObjectKind::StreamSet, 0).await?;
     let key = crate::object::object_key(id);
     let size = object.len();
     let written = inner

@@ -215,10 +215,21 @@ pub(super) async fn next_id(
     counter: &'static str,
     records: impl Fn(u64) -> Vec<Op>,
 ) -> Result<u64, StoreMetaError> {
+    next_ids(meta, counter, 1, records).await
+}
+
+/// Takes `count` consecutive values of `counter` (returns the first) with
+/// compare-and-set, writing `records(id)` for each in the same transaction.
+async fn next_ids(
+    meta: &dyn MetaStore,
+    counter: &'static str,
+    count: u64,
+    records: impl Fn(u64) -> Vec<Op>,
+) -> Result<u64, StoreMetaError> {
     let key = Bytes::from_static(counter.as_bytes());
     for _ in 0..64 {
         let current = meta.get(&key).await?;
-        let (id, compare) = match &current {
+        let (first, compare) = match &current {
             Some(kv) => (
                 parse_u64(kv)?,
                 Compare::ModRevision(key.clone(), kv.mod_revision),
@@ -227,37 +238,37 @@ pub(super) async fn next_id(
         };
         let mut txn = Txn::new()
             .when(compare)
-            .and_then(Op::put(key.clone(), u64_value(id + 1)));
-        for op in records(id) {
+            .and_then(Op::put(key.clone(), u64_value(first + count)));
+        for op in (first..first + count).flat_map(&records) {
             txn = txn.and_then(op);
         }
         if meta.txn(txn).await?.succeeded {
-            return Ok(id);
+            return Ok(first);
         }
     }
     Err(StoreMetaError::Contended(counter))
 }
 
-/// Allocates an object id and records the object as prepared, in one transaction:
+/// Allocates `count` object ids and records each as prepared, in one transaction:
 /// every id below the counter has its record (or had one, deleted with its object),
 /// which is what lets garbage collection tell a leaked object from an upload in
-/// flight.
-pub(super) async fn allocate_object(
+/// flight. The records say nothing of the objects yet (kind stream-set, size 0):
+/// the commit that references an object writes its whole record.
+pub(super) async fn allocate_objects(
     meta: &dyn MetaStore,
-    kind: crate::object::ObjectKind,
-    size: u64,
-) -> Result<(ObjectId, ObjectRecord), StoreMetaError> {
+    count: u64,
+) -> Result<Vec<ObjectId>, StoreMetaError> {
     let record = ObjectRecord {
         state: ObjectState::Prepared,
-        kind,
-        size,
+        kind: crate::object::ObjectKind::StreamSet,
+        size: 0,
         created_ms: now_ms(),
     };
-    let id = next_id(meta, OBJECT_COUNTER, |id| {
+    let first = next_ids(meta, OBJECT_COUNTER, count, |id| {
         vec![Op::put(object_key(ObjectId(id)), record.value())]
     })
     .await?;
-    Ok((ObjectId(id), record))
+    Ok((first..first + count).map(ObjectId).collect())
 }
 
 /// Object ids below this value were allocated (with their records) before the call.

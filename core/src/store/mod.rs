@@ -17,6 +17,7 @@ mod hedge;
 mod lifecycle;
 mod merge;
 mod metadata;
+mod object_ids;
 mod object_wal;
 mod prefetch;
 mod read;
@@ -244,6 +245,8 @@ struct Inner {
     /// Permits for storage reads of cold fetches.
     cold_reads: tokio::sync::Semaphore,
     prefetches: prefetch::Prefetches,
+    /// Ids for new objects, allocated ahead of their writes.
+    object_ids: Arc<object_ids::ObjectIds>,
     tasks: lifecycle::Tasks,
 }
 
@@ -308,6 +311,7 @@ impl StreamStore {
             blocks,
             cold_reads,
             prefetches: prefetch::Prefetches::new(config_prefetches),
+            object_ids: Arc::default(),
             tasks: lifecycle::Tasks::new(),
         });
         let store = StreamStore { inner };
@@ -718,17 +722,23 @@ impl StreamStore {
 
     /// Objects recorded in the metadata, `(kind, state) -> (count, bytes)`, with kind
     /// `stream-set` or `stream` and state `prepared`, `committed` or
-    /// `marked-for-deletion`. Reads every object record: for metrics, not hot paths.
+    /// `marked-for-deletion`. Prepared objects are uploads in flight and what a crash
+    /// left; the ids this store allocated ahead and holds unused are not counted.
+    /// Reads every object record: for metrics, not hot paths.
     pub async fn object_counts(
         &self,
     ) -> Result<BTreeMap<(&'static str, &'static str), (u64, u64)>, StoreError> {
         let mut out = BTreeMap::new();
+        let unused = self.inner.object_ids.unused();
         for kv in self
             .inner
             .meta
             .scan_prefix(metadata::OBJECTS_PREFIX, 0)
             .await?
         {
+            if unused.contains(&metadata::parse_object_key(&kv.key)?) {
+                continue;
+            }
             let record = metadata::ObjectRecord::parse(&kv)?;
             let kind = match record.kind {
                 crate::object::ObjectKind::StreamSet => "stream-set",
@@ -786,6 +796,17 @@ impl Inner {
 
     fn open_stream_state(&self, stream: StreamId) -> Option<Arc<OpenStream>> {
         self.lock_streams().get(&stream).cloned()
+    }
+
+    /// An id for a new object, with its prepared record stored; see `object_ids`.
+    async fn new_object(
+        &self,
+        kind: crate::object::ObjectKind,
+        size: u64,
+    ) -> Result<(crate::object::ObjectId, metadata::ObjectRecord), StoreError> {
+        self.object_ids
+            .take(&self.meta, &self.tasks, kind, size)
+            .await
     }
 }
 

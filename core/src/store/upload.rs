@@ -343,7 +343,7 @@ async fn write_object(
             .await
             .map_err(|err| StoreError::Task(err.to_string()))??
     };
-    let (id, record) = metadata::allocate_object(inner.meta.as_ref(), kind, object.len()).await?;
+    let (id, record) = inner.new_object(kind, object.len()).await?;
     let key = object_key(id);
     // With the local WAL on the same disk, a local directory gets the object in
     // synced pieces; the object WAL has no WAL to protect, and its acknowledgements

@@ -11,6 +11,7 @@ use crate::batch::synthetic_batch;
 use crate::meta::{EmbeddedMetaStore, EmbeddedOptions};
 
 mod lifecycle;
+mod object_ids;
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -429,6 +430,8 @@ fn every_acknowledged_append_survives_sigkill_exactly_once_and_in_order() {
                     "round {round}: acknowledged batch {base}..{end} lost"
                 );
             }
+            // Closing deletes the records of object ids allocated ahead and unused.
+            store.close().await.expect("close");
             for kv in meta
                 .scan_prefix(metadata::OBJECTS_PREFIX, 0)
                 .await
