@@ -206,6 +206,12 @@ pub const FAMILIES: &[(&str, Kind, Unit, &str)] = &[
         "Objects uploaded.",
     ),
     (
+        "strata_object_id_pool_empty_total",
+        Kind::Counter,
+        Unit::Count,
+        "Object writes that found no id allocated ahead and waited for a metadata commit.",
+    ),
+    (
         "strata_upload_duration_seconds",
         Kind::Histogram,
         Unit::Seconds,
