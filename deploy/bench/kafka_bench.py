@@ -2,12 +2,14 @@
 and produce latency, beside the broker's peak RSS.
 
     python kafka_bench.py --strata target/release/strata --driver PATH \\
-        [--config FILE] [--label NAME] [--mib N] [--latency-only]
+        [--config FILE] [--label NAME] [--mib N] [--latency-only] [--client-cpus auto]
 
 Starts `strata serve` itself (fresh data directory, free ports) so it can read the
 broker's peak RSS from /proc; each case uses a new topic, created here with
 confluent-kafka's admin client. Records are produced and consumed by the Rust
-driver in rdkafka-driver/ (librdkafka), which prints `key=value` figures.
+driver in rdkafka-driver/ (librdkafka), which prints `key=value` figures. The
+driver is pinned to the CPUs where a busy process does not slow the disk's syncs
+(`choose_client_cpus`).
 """
 import argparse
 import os
@@ -20,6 +22,8 @@ import time
 import urllib.request
 
 from confluent_kafka.admin import AdminClient, NewTopic
+
+import sync_probe
 
 RECORD = 1024
 
@@ -93,6 +97,29 @@ def disk_sync_probe(directory, seconds):
             f"p99 {p99:.2f} ms, max {latencies[-1]:.1f} ms; {slow}")
 
 
+def choose_client_cpus(choice, directory):
+    """The CPU set to pin the client to (None: not pinned), and says why.
+
+    The client shares this machine with the broker, where it would run on machines
+    of its own. librdkafka's idempotent producer busy-polls a core while its request
+    is in flight; on a VM whose disk interrupts reach a busy vCPU late (this
+    project's: ~8 ms instead of ~0.2), a client spinning on that CPU sets the
+    broker's WAL sync time, which a client elsewhere would not. `auto` keeps it on
+    the CPUs where a spinning process leaves the disk alone."""
+    every = sorted(os.sched_getaffinity(0))
+    if choice == "all":
+        cpus = None
+    elif choice == "auto":
+        quiet, report = sync_probe.quiet_cpus(directory)
+        print(f"# {report}", flush=True)
+        cpus = set(quiet) if quiet and len(quiet) < len(every) else None
+    else:
+        cpus = {int(cpu) for cpu in choice.split(",")}
+    where = "all CPUs" if cpus is None else "CPU " + ", ".join(map(str, sorted(cpus)))
+    print(f"# client on {where}; the broker on all {len(every)}", flush=True)
+    return cpus
+
+
 def peak_rss_mib(pid):
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -108,17 +135,17 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def drive(driver, bootstrap, topic, partitions, *mode, broker_pid):
+def drive(driver, bootstrap, topic, partitions, *mode, broker_pid, cpus=None):
     """Runs the driver; returns its figures as a dict of floats, with the CPU the
     driver and the broker used meanwhile (`client_cpu`, `broker_cpu`: percent of one
-    core). Both share this machine's cores, so a client that spins takes CPU, and on
-    some VMs I/O latency too, from the broker it measures."""
+    core). The driver runs on `cpus` (all when None)."""
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     broker_before = cpu_seconds(broker_pid)
     started = time.monotonic()
     run = subprocess.run([driver, "--bootstrap", bootstrap, "--topic", topic,
                           "--partitions", str(partitions), *map(str, mode)],
-                         capture_output=True, text=True, timeout=900)
+                         capture_output=True, text=True, timeout=900,
+                         preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
     elapsed = time.monotonic() - started
     if run.returncode != 0:
         raise SystemExit(f"driver {' '.join(map(str, mode))} failed: {run.stderr.strip()}")
@@ -140,6 +167,10 @@ def main():
     parser.add_argument("--mib", type=int, default=512, help="MiB produced per case")
     parser.add_argument("--latency-only", action="store_true",
                         help="only the paced 50 MiB/s latency case")
+    parser.add_argument("--client-cpus", default="auto",
+                        help="CPUs the client runs on: 'auto' (those where a busy process "
+                             "does not slow the disk's syncs, see sync_probe.py), 'all', "
+                             "or a list such as 0,1")
     args = parser.parse_args()
 
     data = tempfile.mkdtemp(prefix="strata-bench-")
@@ -149,6 +180,7 @@ def main():
     try:
         # The same run's baseline for the latency case: what the disk itself does.
         print(f"# disk baseline, {data}: {disk_sync_probe(data, 10)}", flush=True)
+        client_cpus = choose_client_cpus(args.client_cpus, data)
         port = free_port()
         admin_addr = f"127.0.0.1:{free_port()}"
         env = dict(os.environ, STRATA_BROKER_LISTEN=f"127.0.0.1:{port}",
@@ -182,7 +214,8 @@ def main():
         # throughput cases' backlog do not share the disk with it.
         new_topic("bench-latency", 16)
         paced = drive(args.driver, bootstrap, "bench-latency", 16, "produce", "--mib", 500,
-                      "--rate-mib", 50, "--codec", "lz4", "--acks", "all", broker_pid=broker.pid)
+                      "--rate-mib", 50, "--codec", "lz4", "--acks", "all",
+                      broker_pid=broker.pid, cpus=client_cpus)
         print(f"{'16 partitions, lz4, acks=all @50MiB/s':<38} {paced['mib_per_s']:>13.1f} "
               f"{paced['msg_per_s']:>9.0f} {paced['p50_ms']:>7.2f} {paced['p99_ms']:>7.2f} "
               f"{paced['p999_ms']:>8.2f}   (max {paced['max_ms']:.2f}; CPU client "
@@ -207,10 +240,11 @@ def main():
             topic = f"bench-{n}-{partitions}-{codec}-{acks}"
             new_topic(topic, partitions)
             produced = drive(args.driver, bootstrap, topic, partitions, "produce", "--mib", args.mib,
-                             "--codec", codec, "--acks", acks, *extra, broker_pid=broker.pid)
+                             "--codec", codec, "--acks", acks, *extra,
+                             broker_pid=broker.pid, cpus=client_cpus)
             consumed = drive(args.driver, bootstrap, topic, partitions, "consume",
                              "--records", int(produced["records"]) + partitions,
-                             broker_pid=broker.pid)
+                             broker_pid=broker.pid, cpus=client_cpus)
             label = (f"{partitions} partition, {codec}, all, 5 in flight" if extra
                      else f"{partitions} partition(s), {codec}, acks={acks}")
             print(f"{label:<38} "
