@@ -123,7 +123,14 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--dir", default=".", help="a directory on the disk under test")
     parser.add_argument("--seconds", type=float, default=2)
+    parser.add_argument("--quiet-cpus", action="store_true",
+                        help="print only the CPUs a busy process can use without slowing "
+                             "the disk's syncs, as a taskset list (all when none is noisy)")
     args = parser.parse_args()
+    if args.quiet_cpus:
+        quiet, _ = quiet_cpus(args.dir)
+        print(",".join(map(str, quiet or sorted(os.sched_getaffinity(0)))))
+        return
     size = 470 << 10
     print(f"# {size >> 10} KiB overwrite + fdatasync every 2 ms, {args.seconds:g} s per case, "
           f"{os.cpu_count()} CPUs, in {os.path.abspath(args.dir)}")

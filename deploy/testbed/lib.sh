@@ -75,9 +75,16 @@ tb_port_free() {
 }
 
 # Starts a command in the background, logging to <state>/<label>.log, and records its PID.
+#
+# With STRATA_TESTBED_CPUS set (a taskset list such as "0"), the server runs on
+# those CPUs only: benchmarks keep a co-located store off the CPU that takes the
+# disk's interrupts (deploy/bench/sync_probe.py), as a remote store would be.
 tb_spawn() {
   local label=$1; shift
   local state; state=$(tb_state)
+  if [ -n "${STRATA_TESTBED_CPUS:-}" ]; then
+    set -- taskset -c "$STRATA_TESTBED_CPUS" "$@"
+  fi
   setsid "$@" >"$state/$label.log" 2>&1 < /dev/null &
   echo "$!" >>"$state/pids"
 }
