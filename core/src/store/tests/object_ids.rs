@@ -88,7 +88,11 @@ async fn ids_nobody_took_leave_no_records_behind() {
         waited += 1;
     }
     let unused = store.inner.object_ids.unused();
-    assert_eq!(unused.len(), 13, "ids are allocated ahead, refilled when low");
+    assert_eq!(
+        unused.len(),
+        13,
+        "ids are allocated ahead, refilled when low"
+    );
     assert_eq!(
         prepared_records(&store.inner.meta).await,
         unused.len(),
