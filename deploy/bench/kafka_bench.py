@@ -70,26 +70,7 @@ def disk_sync_probe(directory, seconds):
     """The disk's own fdatasync latency, before the broker runs: 4 KiB overwrites of
     a preallocated file, each synced, for `seconds`. Stalls here are the machine's
     (the host flushing its cache), and every WAL sync in their path waits as long."""
-    path = os.path.join(directory, "sync-probe")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        size = 64 << 20
-        os.write(fd, b"\0" * size)
-        os.fsync(fd)
-        block = b"p" * 4096
-        latencies = []
-        started = time.monotonic()
-        position = 0
-        while time.monotonic() - started < seconds:
-            t = time.perf_counter()
-            os.pwrite(fd, block, position)
-            os.fdatasync(fd)
-            latencies.append((time.perf_counter() - t) * 1000)
-            position = (position + len(block)) % size
-    finally:
-        os.close(fd)
-        os.remove(path)
-    latencies.sort()
+    latencies = sync_probe.syncs(directory, seconds, 4096, pause=0)
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
     slow = ", ".join(f"over {ms} ms: {sum(1 for x in latencies if x > ms)}"
                      for ms in SLOW_SYNC_MS)

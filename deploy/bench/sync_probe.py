@@ -67,7 +67,8 @@ def syncs(directory, seconds, size, pause):
             os.fdatasync(fd)
             latencies.append((time.perf_counter() - started) * 1000)
             position = (position + size) % (FILE - size)
-            time.sleep(pause)
+            if pause:
+                time.sleep(pause)
     finally:
         os.close(fd)
         os.remove(path)

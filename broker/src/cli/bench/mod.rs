@@ -41,9 +41,18 @@ pub struct BenchArgs {
     /// Use the object WAL with this window (ms) instead of the local WAL.
     #[arg(long)]
     pub object_wal_window_ms: Option<u64>,
+    /// With the object WAL: a window is written early once this many MiB gathered
+    /// (the `[wal] window_bytes` setting; default the store's).
+    #[arg(long)]
+    pub object_wal_window_mib: Option<usize>,
     /// Streams read concurrently in the read phases (each read start to end).
     #[arg(long, default_value_t = 8)]
     pub readers: usize,
+    /// Drop the kernel's page cache before the raw read and each cold read (Linux,
+    /// root): on a local directory the reads then come from the disk, as reads of
+    /// data older than the page cache do, not from memory the writes just filled.
+    #[arg(long)]
+    pub drop_page_cache: bool,
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -91,7 +100,7 @@ fn under(config: &StorageConfig, sub: &str) -> StorageConfig {
 use memory::{Memory, PhasePeak};
 pub(super) use recorded::install_recorder;
 use recorded::{Recorded, quantile};
-use workload::{compact_all, ingest, put_latencies, raw_operator, read_from};
+use workload::{compact_all, drop_page_cache, ingest, put_latencies, raw_operator, read_from};
 
 pub(super) async fn run(
     storage_config: &StorageConfig,
@@ -133,7 +142,7 @@ async fn measure(
 ) -> Result<(), String> {
     let phase_time = Duration::from_secs(args.seconds);
     let batch_payload = args.records_per_batch as usize * 1024;
-    let (raw_write, raw_read) = raw_operator(storage, phase_time).await?;
+    let (raw_write, raw_read) = raw_operator(storage, phase_time, args.drop_page_cache).await?;
     let memory = Memory::start();
     let mut peaks = vec![memory.peak("raw operator")];
     println!(
@@ -156,7 +165,9 @@ async fn measure(
         let window = Duration::from_millis(window_ms);
         store_config.wal_mode = WalMode::Object(ObjectWalOptions {
             window,
-            max_bytes: 8 << 20,
+            max_bytes: args
+                .object_wal_window_mib
+                .map_or(ObjectWalOptions::default().max_bytes, |mib| mib << 20),
         });
         // The baseline for the object WAL's latency: PUTs of one window's data.
         let window_bytes = (args.rate_mib * MIB * window.as_secs_f64()) as usize;
@@ -338,6 +349,7 @@ async fn measure(
         raw_read,
         memory: &memory,
         snapshotter,
+        drop_page_cache: args.drop_page_cache,
     };
     peaks.push(
         cold_read
@@ -405,6 +417,7 @@ struct ColdRead<'a> {
     raw_read: f64,
     memory: &'a Memory,
     snapshotter: &'a Snapshotter,
+    drop_page_cache: bool,
 }
 
 impl ColdRead<'_> {
@@ -416,6 +429,9 @@ impl ColdRead<'_> {
         name: &str,
         phase: &'static str,
     ) -> Result<PhasePeak, String> {
+        if self.drop_page_cache {
+            drop_page_cache()?;
+        }
         Recorded::since_last(self.snapshotter);
         self.memory.reset();
         let read = read_from(store, self.streams, 1024 * 1024, None, self.readers).await?;

@@ -35,7 +35,25 @@ pub(super) async fn put_latencies(
     })
 }
 
-pub(super) async fn raw_operator(storage: &Storage, phase: Duration) -> Result<(f64, f64), String> {
+/// Writes dirty pages out and drops the kernel's clean page cache, so the next reads
+/// of a local directory come from the disk.
+pub(super) fn drop_page_cache() -> Result<(), String> {
+    const CONTROL: &str = "/proc/sys/vm/drop_caches";
+    let synced = std::process::Command::new("sync")
+        .status()
+        .map_err(|e| format!("--drop-page-cache: running `sync`: {e}"))?;
+    if !synced.success() {
+        return Err(format!("--drop-page-cache: `sync` exited with {synced}"));
+    }
+    std::fs::write(CONTROL, "1")
+        .map_err(|e| format!("--drop-page-cache needs to write {CONTROL} (Linux, as root): {e}"))
+}
+
+pub(super) async fn raw_operator(
+    storage: &Storage,
+    phase: Duration,
+    drop_cache: bool,
+) -> Result<(f64, f64), String> {
     let op = storage.operator().clone();
     let object = Bytes::from(vec![0x5au8; 16 << 20]);
     let started = Instant::now();
@@ -53,6 +71,9 @@ pub(super) async fn raw_operator(storage: &Storage, phase: Duration) -> Result<(
     }
     let write = written as f64 / MIB / started.elapsed().as_secs_f64();
 
+    if drop_cache {
+        drop_page_cache()?;
+    }
     let started = Instant::now();
     let mut read = 0u64;
     let reads = (0..n).flat_map(|i| (0..16u64).map(move |part| (i, part)));
