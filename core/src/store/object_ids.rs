@@ -10,7 +10,7 @@
 //! it like the record of an upload a crash interrupted, and `close` deletes the
 //! pool's records itself.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -22,13 +22,16 @@ use crate::object::{ObjectId, ObjectKind};
 
 /// Ids allocated by one metadata commit.
 const BATCH: u64 = 8;
-/// A refill starts when fewer ids than this are left: the object WAL has up to four
-/// windows in flight, and a hedge may add one more.
+/// A refill starts when fewer ids than this are left: the object WAL writes up to
+/// three windows at once, a hedge adds one, and an upload, merge or compaction may
+/// take one meanwhile.
 const LOW_WATER: usize = 6;
 
 #[derive(Default)]
 pub(super) struct ObjectIds {
-    ready: Mutex<Vec<ObjectId>>,
+    /// In allocation order, taken oldest first, so object ids still follow the
+    /// order objects are written in.
+    ready: Mutex<VecDeque<ObjectId>>,
     refilling: AtomicBool,
 }
 
@@ -42,7 +45,7 @@ impl ObjectIds {
         kind: ObjectKind,
         size: u64,
     ) -> Result<(ObjectId, ObjectRecord), StoreError> {
-        let popped = self.lock().pop();
+        let popped = self.lock().pop_front();
         let id = match popped {
             Some(id) => id,
             None => {
@@ -103,7 +106,7 @@ impl ObjectIds {
         self.lock().iter().copied().collect()
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<ObjectId>> {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<ObjectId>> {
         self.ready.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
