@@ -51,9 +51,8 @@ async fn close_uploads_everything_acknowledged_and_refuses_later_appends() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_writes_the_object_wal_window_it_holds() {
     let fixture = Fixture::new();
-    let mut config = fixture.config();
     // Long enough that the appends below are still gathering when close begins.
-    config.wal_mode = object_wal(2_000);
+    let config = fixture.object_wal_config(2_000);
     let store = fixture.store_with(config.clone()).await;
     let streams = open_new_streams(&store, 4).await;
     // The first window is taken at once; wait for it to pass so the appends gather.
@@ -100,8 +99,7 @@ async fn close_writes_the_object_wal_window_it_holds() {
 async fn close_waits_for_the_maintenance_round_in_progress() {
     let fixture = Fixture::new();
     let stall = StallLayer::new("objects/", Duration::from_secs(1));
-    let mut config = fixture.config();
-    config.wal_mode = object_wal(5);
+    let mut config = fixture.object_wal_config(5);
     // The first round comes after the appends below (well under 3 s), so the windows
     // they leave are still small objects to merge when it comes.
     config.retention_interval = Duration::from_secs(3);

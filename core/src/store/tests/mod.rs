@@ -46,6 +46,16 @@ impl Fixture {
         config
     }
 
+    /// `config()` with the object WAL and a window of `window_ms`.
+    fn object_wal_config(&self, window_ms: u64) -> StoreConfig {
+        let mut config = self.config();
+        config.wal_mode = WalMode::Object(ObjectWalOptions {
+            window: Duration::from_millis(window_ms),
+            ..ObjectWalOptions::default()
+        });
+        config
+    }
+
     async fn store(&self) -> StreamStore {
         self.store_with(self.config()).await
     }
@@ -125,8 +135,7 @@ fn assert_dense(batches: &[RecordBatch], from: u64) {
 async fn appends_get_dense_offsets_and_tail_reads_come_from_the_cache() {
     let fixture = Fixture::new();
     let store = fixture.store().await;
-    let stream = store.create_stream().await.expect("create");
-    store.open_stream(stream).await.expect("open");
+    let stream = open_new_streams(&store, 1).await[0];
     let mut expected = 0;
     for i in 0..20 {
         let appended = store.append(stream, batch(5, i)).await.expect("append");
@@ -215,8 +224,7 @@ async fn acknowledged_appends_survive_a_restart_without_upload() {
     let fixture = Fixture::new();
     let stream = {
         let store = fixture.store().await;
-        let stream = store.create_stream().await.expect("create");
-        store.open_stream(stream).await.expect("open");
+        let stream = open_new_streams(&store, 1).await[0];
         for i in 0..25 {
             store.append(stream, batch(4, i)).await.expect("append");
         }
@@ -244,8 +252,7 @@ async fn taken_over(fixture: &Fixture) -> (StreamStore, StreamStore, StreamId) {
     let old = StreamStore::open(fixture.storage(), meta.clone(), fixture.config())
         .await
         .expect("store");
-    let stream = old.create_stream().await.expect("create");
-    old.open_stream(stream).await.expect("open");
+    let stream = open_new_streams(&old, 1).await[0];
     old.append(stream, batch(2, 1)).await.expect("append");
 
     let mut config = fixture.config();
@@ -273,8 +280,7 @@ async fn a_stale_owner_cannot_commit() {
 async fn trim_moves_the_start() {
     let fixture = Fixture::new();
     let store = fixture.store().await;
-    let stream = store.create_stream().await.expect("create");
-    store.open_stream(stream).await.expect("open");
+    let stream = open_new_streams(&store, 1).await[0];
     for i in 0..10 {
         store.append(stream, batch(10, i)).await.expect("append");
     }
@@ -319,8 +325,7 @@ async fn backpressure_bounds_unuploaded_data() {
     config.max_unuploaded_bytes = 8 * 1024;
     config.upload_bytes = 4 * 1024;
     let store = fixture.store_with(config).await;
-    let stream = store.create_stream().await.expect("create");
-    store.open_stream(stream).await.expect("open");
+    let stream = open_new_streams(&store, 1).await[0];
     for i in 0..200 {
         store.append(stream, batch(1, i)).await.expect("append");
         assert!(
@@ -452,8 +457,7 @@ fn every_acknowledged_append_survives_sigkill_exactly_once_and_in_order() {
 async fn retention_drops_old_and_excess_ranges_and_gc_deletes_their_objects() {
     let fixture = Fixture::new();
     let store = fixture.store().await;
-    let stream = store.create_stream().await.expect("create");
-    store.open_stream(stream).await.expect("open");
+    let stream = open_new_streams(&store, 1).await[0];
     // Five objects: timestamps 1000, 2000, ... 5000 ms, 10 offsets each.
     for object in 0..5i64 {
         for i in 0..5 {
@@ -532,8 +536,7 @@ async fn retention_drops_old_and_excess_ranges_and_gc_deletes_their_objects() {
 async fn marked_objects_wait_out_the_grace_period() {
     let fixture = Fixture::new();
     let store = fixture.store().await;
-    let stream = store.create_stream().await.expect("create");
-    store.open_stream(stream).await.expect("open");
+    let stream = open_new_streams(&store, 1).await[0];
     store.append(stream, batch(5, 1)).await.expect("append");
     store.flush().await.expect("flush");
     store.append(stream, batch(5, 2)).await.expect("append");
@@ -562,8 +565,7 @@ async fn background_retention_applies_policies_and_deletes_objects() {
     config.retention_interval = Duration::from_millis(50);
     config.deletion_grace = Duration::ZERO;
     let store = fixture.store_with(config).await;
-    let stream = store.create_stream().await.expect("create");
-    store.open_stream(stream).await.expect("open");
+    let stream = open_new_streams(&store, 1).await[0];
     for round in 0..3 {
         store.append(stream, batch(4, round)).await.expect("append");
         store.flush().await.expect("flush");
@@ -642,18 +644,10 @@ async fn compaction_merges_small_ranges_into_stream_objects() {
     assert_dense(&read_all(&store, b, 0).await, 0);
 }
 
-fn object_wal(window_ms: u64) -> WalMode {
-    WalMode::Object(ObjectWalOptions {
-        window: Duration::from_millis(window_ms),
-        max_bytes: 8 << 20,
-    })
-}
-
 #[tokio::test]
 async fn object_wal_writes_one_object_per_window_for_all_streams() {
     let fixture = Fixture::new();
-    let mut config = fixture.config();
-    config.wal_mode = object_wal(300);
+    let mut config = fixture.object_wal_config(300);
     let store = fixture.store_with(config.clone()).await;
     let streams = open_new_streams(&store, 16).await;
     let appends: Vec<_> = streams
@@ -696,13 +690,11 @@ async fn object_wal_failures_fail_appends_and_keep_offsets_dense() {
                        access_key_id = \"a\"\nsecret_access_key = \"b\"\n[storage.retry]\nmax_retries = 0\n";
     let storage = Storage::open(&StorageConfig::from_document(unreachable).expect("config"))
         .expect("storage");
-    let mut config = fixture.config();
-    config.wal_mode = object_wal(20);
+    let config = fixture.object_wal_config(20);
     let store = StreamStore::open(storage, fixture.meta().await, config)
         .await
         .expect("store");
-    let stream = store.create_stream().await.expect("create");
-    store.open_stream(stream).await.expect("open");
+    let stream = open_new_streams(&store, 1).await[0];
     let results: Vec<_> = (0..5)
         .map(|i| {
             let store = store.clone();
@@ -728,8 +720,7 @@ async fn object_wal_failures_fail_appends_and_keep_offsets_dense() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_stream_set_objects_merge_into_one_with_each_stream_contiguous() {
     let fixture = Fixture::new();
-    let mut config = fixture.config();
-    config.wal_mode = object_wal(5);
+    let mut config = fixture.object_wal_config(5);
     let store = fixture.store_with(config.clone()).await;
     let streams = open_new_streams(&store, 4).await;
     // Rounds of appends to every stream: windows shared by several streams.
@@ -796,13 +787,11 @@ async fn object_wal_hedges_a_stalled_write_and_discards_the_loser() {
     let fixture = Fixture::new();
     let stall = crate::test_support::StallLayer::new("objects/", Duration::from_secs(3));
     let storage = fixture.storage().with_layer(stall.clone());
-    let mut config = fixture.config();
-    config.wal_mode = object_wal(5);
+    let mut config = fixture.object_wal_config(5);
     let store = StreamStore::open(storage, fixture.meta().await, config.clone())
         .await
         .expect("store");
-    let stream = store.create_stream().await.expect("create");
-    store.open_stream(stream).await.expect("open");
+    let stream = open_new_streams(&store, 1).await[0];
     // One window per append: enough writes for a p99 to hedge on.
     let mut expected = Vec::new();
     for i in 0..40 {
@@ -849,8 +838,7 @@ async fn object_wal_hedges_a_stalled_write_and_discards_the_loser() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn object_wal_tail_stays_in_the_log_cache() {
     let fixture = Fixture::new();
-    let mut config = fixture.config();
-    config.wal_mode = object_wal(5);
+    let mut config = fixture.object_wal_config(5);
     config.log_cache_bytes = 256 * 1024;
     let store = fixture.store_with(config).await;
     let streams = open_new_streams(&store, 4).await;
@@ -972,8 +960,7 @@ async fn a_large_stream_gets_an_object_of_its_own() {
 async fn queued_appends_keep_their_order_while_durability_is_awaited_together() {
     let fixture = Fixture::new();
     let store = fixture.store().await;
-    let id = store.create_stream().await.expect("create");
-    store.open_stream(id).await.expect("open");
+    let id = open_new_streams(&store, 1).await[0];
     let mut queued = Vec::new();
     for i in 0..20 {
         queued.push(store.enqueue(id, batch(3, i)).await.expect("enqueue"));
@@ -990,8 +977,7 @@ async fn queued_appends_keep_their_order_while_durability_is_awaited_together() 
 async fn finds_the_first_batch_at_or_after_a_timestamp_in_objects_and_the_cache() {
     let fixture = Fixture::new();
     let store = fixture.store().await;
-    let id = store.create_stream().await.expect("create");
-    store.open_stream(id).await.expect("open");
+    let id = open_new_streams(&store, 1).await[0];
     for ts in [100, 200, 300] {
         store
             .append(id, synthetic_batch(2, 10, ts))
@@ -1051,8 +1037,7 @@ async fn a_deleted_stream_is_gone_and_its_objects_become_garbage() {
 async fn objects_are_counted_by_kind_and_state() {
     let fixture = Fixture::new();
     let store = fixture.store().await;
-    let id = store.create_stream().await.expect("create");
-    store.open_stream(id).await.expect("open");
+    let id = open_new_streams(&store, 1).await[0];
     store.append(id, batch(4, 1)).await.expect("append");
     store.flush().await.expect("upload");
     let counts = store.object_counts().await.expect("counts");
@@ -1067,8 +1052,7 @@ async fn a_cold_sequential_reader_finds_the_following_ranges_prefetched() {
     let fixture = Fixture::new();
     let (stream, written) = {
         let store = fixture.store().await;
-        let stream = store.create_stream().await.expect("create");
-        store.open_stream(stream).await.expect("open");
+        let stream = open_new_streams(&store, 1).await[0];
         let mut written = Vec::new();
         // One upload per batch: the stream's data spread over ten objects.
         for i in 0..10 {

@@ -34,8 +34,7 @@ async fn prepared_records(meta: &Arc<dyn MetaStore>) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_object_wal_window_costs_one_metadata_commit() {
     let fixture = Fixture::new();
-    let mut config = fixture.config();
-    config.wal_mode = object_wal(5);
+    let config = fixture.object_wal_config(5);
     let meta = fixture.meta().await;
     let store = StreamStore::open(fixture.storage(), meta.clone(), config)
         .await
@@ -71,8 +70,7 @@ async fn an_object_wal_window_costs_one_metadata_commit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ids_nobody_took_leave_no_records_behind() {
     let fixture = Fixture::new();
-    let mut config = fixture.config();
-    config.wal_mode = object_wal(5);
+    let config = fixture.object_wal_config(5);
     let store = fixture.store_with(config.clone()).await;
     let stream = open_new_streams(&store, 1).await[0];
     let mut expected = Vec::new();
