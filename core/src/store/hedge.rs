@@ -8,14 +8,23 @@
 //! object is discarded once its write ends. Both writes have prepared records, so a
 //! crash meanwhile leaves nothing behind that the next open does not remove.
 //!
-//! One hedge at a time: when the store is slow for every request, hedging them all
-//! would double its load; the recent p95 then rises and hedges stop. The p95, not
-//! the p99: over the last few hundred writes the p99 is one of the two or three
-//! slowest, so a single outlier would push every later hedge back by its own length
-//! (a 1 s PUT on SeaweedFS made the next one wait a second before being hedged).
+//! A few hedges at a time, as many as the object WAL writes at once: a store that
+//! stalls some requests stalls several (SeaweedFS held three of four PUTs for
+//! 1.25 s while the fourth and the next five took 70 ms each), and with one hedge
+//! the others held every commit behind them. A hedge's slot is free again as soon
+//! as one of its two writes succeeds; the loser may hang on for as long as the
+//! stall. When the store is slow for every request, hedging them all would double
+//! its load; the recent p95 then rises and hedges stop.
+//!
+//! The p95 of the last 32 writes, the second slowest: a single outlier does not
+//! push every later hedge back by its own length (a 1 s PUT on SeaweedFS made the
+//! next one wait a second before being hedged), and the delay follows the load
+//! within a few seconds. Over the last 256 writes it did not: after a burst, whose
+//! 8 MiB windows four at a time took 250–400 ms, the windows of a steady 50 MiB/s
+//! (5 MiB, 40 ms) were hedged after 400 ms for half a minute.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,23 +35,26 @@ use super::upload::{self, Grouping, WrittenSet};
 use super::{Inner, StoreError};
 
 /// Writes remembered for the p95.
-const SAMPLES: usize = 256;
+const SAMPLES: usize = 32;
 /// Before this many writes are known there is no p95 to hedge on.
-const MIN_SAMPLES: usize = 32;
+const MIN_SAMPLES: usize = 16;
 /// Never hedge sooner: below this, a hedge costs more than the tail it would cut.
 const MIN_DELAY: Duration = Duration::from_millis(10);
 
-/// Recent window-write durations and whether a hedge is in flight.
+/// Recent window-write durations and how many hedges are in flight.
 pub(super) struct Hedger {
     recent: Mutex<VecDeque<Duration>>,
-    hedging: AtomicBool,
+    hedging: AtomicUsize,
+    max_hedging: usize,
 }
 
 impl Hedger {
-    pub(super) fn new() -> Self {
+    /// At most `max_hedging` hedges at once (the object WAL's concurrent writes).
+    pub(super) fn new(max_hedging: usize) -> Self {
         Hedger {
             recent: Mutex::new(VecDeque::with_capacity(SAMPLES)),
-            hedging: AtomicBool::new(false),
+            hedging: AtomicUsize::new(0),
+            max_hedging,
         }
     }
 
@@ -69,10 +81,12 @@ impl Hedger {
         Some(p95.max(MIN_DELAY))
     }
 
-    /// Takes the one hedge slot; released when the returned guard drops.
+    /// Takes a hedge slot if one is free; released when the returned guard drops.
     fn try_start(self: &Arc<Self>) -> Option<HedgeSlot> {
         self.hedging
-            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |hedging| {
+                (hedging < self.max_hedging).then_some(hedging + 1)
+            })
             .ok()
             .map(|_| HedgeSlot(self.clone()))
     }
@@ -82,7 +96,7 @@ struct HedgeSlot(Arc<Hedger>);
 
 impl Drop for HedgeSlot {
     fn drop(&mut self) {
-        self.0.hedging.store(false, Ordering::Release);
+        self.0.hedging.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -142,9 +156,10 @@ pub(super) async fn write_window(
     }
 }
 
-/// One write has ended with `outcome`. If it succeeded, the other write's object is
-/// discarded whenever that write ends (in the background: the window goes on now);
-/// if it failed, the other write decides.
+/// One write has ended with `outcome`. If it succeeded, the hedge is decided (its
+/// slot is free) and the other write's object is discarded whenever that write ends
+/// (in the background: the window goes on now); if it failed, the other write
+/// decides.
 async fn settle(
     inner: &Arc<Inner>,
     outcome: Result<WrittenSet, StoreError>,
@@ -152,12 +167,12 @@ async fn settle(
     slot: HedgeSlot,
 ) -> Result<WrittenSet, StoreError> {
     if outcome.is_ok() {
+        drop(slot);
         let task = inner.clone();
         inner.tasks.spawn(async move {
             if let Ok(set) = joined(other.await) {
                 upload::discard_objects(&task, set).await;
             }
-            drop(slot);
         });
         return outcome;
     }
@@ -188,26 +203,28 @@ mod tests {
 
     #[test]
     fn the_delay_is_the_recent_p95_once_enough_writes_are_known() {
-        let hedger = Hedger::new();
+        let hedger = Hedger::new(1);
         for _ in 0..MIN_SAMPLES - 1 {
             hedger.record(Duration::from_millis(40));
         }
         assert_eq!(hedger.delay(), None, "too few writes to know a p95");
-        // 256 writes, 13 of them slow: more than the 12 above the p95's rank (244).
+        // One slow write among the last 32: the p95 (the second slowest) is a fast one.
         for i in 0..SAMPLES {
-            let slow = i % 20 == 7;
+            let slow = i == 7;
             hedger.record(Duration::from_millis(if slow { 900 } else { 40 }));
-        }
-        assert_eq!(hedger.delay(), Some(Duration::from_millis(900)));
-        // The oldest slow write (the 8th) leaves the window: 12 remain.
-        for _ in 0..8 {
-            hedger.record(Duration::from_millis(40));
         }
         assert_eq!(
             hedger.delay(),
             Some(Duration::from_millis(40)),
-            "a few outliers do not move the p95"
+            "one outlier does not move the p95"
         );
+        hedger.record(Duration::from_millis(900));
+        assert_eq!(hedger.delay(), Some(Duration::from_millis(900)));
+        // The older slow write leaves the window once 32 newer writes are known.
+        for _ in 0..SAMPLES - 8 {
+            hedger.record(Duration::from_millis(40));
+        }
+        assert_eq!(hedger.delay(), Some(Duration::from_millis(40)));
         for _ in 0..SAMPLES {
             hedger.record(Duration::from_micros(800));
         }
@@ -215,11 +232,15 @@ mod tests {
     }
 
     #[test]
-    fn one_hedge_at_a_time() {
-        let hedger = Arc::new(Hedger::new());
-        let slot = hedger.try_start().expect("free");
+    fn hedges_in_flight_are_bounded() {
+        let hedger = Arc::new(Hedger::new(2));
+        let first = hedger.try_start().expect("free");
+        let second = hedger.try_start().expect("free");
         assert!(hedger.try_start().is_none());
-        drop(slot);
+        drop(first);
+        let third = hedger.try_start().expect("a slot was released");
+        assert!(hedger.try_start().is_none());
+        drop((second, third));
         assert!(hedger.try_start().is_some());
     }
 }

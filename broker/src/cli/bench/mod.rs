@@ -142,7 +142,13 @@ async fn measure(
 ) -> Result<(), String> {
     let phase_time = Duration::from_secs(args.seconds);
     let batch_payload = args.records_per_batch as usize * 1024;
-    let (raw_write, raw_read) = raw_operator(storage, phase_time, args.drop_page_cache).await?;
+    let batch = synthetic_batch(
+        args.records_per_batch,
+        batch_payload - strata_core::batch::HEADER_LEN,
+        0,
+    );
+    let (raw_write, raw_read) =
+        raw_operator(storage, &batch, phase_time, args.drop_page_cache).await?;
     let memory = Memory::start();
     let mut peaks = vec![memory.peak("raw operator")];
     println!(
@@ -171,7 +177,7 @@ async fn measure(
         });
         // The baseline for the object WAL's latency: PUTs of one window's data.
         let window_bytes = (args.rate_mib * MIB * window.as_secs_f64()) as usize;
-        let mut puts = put_latencies(storage, window_bytes.max(4096), 20).await?;
+        let mut puts = put_latencies(storage, &batch, window_bytes.max(4096), 20).await?;
         println!(
             "  raw PUT of one window ({} KiB)  p50 {:>7.2} ms  p99 {:>7.2} ms",
             window_bytes / 1024,
@@ -191,11 +197,6 @@ async fn measure(
         store.open_stream(id).await.map_err(|e| e.to_string())?;
         streams.push(id);
     }
-    let batch = synthetic_batch(
-        args.records_per_batch,
-        batch_payload - strata_core::batch::HEADER_LEN,
-        0,
-    );
 
     Recorded::since_last(snapshotter);
     memory.reset();

@@ -12,6 +12,7 @@ use crate::meta::{EmbeddedMetaStore, EmbeddedOptions};
 
 mod lifecycle;
 mod object_ids;
+mod object_wal;
 
 struct Fixture {
     dir: tempfile::TempDir,

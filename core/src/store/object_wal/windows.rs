@@ -1,0 +1,277 @@
+//! Writing the object WAL's windows: several PUTs at once, commits in window order.
+//!
+//! Windows start at a fixed rate (or as soon as one is full), not a window after the
+//! previous commit: otherwise an append arriving just after a window was taken would
+//! wait for that window's commit, a whole window, and its own commit. Up to
+//! [`MAX_WRITES`] windows are written at once. A window is committed, and its
+//! appends acknowledged, only after every earlier window, so each stream's ranges are
+//! committed in offset order; but a window whose PUT ended early frees its write slot
+//! at once, so one slow PUT delays the commits behind it without also stopping the
+//! writes behind it.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::super::cache::PendingStream;
+use super::super::hedge;
+use super::super::metadata::StreamId;
+use super::super::upload::{self, WrittenSet};
+use super::super::{Inner, StoreError, Wal};
+use super::{Gathered, ObjectWal};
+
+/// Window writes (PUTs) in flight at once, as many as the raw write baseline keeps.
+/// Fewer left a store with one core's worth of server below its throughput; more
+/// only split the same bytes into smaller PUTs.
+pub(super) const MAX_WRITES: usize = 4;
+
+type WriteResult = Result<WrittenSet, StoreError>;
+
+/// A window taken from the queue and not yet committed.
+struct Window {
+    seq: u64,
+    gathered: Vec<Gathered>,
+    bytes: usize,
+    streams: Vec<StreamId>,
+    /// How its write ended; `None` while it is being written.
+    written: Option<WriteResult>,
+}
+
+enum Event {
+    /// Time (or size) to take the next window.
+    Window,
+    /// The store is closing: write what is gathered, then end.
+    Stop,
+    /// The write of the window with this sequence number ended.
+    Written(u64, WriteResult),
+}
+
+/// Writes each window's appends as one object until the store is dropped.
+///
+/// Once `stop` is cancelled (the store is closing and refuses new appends), the
+/// gathered appends go out as a last window and the loop ends when every window
+/// taken is committed or failed.
+pub(in crate::store) async fn run(
+    store: Weak<Inner>,
+    wake: Arc<Notify>,
+    window: Duration,
+    stop: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(window);
+    // A commit longer than a window: the next window closes as soon as it ends.
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut windows: VecDeque<Window> = VecDeque::new();
+    let mut writes = FuturesUnordered::new();
+    let mut next_seq = 0u64;
+    let mut stopping = false;
+    loop {
+        let room = writes.len() < MAX_WRITES && !stopping;
+        let event = tokio::select! {
+            Some((seq, written)) = writes.next(), if !writes.is_empty() => {
+                Event::Written(seq, written)
+            }
+            () = wake.notified(), if room => Event::Window,
+            _ = ticks.tick(), if room => Event::Window,
+            () = stop.cancelled(), if !stopping => Event::Stop,
+        };
+        let Some(inner) = store.upgrade() else { return };
+        let Wal::Object(wal) = &inner.wal else { return };
+        match event {
+            Event::Window | Event::Stop => {
+                stopping |= matches!(event, Event::Stop);
+                // Everything gathered, in windows of at most the window size, as far
+                // as write slots allow (all of it when closing).
+                while writes.len() < MAX_WRITES || stopping {
+                    let Some((window, write)) = start(&inner, wal, next_seq) else {
+                        break;
+                    };
+                    next_seq += 1;
+                    writes.push(ended(window.seq, write));
+                    windows.push_back(window);
+                }
+            }
+            Event::Written(seq, written) => {
+                if let Some(window) = windows.iter_mut().find(|w| w.seq == seq) {
+                    window.written = Some(written);
+                }
+                commit_ready(&inner, wal, &mut windows, &mut writes).await;
+            }
+        }
+        if stopping && windows.is_empty() {
+            // Appends that passed the closing check just before it was set.
+            let Some((window, write)) = start(&inner, wal, next_seq) else {
+                return;
+            };
+            next_seq += 1;
+            writes.push(ended(window.seq, write));
+            windows.push_back(window);
+        }
+    }
+}
+
+/// Takes what gathered as window `seq` and starts writing it as one object (hedged
+/// if it is slow); `None` if nothing gathered.
+fn start(
+    inner: &Arc<Inner>,
+    wal: &ObjectWal,
+    seq: u64,
+) -> Option<(Window, JoinHandle<WriteResult>)> {
+    let (gathered, bytes) = wal.take();
+    if gathered.is_empty() {
+        return None;
+    }
+    let mut pending: Vec<PendingStream> = Vec::new();
+    for appended in &gathered {
+        match pending.iter_mut().find(|p| p.stream == appended.stream) {
+            Some(stream) => stream.batches.push(appended.batch.clone()),
+            None => pending.push(PendingStream {
+                stream: appended.stream,
+                batches: vec![appended.batch.clone()],
+            }),
+        }
+    }
+    let streams = pending.iter().map(|p| p.stream).collect();
+    let write = inner.tasks.spawn(hedge::write_window(
+        inner.clone(),
+        wal.hedger.clone(),
+        pending,
+    ));
+    let window = Window {
+        seq,
+        gathered,
+        bytes,
+        streams,
+        written: None,
+    };
+    Some((window, write))
+}
+
+/// Resolves with the window's sequence number when its write ends.
+async fn ended(seq: u64, write: JoinHandle<WriteResult>) -> (u64, WriteResult) {
+    let written = match write.await {
+        Ok(written) => written,
+        Err(err) => Err(StoreError::Task(err.to_string())),
+    };
+    (seq, written)
+}
+
+/// Commits the written windows at the front, in order, until one is still being
+/// written (or one fails: then every window behind it fails too).
+async fn commit_ready<F>(
+    inner: &Inner,
+    wal: &ObjectWal,
+    windows: &mut VecDeque<Window>,
+    writes: &mut FuturesUnordered<F>,
+) where
+    F: Future<Output = (u64, WriteResult)>,
+{
+    while let Some(written) = windows.front_mut().and_then(|w| w.written.take()) {
+        let Some(window) = windows.pop_front() else {
+            return;
+        };
+        let committed = match written {
+            Ok(set) => upload::commit_objects(inner, set).await.map(drop),
+            Err(err) => Err(err),
+        };
+        match committed {
+            Ok(()) => {
+                acknowledge(inner, window.gathered);
+                wal.settled(window.bytes);
+            }
+            Err(err) => {
+                fail_from(inner, wal, window, windows, writes, err).await;
+                return;
+            }
+        }
+    }
+}
+
+/// The window is committed: its batches become readable and its appends succeed.
+fn acknowledge(inner: &Inner, gathered: Vec<Gathered>) {
+    {
+        let mut cache = inner.lock_cache();
+        for appended in &gathered {
+            cache.insert_committed(appended.stream, appended.batch.clone());
+        }
+    }
+    for appended in gathered {
+        let _ = appended.done.send(Ok(()));
+    }
+}
+
+/// A window failed: its appends fail, and so do those of every later window not yet
+/// committed (their objects are discarded). A later window may hold offsets that
+/// follow the failed ones, and rewinding a stream while an earlier window of it is
+/// still to be committed would hand its offsets out twice; failing them all keeps it
+/// simple, and failures are rare. The affected streams' queued appends fail too and
+/// their next offsets go back to their committed ends.
+async fn fail_from<F>(
+    inner: &Inner,
+    wal: &ObjectWal,
+    failed: Window,
+    later: &mut VecDeque<Window>,
+    writes: &mut FuturesUnordered<F>,
+    err: StoreError,
+) where
+    F: Future<Output = (u64, WriteResult)>,
+{
+    let reason = err.to_string();
+    metrics::counter!("strata_object_wal_failures_total").increment(1);
+    tracing::warn!(
+        error = %reason,
+        appends = failed.gathered.len(),
+        later_windows = later.len(),
+        "object WAL write failed; failing its appends and those of later windows"
+    );
+    // Every later window is failed below, so wait for all their writes to end.
+    while let Some((seq, written)) = writes.next().await {
+        if let Some(window) = later.iter_mut().find(|w| w.seq == seq) {
+            window.written = Some(written);
+        }
+    }
+    let mut streams = failed.streams;
+    fail_window(failed.gathered, &reason);
+    wal.settled(failed.bytes);
+    for window in later.drain(..) {
+        if let Some(Ok(set)) = window.written {
+            upload::discard_objects(inner, set).await;
+        }
+        streams.extend(window.streams);
+        fail_window(
+            window.gathered,
+            &format!("an earlier object-WAL write failed: {reason}"),
+        );
+        wal.settled(window.bytes);
+    }
+    streams.sort_unstable();
+    streams.dedup();
+    for stream in streams {
+        rewind(inner, wal, stream, &reason).await;
+    }
+}
+
+fn fail_window(gathered: Vec<Gathered>, reason: &str) {
+    for appended in gathered {
+        let _ = appended.done.send(Err(reason.to_string()));
+    }
+}
+
+/// Fails the appends queued behind a failed window on `stream` and moves its next
+/// offset back to the committed end.
+async fn rewind(inner: &Inner, wal: &ObjectWal, stream: StreamId, reason: &str) {
+    let Some(open) = inner.open_stream_state(stream) else {
+        return;
+    };
+    let mut next = open.next_offset.lock().await;
+    for appended in wal.remove_gathered(stream) {
+        let _ = appended.done.send(Err(format!(
+            "an earlier write of this stream failed: {reason}"
+        )));
+    }
+    *next = inner.lock_cache().acked_end(stream).unwrap_or(*next);
+}
