@@ -18,16 +18,16 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::super::cache::PendingStream;
-use super::super::hedge;
-use super::super::metadata::StreamId;
-use super::super::upload::{self, WrittenSet};
-use super::super::{Inner, StoreError, Wal};
 use super::{Gathered, ObjectWal};
+use crate::store::cache::PendingStream;
+use crate::store::hedge;
+use crate::store::metadata::StreamId;
+use crate::store::upload::{self, WrittenSet};
+use crate::store::{Inner, StoreError, Wal};
 
 /// Window writes (PUTs) in flight at once, as many as the raw write baseline keeps.
-/// Fewer left a store with one core's worth of server below its throughput; more
-/// only split the same bytes into smaller PUTs.
+/// Six and eight did no better on SeaweedFS: the server's throughput, not the number
+/// of PUTs, was then the limit, and each PUT only took longer.
 pub(super) const MAX_WRITES: usize = 4;
 
 type WriteResult = Result<WrittenSet, StoreError>;
