@@ -23,8 +23,8 @@ use crate::object::{ObjectId, ObjectKind};
 /// Ids allocated by one metadata commit.
 const BATCH: u64 = 8;
 /// A refill starts when fewer ids than this are left: the object WAL writes up to
-/// three windows at once, a hedge adds one, and an upload, merge or compaction may
-/// take one meanwhile.
+/// four windows at once, and an upload, merge or compaction may take one meanwhile.
+/// Hedges (rare) may find the pool empty; they then allocate ids of their own.
 const LOW_WATER: usize = 6;
 
 #[derive(Default)]
