@@ -11,6 +11,7 @@
 
 mod windows;
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -62,7 +63,8 @@ pub(super) struct ObjectWal {
 /// bytes the windows taken from it still hold.
 #[derive(Default)]
 struct Queue {
-    gathered: Vec<Gathered>,
+    /// Oldest first; windows are taken from the front, a backlog several at a time.
+    gathered: VecDeque<Gathered>,
     gathered_bytes: usize,
     /// Bytes of windows taken and not yet committed or failed.
     taken_bytes: usize,
@@ -127,10 +129,10 @@ impl ObjectWal {
     }
 
     /// Removes the gathered appends of `stream` (they follow a failed write).
-    fn remove_gathered(&self, stream: StreamId) -> Vec<Gathered> {
+    fn remove_gathered(&self, stream: StreamId) -> VecDeque<Gathered> {
         let removed = {
             let mut queue = self.lock();
-            let (removed, keep): (Vec<_>, Vec<_>) =
+            let (removed, keep): (VecDeque<_>, VecDeque<_>) =
                 queue.gathered.drain(..).partition(|g| g.stream == stream);
             queue.gathered = keep;
             queue.gathered_bytes -= removed.iter().map(|g| g.batch.len()).sum::<usize>();
@@ -176,7 +178,7 @@ pub(super) async fn enqueue(
     let full = {
         let mut queue = wal.lock();
         queue.gathered_bytes += placed.len();
-        queue.gathered.push(Gathered {
+        queue.gathered.push_back(Gathered {
             stream: open.id,
             batch: placed,
             done: sender,
