@@ -22,7 +22,7 @@ pub use config::{StorageConfig, StorageKind};
 pub use error::{BuildError, ConfigError};
 pub use layers::metric_names;
 pub use profile::{ConditionalCreate, StoreProfile};
-pub use whole::LOCAL_SYNC_PIECE;
+pub use whole::{Flush, LOCAL_SYNC_PIECE};
 
 /// An opened storage backend. Cheap to clone; every clone shares the layers'
 /// concurrency limit.
@@ -65,21 +65,21 @@ impl Storage {
         }
     }
 
-    /// Writes `data` as the whole object at `path`. On a local directory a large
-    /// object is written and synced piece by piece so that a WAL on the same disk
-    /// never waits behind its whole flush; see [`LOCAL_SYNC_PIECE`].
+    /// Writes `data` as the whole object at `path`. On a local directory, with
+    /// [`Flush::Paced`], a large object is written and synced piece by piece so that
+    /// a WAL on the same disk never waits behind its whole flush; remote stores take
+    /// one request either way.
     pub async fn write_whole(
         &self,
         path: &str,
         data: impl Into<opendal::Buffer>,
+        flush: Flush,
     ) -> opendal::Result<()> {
-        whole::write(
-            &self.operator,
-            self.kind == StorageKind::Fs,
-            path,
-            data.into(),
-        )
-        .await
+        if self.kind == StorageKind::Fs {
+            whole::write_local(&self.operator, flush, path, data.into()).await
+        } else {
+            self.operator.write(path, data).await.map(drop)
+        }
     }
 
     /// What the store guarantees for conditional writes.

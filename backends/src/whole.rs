@@ -4,8 +4,9 @@
 //! that one flush holds the disk's write cache for its whole length, and every
 //! `fdatasync` of a WAL on the same disk waits behind it: the WAL's p99 becomes the
 //! object's flush time. Written as a run of appends, each synced on close, the disk
-//! drains the object piece by piece and a WAL sync waits behind one piece at most.
-//! Remote stores are unaffected (their PUT is one request either way).
+//! drains the object piece by piece and a WAL sync waits behind one piece at most
+//! ([`Flush::Paced`]), at the cost of one `fsync` per piece: an upload that has
+//! fallen behind the WAL flushes once instead ([`Flush::Once`]).
 
 use opendal::{Buffer, Error, ErrorKind, Operator};
 
@@ -15,18 +16,31 @@ use opendal::{Buffer, Error, ErrorKind, Operator};
 /// 128 KiB no better; smaller pieces cost upload throughput (one fsync each).
 pub const LOCAL_SYNC_PIECE: usize = 256 << 10;
 
-/// Writes `data` as the object at `path`, replacing anything there.
+/// How a whole-object write reaches a local directory's disk. Remote stores take
+/// either the same way: one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flush {
+    /// Synced piece by piece ([`LOCAL_SYNC_PIECE`]): a WAL sync on the same disk waits
+    /// behind one piece at most, at the cost of one `fsync` per piece.
+    Paced,
+    /// Synced once, when written: the fastest write, for when no WAL sync is waiting
+    /// on this disk or appends already wait for this write (an upload that is behind).
+    Once,
+}
+
+/// Writes `data` as the object at `path` of a local directory, replacing anything
+/// there.
 ///
-/// On a local directory an object larger than [`LOCAL_SYNC_PIECE`] exists under its
+/// With [`Flush::Paced`] an object larger than [`LOCAL_SYNC_PIECE`] exists under its
 /// final name, partly written, until this returns; callers reference an object only
 /// after it returns (a crash in between leaves an object no metadata points at).
-pub(crate) async fn write(
+pub(crate) async fn write_local(
     operator: &Operator,
-    piecewise: bool,
+    flush: Flush,
     path: &str,
     data: Buffer,
 ) -> opendal::Result<()> {
-    if !piecewise || data.len() <= LOCAL_SYNC_PIECE {
+    if flush == Flush::Once || data.len() <= LOCAL_SYNC_PIECE {
         operator.write(path, data).await?;
         return Ok(());
     }
@@ -75,11 +89,15 @@ mod tests {
             .collect::<Vec<u8>>()
             .into();
         storage
-            .write_whole("o/big", Bytes::from(vec![9u8; 5 * LOCAL_SYNC_PIECE]))
+            .write_whole(
+                "o/big",
+                Bytes::from(vec![9u8; 5 * LOCAL_SYNC_PIECE]),
+                Flush::Once,
+            )
             .await
             .expect("first write");
         storage
-            .write_whole("o/big", data.clone())
+            .write_whole("o/big", data.clone(), Flush::Paced)
             .await
             .expect("second write");
         let read = storage.operator().read("o/big").await.expect("read");
@@ -91,15 +109,17 @@ mod tests {
             .step_by(7001)
             .map(|start| data.slice(start..data.len().min(start + 7001)))
             .collect();
-        storage
-            .write_whole("o/big", Buffer::from(parts))
-            .await
-            .expect("write of a buffer in parts");
-        let read = storage.operator().read("o/big").await.expect("read");
-        assert_eq!(read.to_bytes(), data);
+        for flush in [Flush::Paced, Flush::Once] {
+            storage
+                .write_whole("o/parts", Buffer::from(parts.clone()), flush)
+                .await
+                .expect("write of a buffer in parts");
+            let read = storage.operator().read("o/parts").await.expect("read");
+            assert_eq!(read.to_bytes(), data, "{flush:?}");
+        }
 
         storage
-            .write_whole("o/small", Bytes::from_static(b"small"))
+            .write_whole("o/small", Bytes::from_static(b"small"), Flush::Paced)
             .await
             .expect("small write");
         let read = storage.operator().read("o/small").await.expect("read");

@@ -201,6 +201,7 @@ fn main() {
 const LIVE_UNDER_LOAD: &[&str] = &[
     "strata_stream_backpressure_total",
     "strata_upload_failures_total",
+    "strata_upload_rounds_behind_total",
     "strata_object_wal_failures_total",
     "strata_compaction_runs_total",
     "strata_compaction_read_bytes_total",

@@ -224,6 +224,12 @@ pub const FAMILIES: &[(&str, Kind, Unit, &str)] = &[
         "Uploads that failed and will be retried.",
     ),
     (
+        "strata_upload_rounds_behind_total",
+        Kind::Counter,
+        Unit::Count,
+        "Upload rounds that started with a quarter of the un-uploaded limit waiting, and so flushed each object to a local directory at once rather than in paced pieces.",
+    ),
+    (
         "strata_object_wal_failures_total",
         Kind::Counter,
         Unit::Count,

@@ -40,6 +40,7 @@ pub fn register_zero_series(backend: &'static str) {
     for name in [
         "strata_stream_backpressure_total",
         "strata_upload_failures_total",
+        "strata_upload_rounds_behind_total",
         "strata_object_wal_failures_total",
         "strata_compaction_runs_total",
         "strata_compaction_read_bytes_total",

@@ -28,6 +28,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use strata_backends::Flush;
 use tokio::task::JoinHandle;
 
 use super::cache::PendingStream;
@@ -186,9 +187,10 @@ async fn settle(
 
 fn spawn_write(inner: &Arc<Inner>, pending: Vec<PendingStream>) -> Write {
     let task = inner.clone();
-    inner
-        .tasks
-        .spawn(async move { upload::write_objects(&task, pending, Grouping::Single).await })
+    // No WAL on the disk to protect, and appends wait for this write: one flush.
+    inner.tasks.spawn(async move {
+        upload::write_objects(&task, pending, Grouping::Single, Flush::Once).await
+    })
 }
 
 fn joined(

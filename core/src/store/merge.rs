@@ -19,6 +19,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use strata_backends::Flush;
 
 use super::compaction::{RangeSwap, commit_rewrite};
 use super::metadata::{self, ObjectRange, ObjectRecord, ObjectState, StreamId};
@@ -210,7 +211,11 @@ async fn merge(inner: &Inner, group: &[Source]) -> Result<Option<u64>, StoreErro
     let size = object.len();
     let written = inner
         .storage
-        .write_whole(&key, opendal::Buffer::from(object.into_parts()))
+        .write_whole(
+            &key,
+            opendal::Buffer::from(object.into_parts()),
+            Flush::Paced,
+        )
         .await;
     if let Err(err) = written {
         upload::discard_object(inner, id).await?;

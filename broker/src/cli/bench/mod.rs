@@ -277,7 +277,13 @@ async fn measure(
                 commits.len()
             );
         }
-        if args.object_wal_window_ms.is_some() {
+        if args.object_wal_window_ms.is_none() {
+            println!(
+                "  upload rounds behind the WAL, {:<11} {} (objects flushed at once, not in paced pieces)",
+                name,
+                recorded.counter("strata_upload_rounds_behind_total")
+            );
+        } else {
             println!(
                 "  object WAL hedged writes, {:<11} {} ({} won by the second write)",
                 name,

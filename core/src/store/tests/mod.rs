@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use strata_backends::{Storage, StorageConfig};
+use strata_backends::{Flush, Storage, StorageConfig};
 
 use super::*;
 use crate::batch::synthetic_batch;
@@ -337,6 +337,34 @@ async fn backpressure_bounds_unuploaded_data() {
     }
     assert!(fixture.objects() > 1);
     assert_dense(&read_all(&store, stream, 0).await, 0);
+}
+
+#[tokio::test]
+async fn an_upload_behind_the_wal_flushes_its_objects_at_once() {
+    let fixture = Fixture::new();
+    let mut config = fixture.config();
+    config.max_unuploaded_bytes = 64 * 1024;
+    // No upload by size or time: the test decides when data leaves the WAL.
+    config.upload_bytes = 1 << 30;
+    let store = fixture.store_with(config).await;
+    let stream = open_new_streams(&store, 1).await[0];
+    let mut seed = 0;
+    while store.unuploaded_bytes() < 8 * 1024 {
+        store.append(stream, batch(1, seed)).await.expect("append");
+        seed += 1;
+    }
+    assert_eq!(upload::upload_flush(&store.inner), Flush::Paced);
+    while store.unuploaded_bytes() < 16 * 1024 {
+        store.append(stream, batch(1, seed)).await.expect("append");
+        seed += 1;
+    }
+    assert_eq!(upload::upload_flush(&store.inner), Flush::Once);
+    store.flush().await.expect("flush");
+    assert_eq!(store.unuploaded_bytes(), 0);
+    assert_eq!(upload::upload_flush(&store.inner), Flush::Paced);
+    let read = read_all(&store, stream, 0).await;
+    assert_eq!(read.len(), seed as usize);
+    assert_dense(&read, 0);
 }
 
 /// Child side of the crash test; does nothing unless started by the parent.
