@@ -1,0 +1,104 @@
+//! `strata bench store` runs to the end on a local directory and prints every figure
+//! the stream store's benchmark is read for (docs/benchmarks.md), with the local and
+//! the object WAL. Short phases: this checks the command, not the machine's speed.
+
+use std::process::Command;
+
+use strata_integration::cli::strata_binary;
+
+/// Lines every run prints, each naming a figure.
+const FIGURES: &[&str] = &[
+    "raw operator     write",
+    "raw operator     read",
+    "append unthrottled",
+    "append fixed rate",
+    "ingest vs raw write",
+    "object-store writes, unthrottled",
+    "metadata commits, unthrottled",
+    "PUTs per GiB ingested",
+    "tail read (log cache)",
+    "cold read (objects)",
+    "merge",
+    "compaction",
+    "cold read, compacted",
+    "peak RSS",
+];
+
+fn bench(extra: &[&str]) -> String {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let config = dir.path().join("strata.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\nkind = \"fs\"\nroot = \"{}\"\n",
+            dir.path().join("objects").display()
+        ),
+    )
+    .expect("config written");
+    let strata = strata_binary().unwrap_or_else(|e| panic!("{e}"));
+    let output = Command::new(strata)
+        .args(["bench", "store", "--seconds", "1", "--streams", "4", "-c"])
+        .arg(&config)
+        .args(extra)
+        .output()
+        .expect("strata runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "strata bench store {extra:?} failed ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    // The bench closes each store before opening the next: nothing it does looks like
+    // a crash's leftovers, and nothing fails on the way.
+    for unexpected in ["a crash left", "ERROR", "WARN"] {
+        assert!(
+            !stderr.contains(unexpected),
+            "{unexpected:?} in the log of strata bench store {extra:?}:\n{stderr}"
+        );
+    }
+    // Everything the run wrote is gone.
+    let left = std::fs::read_dir(dir.path().join("objects"))
+        .map(|entries| entries.count())
+        .unwrap_or(0);
+    assert_eq!(left, 0, "the bench left {left} entries in its root");
+    stdout
+}
+
+fn assert_prints(stdout: &str, figures: &[&str]) {
+    for figure in figures {
+        assert!(
+            stdout
+                .lines()
+                .any(|line| line.trim_start().starts_with(figure)),
+            "no {figure:?} line in:\n{stdout}"
+        );
+    }
+}
+
+#[test]
+fn local_wal_run_prints_every_figure() {
+    let stdout = bench(&[]);
+    assert_prints(stdout.as_str(), FIGURES);
+    assert_prints(
+        &stdout,
+        &[
+            "WAL write+fsync at fixed rate",
+            "upload rounds behind the WAL, unthrottled",
+        ],
+    );
+}
+
+#[test]
+fn object_wal_run_prints_every_figure() {
+    let stdout = bench(&["--object-wal-window-ms", "20"]);
+    assert_prints(&stdout, FIGURES);
+    assert_prints(
+        &stdout,
+        &[
+            "raw PUT of one window",
+            "object WAL window",
+            "object WAL hedged writes, unthrottled",
+        ],
+    );
+}
