@@ -92,7 +92,9 @@ storage = dashboard(
               (f"histogram_quantile(0.99, sum by (le) (rate(strata_stream_append_duration_seconds_bucket{{{B}}}[$__rate_interval])))", "p99")),
         panel("WAL fsync p99", "s", (f"histogram_quantile(0.99, sum by (le) (rate(strata_wal_fsync_seconds_bucket{{{B}}}[$__rate_interval])))", "p99")),
         panel("Bytes not yet uploaded", "bytes", (f"sum by (instance) (strata_wal_unuploaded_bytes{{{B}}})", "{{instance}}")),
-        panel("Back-pressure waits", "ops", (f"sum(rate(strata_stream_backpressure_total{{{B}}}[$__rate_interval])) or vector(0)", "waits")),
+        panel("Back-pressure waits and uploads behind", "ops",
+              (f"sum(rate(strata_stream_backpressure_total{{{B}}}[$__rate_interval])) or vector(0)", "append waits"),
+              (f"sum(rate(strata_upload_rounds_behind_total{{{B}}}[$__rate_interval])) or vector(0)", "upload rounds behind")),
     ]), ("Uploads and caches", [
         panel("Upload throughput", "Bps", (f"sum(rate(strata_upload_bytes_total{{{B}}}[$__rate_interval]))", "bytes")),
         panel("Upload latency p99", "s", (f"histogram_quantile(0.99, sum by (le) (rate(strata_upload_duration_seconds_bucket{{{B}}}[$__rate_interval])))", "p99")),
