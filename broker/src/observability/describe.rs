@@ -227,7 +227,7 @@ pub const FAMILIES: &[(&str, Kind, Unit, &str)] = &[
         "strata_upload_rounds_behind_total",
         Kind::Counter,
         Unit::Count,
-        "Upload rounds that started with a quarter of the un-uploaded limit waiting, and so flushed each object to a local directory at once rather than in paced pieces.",
+        "Upload rounds that started with a quarter of the un-uploaded limit and more than one round's worth waiting, and so flushed each object to a local directory at once rather than in paced pieces.",
     ),
     (
         "strata_object_wal_failures_total",

@@ -82,6 +82,9 @@ pub(super) async fn upload(inner: &Inner) -> Result<bool, StoreError> {
     // copied, so memory would allow it) made SeaweedFS's PUTs twice as slow here and
     // ingest no faster.
     let flush = upload_flush(inner);
+    if flush == Flush::Once {
+        metrics::counter!("strata_upload_rounds_behind_total").increment(1);
+    }
     let pending = take_pending(inner, inner.config.upload_bytes.saturating_mul(2));
     if pending.is_empty() {
         return Ok(false);
@@ -114,14 +117,15 @@ pub(super) async fn upload(inner: &Inner) -> Result<bool, StoreError> {
 
 /// How this round's objects are flushed to a local directory. Paced writes keep the
 /// WAL's syncs on the same disk short but cost one `fsync` per piece, which caps the
-/// upload (about 200 MiB/s on the project's VM against 500 in one flush). Once a
-/// quarter of `max_unuploaded_bytes` waits the uploader is behind the WAL: appends
-/// will soon wait for it, so it writes as fast as it can and a WAL sync may wait
-/// behind an object's flush. At a rate the paced writes keep up with, nothing waits.
+/// upload (about 200 MiB/s on the project's VM against 500 in one flush). The
+/// uploader is behind the WAL once more waits than this round can take (two
+/// `upload_bytes`) and at least a quarter of `max_unuploaded_bytes`: appends will
+/// soon wait for it, so it writes as fast as it can and a WAL sync may wait behind an
+/// object's flush. At a rate the paced writes keep up with, nothing waits.
 pub(super) fn upload_flush(inner: &Inner) -> Flush {
-    let waiting = inner.lock_cache().unuploaded_bytes();
-    if waiting >= inner.config.max_unuploaded_bytes / 4 {
-        metrics::counter!("strata_upload_rounds_behind_total").increment(1);
+    let config = &inner.config;
+    let behind_at = (config.max_unuploaded_bytes / 4).max(config.upload_bytes.saturating_mul(2));
+    if inner.lock_cache().unuploaded_bytes() >= behind_at {
         Flush::Once
     } else {
         Flush::Paced

@@ -341,30 +341,48 @@ async fn backpressure_bounds_unuploaded_data() {
 
 #[tokio::test]
 async fn an_upload_behind_the_wal_flushes_its_objects_at_once() {
+    // Behind: at least a quarter of the limit (16 KiB) and more than a round takes.
     let fixture = Fixture::new();
     let mut config = fixture.config();
     config.max_unuploaded_bytes = 64 * 1024;
-    // No upload by size or time: the test decides when data leaves the WAL.
-    config.upload_bytes = 1 << 30;
-    let store = fixture.store_with(config).await;
+    config.upload_bytes = 4 * 1024;
+    let store = fixture.store_with(config.clone()).await;
     let stream = open_new_streams(&store, 1).await[0];
     let mut seed = 0;
-    while store.unuploaded_bytes() < 8 * 1024 {
-        store.append(stream, batch(1, seed)).await.expect("append");
-        seed += 1;
+    {
+        // Uploads wait for this lock: the test decides when data leaves the WAL.
+        let _no_uploads = store.inner.upload_lock.lock().await;
+        while store.unuploaded_bytes() < 12 * 1024 {
+            store.append(stream, batch(1, seed)).await.expect("append");
+            seed += 1;
+        }
+        assert_eq!(upload::upload_flush(&store.inner), Flush::Paced);
+        while store.unuploaded_bytes() < 16 * 1024 {
+            store.append(stream, batch(1, seed)).await.expect("append");
+            seed += 1;
+        }
+        assert_eq!(upload::upload_flush(&store.inner), Flush::Once);
     }
-    assert_eq!(upload::upload_flush(&store.inner), Flush::Paced);
-    while store.unuploaded_bytes() < 16 * 1024 {
-        store.append(stream, batch(1, seed)).await.expect("append");
-        seed += 1;
-    }
-    assert_eq!(upload::upload_flush(&store.inner), Flush::Once);
     store.flush().await.expect("flush");
     assert_eq!(store.unuploaded_bytes(), 0);
     assert_eq!(upload::upload_flush(&store.inner), Flush::Paced);
     let read = read_all(&store, stream, 0).await;
     assert_eq!(read.len(), seed as usize);
     assert_dense(&read, 0);
+    drop(store);
+
+    // Rounds of up to 32 KiB: 16 KiB waiting is one round's work, not a backlog.
+    config.upload_bytes = 16 * 1024;
+    config.wal_dir = fixture.dir.path().join("large-rounds");
+    let store = fixture.store_with(config).await;
+    let stream = open_new_streams(&store, 1).await[0];
+    let _no_uploads = store.inner.upload_lock.lock().await;
+    let mut seed = 0;
+    while store.unuploaded_bytes() < 20 * 1024 {
+        store.append(stream, batch(1, seed)).await.expect("append");
+        seed += 1;
+    }
+    assert_eq!(upload::upload_flush(&store.inner), Flush::Paced);
 }
 
 /// Child side of the crash test; does nothing unless started by the parent.
