@@ -81,13 +81,14 @@ pub(super) async fn upload(inner: &Inner) -> Result<bool, StoreError> {
     // goes in the next round. Two objects' worth: rounds of four (objects are not
     // copied, so memory would allow it) made SeaweedFS's PUTs twice as slow here and
     // ingest no faster.
-    let flush = upload_flush(inner);
-    if flush == Flush::Once {
-        metrics::counter!("strata_upload_rounds_behind_total").increment(1);
-    }
     let pending = take_pending(inner, inner.config.upload_bytes.saturating_mul(2));
     if pending.is_empty() {
         return Ok(false);
+    }
+    // What waits still includes what was just taken: it leaves the count on commit.
+    let flush = upload_flush(inner);
+    if flush == Flush::Once {
+        metrics::counter!("strata_upload_rounds_behind_total").increment(1);
     }
     let commits = write_stream_set(
         inner,

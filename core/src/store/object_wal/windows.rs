@@ -87,12 +87,10 @@ pub(in crate::store) async fn run(
                 // Everything gathered, in windows of at most the window size, as far
                 // as write slots allow (all of it when closing).
                 while writes.len() < MAX_WRITES || stopping {
-                    let Some((window, write)) = start(&inner, wal, next_seq) else {
+                    let Some((seq, write)) = start(&inner, wal, &mut next_seq, &mut windows) else {
                         break;
                     };
-                    next_seq += 1;
-                    writes.push(ended(window.seq, write));
-                    windows.push_back(window);
+                    writes.push(ended(seq, write));
                 }
             }
             Event::Written(seq, written) => {
@@ -104,23 +102,23 @@ pub(in crate::store) async fn run(
         }
         if stopping && windows.is_empty() {
             // Appends that passed the closing check just before it was set.
-            let Some((window, write)) = start(&inner, wal, next_seq) else {
+            let Some((seq, write)) = start(&inner, wal, &mut next_seq, &mut windows) else {
                 return;
             };
-            next_seq += 1;
-            writes.push(ended(window.seq, write));
-            windows.push_back(window);
+            writes.push(ended(seq, write));
         }
     }
 }
 
-/// Takes what gathered as window `seq` and starts writing it as one object (hedged
-/// if it is slow); `None` if nothing gathered.
+/// Takes what gathered as the next window (numbered from `next_seq`, queued behind
+/// `windows`) and starts writing it as one object (hedged if it is slow); returns
+/// its number and write, or `None` if nothing gathered.
 fn start(
     inner: &Arc<Inner>,
     wal: &ObjectWal,
-    seq: u64,
-) -> Option<(Window, JoinHandle<WriteResult>)> {
+    next_seq: &mut u64,
+    windows: &mut VecDeque<Window>,
+) -> Option<(u64, JoinHandle<WriteResult>)> {
     let (gathered, bytes) = wal.take();
     if gathered.is_empty() {
         return None;
@@ -141,14 +139,16 @@ fn start(
         wal.hedger.clone(),
         pending,
     ));
-    let window = Window {
+    let seq = *next_seq;
+    *next_seq += 1;
+    windows.push_back(Window {
         seq,
         gathered,
         bytes,
         streams,
         written: None,
-    };
-    Some((window, write))
+    });
+    Some((seq, write))
 }
 
 /// Resolves with the window's sequence number when its write ends.

@@ -352,15 +352,9 @@ async fn an_upload_behind_the_wal_flushes_its_objects_at_once() {
     {
         // Uploads wait for this lock: the test decides when data leaves the WAL.
         let _no_uploads = store.inner.upload_lock.lock().await;
-        while store.unuploaded_bytes() < 12 * 1024 {
-            store.append(stream, batch(1, seed)).await.expect("append");
-            seed += 1;
-        }
+        append_until_waiting(&store, stream, 12 * 1024, &mut seed).await;
         assert_eq!(upload::upload_flush(&store.inner), Flush::Paced);
-        while store.unuploaded_bytes() < 16 * 1024 {
-            store.append(stream, batch(1, seed)).await.expect("append");
-            seed += 1;
-        }
+        append_until_waiting(&store, stream, 16 * 1024, &mut seed).await;
         assert_eq!(upload::upload_flush(&store.inner), Flush::Once);
     }
     store.flush().await.expect("flush");
@@ -377,12 +371,16 @@ async fn an_upload_behind_the_wal_flushes_its_objects_at_once() {
     let store = fixture.store_with(config).await;
     let stream = open_new_streams(&store, 1).await[0];
     let _no_uploads = store.inner.upload_lock.lock().await;
-    let mut seed = 0;
-    while store.unuploaded_bytes() < 20 * 1024 {
-        store.append(stream, batch(1, seed)).await.expect("append");
-        seed += 1;
-    }
+    append_until_waiting(&store, stream, 20 * 1024, &mut 0).await;
     assert_eq!(upload::upload_flush(&store.inner), Flush::Paced);
+}
+
+/// Appends one-record batches (seeded from `seed` on) until `bytes` wait for upload.
+async fn append_until_waiting(store: &StreamStore, stream: StreamId, bytes: usize, seed: &mut i64) {
+    while store.unuploaded_bytes() < bytes {
+        store.append(stream, batch(1, *seed)).await.expect("append");
+        *seed += 1;
+    }
 }
 
 /// Child side of the crash test; does nothing unless started by the parent.
