@@ -21,10 +21,22 @@ pub const MAX_FRAME_LEN: usize = 256 << 20;
 
 /// Appends one frame holding `payload` to `out`.
 pub fn encode(payload: &[u8], out: &mut Vec<u8>) {
-    debug_assert!(payload.len() <= MAX_FRAME_LEN);
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32c::crc32c(payload).to_le_bytes());
+    out.extend_from_slice(&header(&[payload]));
     out.extend_from_slice(payload);
+}
+
+/// The header of a frame whose payload is `parts` back to back, so a writer can
+/// frame a payload it holds in pieces without first copying them together.
+pub fn header(parts: &[&[u8]]) -> [u8; FRAME_HEADER_LEN] {
+    let len: usize = parts.iter().map(|part| part.len()).sum();
+    debug_assert!(len <= MAX_FRAME_LEN);
+    let crc = parts
+        .iter()
+        .fold(0, |crc, part| crc32c::crc32c_append(crc, part));
+    let mut header = [0; FRAME_HEADER_LEN];
+    header[..4].copy_from_slice(&(len as u32).to_le_bytes());
+    header[4..].copy_from_slice(&crc.to_le_bytes());
+    header
 }
 
 /// Why a scan stopped before the end of the bytes.

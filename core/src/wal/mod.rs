@@ -1,9 +1,10 @@
 //! Write-ahead logs: where an append becomes durable before it is acknowledged.
 //!
-//! Built so far: the local WAL ([`LocalWal`]), segmented files with group-commit
-//! fsync. The object WAL (appends gathered into one stream-set object per window)
-//! comes with the stream store.
+//! The local WAL ([`LocalWal`]): segmented files with group-commit fsync. The object
+//! WAL (appends gathered into one stream-set object per window) is the store's
+//! (`store::object_wal`): it writes objects, not files.
 
+mod active;
 mod local;
 mod segment;
 
