@@ -9,6 +9,8 @@
 //! since the last good fsync can be trusted, and the process must restart and
 //! recover from what is really on disk.
 
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
@@ -21,7 +23,6 @@ use tokio::sync::oneshot;
 
 use crate::dir_lock::DirLock;
 
-use super::active::ActiveSegment;
 use super::segment::{self, SegmentFile};
 
 /// Log sequence number: the position of a record in the WAL, increasing by one per
@@ -40,9 +41,6 @@ pub struct LocalWalOptions {
     /// metadata (the new size, the block allocation), which waits behind other
     /// metadata changes on the disk; overwriting a reused file writes only data.
     pub recycled_segments: usize,
-    /// Write segments with direct I/O (`O_DIRECT`), past the page cache, where the
-    /// filesystem supports it; elsewhere, and with `false`, through the page cache.
-    pub direct_io: bool,
 }
 
 impl Default for LocalWalOptions {
@@ -51,7 +49,6 @@ impl Default for LocalWalOptions {
             segment_bytes: 64 << 20,
             max_group_bytes: 8 << 20,
             recycled_segments: 4,
-            direct_io: true,
         }
     }
 }
@@ -192,7 +189,8 @@ struct Writer {
     dir: PathBuf,
     options: LocalWalOptions,
     segments: Vec<SegmentFile>,
-    active: ActiveSegment,
+    active: File,
+    active_len: u64,
     retired: Retired,
     next_lsn: Lsn,
     failed: Option<String>,
@@ -252,7 +250,7 @@ impl Writer {
             });
         }
         let active_path = segments.last().map(|s| s.path.clone()).unwrap_or_default();
-        let active = ActiveSegment::open(&active_path, active_len, options.direct_io)?;
+        let active = segment::create(&active_path)?;
         segment::sync_dir(&dir)?;
         let writer = Writer {
             _lock: lock,
@@ -260,6 +258,7 @@ impl Writer {
             options,
             segments,
             active,
+            active_len,
             retired: Retired {
                 dir,
                 free: Arc::new(Mutex::new(Vec::new())),
@@ -321,13 +320,14 @@ impl Writer {
     }
 
     fn commit(&mut self, group: Vec<Command>, reap: Option<&mpsc::Sender<Reap>>) {
+        let mut buffer = Vec::new();
         let mut appends = Vec::new();
         let mut trims = Vec::new();
         for command in group {
             match command {
                 Command::Append { record, reply } => {
                     let lsn = Lsn(self.next_lsn.0 + appends.len() as u64);
-                    segment::encode(lsn, &record, |piece| self.active.stage(piece));
+                    segment::encode(lsn, &record, &mut buffer);
                     appends.push((lsn, reply));
                 }
                 Command::Trim { below, reply } => trims.push((below, reply)),
@@ -335,15 +335,14 @@ impl Writer {
         }
         if !appends.is_empty() {
             let started = Instant::now();
-            let bytes = self.active.staged_len();
-            match self.write_group() {
+            match self.write_group(&buffer) {
                 Ok(()) => {
                     self.next_lsn = Lsn(self.next_lsn.0 + appends.len() as u64);
                     metrics::histogram!("strata_wal_fsync_seconds")
                         .record(started.elapsed().as_secs_f64());
                     metrics::histogram!("strata_wal_group_commit_records")
                         .record(appends.len() as f64);
-                    metrics::counter!("strata_wal_bytes_total").increment(bytes as u64);
+                    metrics::counter!("strata_wal_bytes_total").increment(buffer.len() as u64);
                     for (lsn, reply) in appends {
                         let _ = reply.send(Ok(lsn));
                     }
@@ -377,16 +376,20 @@ impl Writer {
         }
     }
 
-    /// Writes and syncs the staged group.
-    fn write_group(&mut self) -> Result<(), String> {
+    fn write_group(&mut self, buffer: &[u8]) -> Result<(), String> {
         if let Some(reason) = &self.failed {
-            self.active.discard_staged();
             return Err(reason.clone());
         }
-        let written = self.active.write_staged();
+        let written = self
+            .active
+            .write_all_at(buffer, self.active_len)
+            .and_then(|()| self.active.sync_data());
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
         match written {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.active_len += buffer.len() as u64;
+                Ok(())
+            }
             Err(err) => {
                 let path = self
                     .segments
@@ -402,21 +405,22 @@ impl Writer {
     }
 
     fn rotate_if_full(&mut self) -> Result<(), WalError> {
-        if self.active.len() < self.options.segment_bytes {
+        if self.active_len < self.options.segment_bytes {
             return Ok(());
         }
         let started = Instant::now();
         let path = segment::segment_path(&self.dir, self.next_lsn);
-        if let Some(free) = self.retired.take() {
-            segment::reuse(&free, &path)?;
-        }
-        self.active = ActiveSegment::open(&path, 0, self.active.is_direct())?;
+        self.active = match self.retired.take() {
+            Some(free) => segment::reuse(&free, &path)?,
+            None => segment::create(&path)?,
+        };
         // The new name must be durable before a record in it is acknowledged.
         segment::sync_dir(&self.dir)?;
         self.segments.push(SegmentFile {
             first_lsn: self.next_lsn,
             path,
         });
+        self.active_len = 0;
         metrics::histogram!("strata_wal_rotate_seconds").record(started.elapsed().as_secs_f64());
         Ok(())
     }
@@ -493,11 +497,6 @@ fn cut_tail(file: &SegmentFile, contents: &segment::Contents) -> Result<(), WalE
             kept_bytes = contents.valid_len,
             ?damage,
             "WAL ends in a damaged frame; cutting it off (it was never acknowledged)"
-        ),
-        segment::End::Padding => tracing::debug!(
-            path,
-            kept_bytes = contents.valid_len,
-            "cutting the zeros after the last direct write"
         ),
         segment::End::Stale { lsn } => tracing::debug!(
             path,

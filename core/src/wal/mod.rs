@@ -4,7 +4,6 @@
 //! WAL (appends gathered into one stream-set object per window) is the store's
 //! (`store::object_wal`): it writes objects, not files.
 
-mod active;
 mod local;
 mod segment;
 

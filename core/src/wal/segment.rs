@@ -7,8 +7,7 @@
 //! (a journal commit on journaled ext4, synchronous metadata writes without one). A
 //! reused file still holds old
 //! frames past the new ones; their LSNs are older, which is how reading tells them
-//! apart. Direct writes leave zeros after the records up to a block boundary
-//! (`active`); reading stops at them.
+//! apart.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -61,13 +60,14 @@ pub(super) fn free_path(dir: &Path, first_lsn: Lsn) -> PathBuf {
     dir.join(format!("{:020}{FREE_SUFFIX}", first_lsn.0))
 }
 
-/// Renames the free file `free` to segment `path`. Its old frames stay until
-/// overwritten; their LSNs are older than any the new segment gets.
-pub(super) fn reuse(free: &Path, path: &Path) -> Result<(), WalError> {
+/// Renames the free file `free` to segment `path` and opens it. Its old frames stay
+/// until overwritten; their LSNs are older than any the new segment gets.
+pub(super) fn reuse(free: &Path, path: &Path) -> Result<File, WalError> {
     std::fs::rename(free, path).map_err(|source| WalError::Io {
         path: free.display().to_string(),
         source,
-    })
+    })?;
+    create(path)
 }
 
 /// Deletes free files left by an earlier run. They are only reused within one run:
@@ -111,8 +111,6 @@ pub(super) enum End {
     /// A whole frame from the file's previous life as another segment (recycled
     /// files are overwritten, not emptied): its LSN is not the next one.
     Stale { lsn: Lsn },
-    /// Zeros: the rest of the block of the last direct write (see `active`).
-    Padding,
 }
 
 /// The LSN after `entries`, read from a segment starting at `first`.
@@ -133,14 +131,6 @@ pub(super) fn read(segment: &SegmentFile) -> Result<Contents, WalError> {
     let scan = frame::scan(&bytes);
     let mut entries: Vec<Entry> = Vec::with_capacity(scan.payloads.len());
     for range in scan.payloads {
-        if range.is_empty() {
-            // Eight zero bytes read as an empty frame, which the WAL never writes.
-            return Ok(Contents {
-                entries,
-                valid_len: (range.start - frame::FRAME_HEADER_LEN) as u64,
-                end: End::Padding,
-            });
-        }
         let payload = bytes.slice(range.clone());
         let Some(lsn) = payload.get(..8).and_then(|b| b.try_into().ok()) else {
             return Err(WalError::Corrupt {
@@ -182,12 +172,26 @@ pub(super) fn truncate(segment: &SegmentFile, len: u64) -> Result<(), WalError> 
         })
 }
 
-/// Frames `record` under `lsn`, handing the frame to `put` in pieces, in order.
-pub(super) fn encode(lsn: Lsn, record: &[u8], mut put: impl FnMut(&[u8])) {
+/// Frames `record` under `lsn` into `out`, copying the record once.
+pub(super) fn encode(lsn: Lsn, record: &[u8], out: &mut Vec<u8>) {
     let lsn = lsn.0.to_le_bytes();
-    put(&frame::header(&[&lsn, record]));
-    put(&lsn);
-    put(record);
+    out.extend_from_slice(&frame::header(&[&lsn, record]));
+    out.extend_from_slice(&lsn);
+    out.extend_from_slice(record);
+}
+
+/// Opens (creating if needed) a segment for positioned writes. The active segment
+/// after recovery and reused files keep their bytes: writes go past the records.
+pub(super) fn create(path: &Path) -> Result<File, WalError> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|source| WalError::Io {
+            path: path.display().to_string(),
+            source,
+        })
 }
 
 pub(super) fn sync_dir(dir: &Path) -> Result<(), WalError> {

@@ -1,5 +1,4 @@
 use std::io::Write;
-use std::os::unix::fs::FileExt;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,22 +14,7 @@ fn small_segments() -> LocalWalOptions {
         segment_bytes: 1024,
         max_group_bytes: 8 << 20,
         recycled_segments: 2,
-        ..LocalWalOptions::default()
     }
-}
-
-/// Where the records of the segment at `path` end (direct writes pad past them).
-fn records_end(path: &std::path::Path) -> u64 {
-    let name = path.file_name().and_then(|n| n.to_str()).expect("name");
-    let first = name
-        .trim_end_matches(".wal")
-        .parse()
-        .expect("a segment name");
-    let file = super::segment::SegmentFile {
-        first_lsn: Lsn(first),
-        path: path.to_path_buf(),
-    };
-    super::segment::read(&file).expect("readable").valid_len
 }
 
 async fn segment_count(dir: &std::path::Path) -> usize {
@@ -117,14 +101,12 @@ async fn a_torn_tail_is_cut_and_appends_continue() {
         .find(|p| p.extension().is_some_and(|e| e == "wal"))
         .expect("a segment");
     let mut torn = Vec::new();
-    super::segment::encode(Lsn(10), b"never acknowledged", |piece| {
-        torn.extend_from_slice(piece)
-    });
+    super::segment::encode(Lsn(10), b"never acknowledged", &mut torn);
     std::fs::OpenOptions::new()
-        .write(true)
+        .append(true)
         .open(&segment)
         .expect("open")
-        .write_all_at(&torn[..torn.len() - 3], records_end(&segment))
+        .write_all(&torn[..torn.len() - 3])
         .expect("write");
 
     let (wal, recovered) = LocalWal::open(dir.path(), LocalWalOptions::default())
@@ -345,9 +327,7 @@ async fn old_frames_after_the_active_segments_records_are_cut() {
     // life (LSN 3, 4), as a crash leaves it.
     let mut bytes = Vec::new();
     for lsn in [10, 11, 3, 4] {
-        super::segment::encode(Lsn(lsn), &record(lsn), |piece| {
-            bytes.extend_from_slice(piece)
-        });
+        super::segment::encode(Lsn(lsn), &record(lsn), &mut bytes);
     }
     let path = super::segment::segment_path(dir.path(), Lsn(10));
     std::fs::write(&path, &bytes).expect("write");
@@ -372,7 +352,7 @@ async fn old_frames_after_the_active_segments_records_are_cut() {
 #[tokio::test]
 async fn a_sealed_segment_missing_its_last_records_refuses_to_open() {
     let (dir, segments) = wal_of_several_segments().await;
-    let len = records_end(&segments[0]);
+    let len = std::fs::metadata(&segments[0]).expect("stat").len();
     std::fs::OpenOptions::new()
         .write(true)
         .open(&segments[0])
@@ -385,83 +365,4 @@ async fn a_sealed_segment_missing_its_last_records_refuses_to_open() {
         Err(other) => panic!("expected Corrupt, got {other}"),
         Ok(_) => panic!("a sealed segment missing records was accepted"),
     }
-}
-
-fn sized_record(i: u64) -> Bytes {
-    Bytes::from(vec![i as u8; 1 + i as usize * 97 % 9000])
-}
-
-/// Appends records of many sizes in groups of one to many, reopening between rounds;
-/// returns the active segment's path, as the last WAL left it.
-async fn appends_across_reopens(
-    dir: &std::path::Path,
-    options: LocalWalOptions,
-) -> std::path::PathBuf {
-    let mut next = 0u64;
-    for round in 0..4 {
-        let (wal, recovered) = LocalWal::open(dir, options).await.expect("open");
-        assert_eq!(recovered.len() as u64, next, "round {round}");
-        for (i, r) in recovered.iter().enumerate() {
-            assert_eq!(r.record, sized_record(i as u64));
-        }
-        for group in 1..12u64 {
-            let appends: Vec<_> = (next..next + group)
-                .map(|i| wal.append(sized_record(i)))
-                .collect();
-            for append in appends {
-                append.await.expect("append");
-            }
-            next += group;
-        }
-    }
-    std::fs::read_dir(dir)
-        .expect("dir")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "wal"))
-        .max()
-        .expect("a segment")
-}
-
-/// Every record `appends_across_reopens` appended comes back once more.
-async fn reopens_to_every_record(dir: &std::path::Path, options: LocalWalOptions) {
-    let (_, recovered) = LocalWal::open(dir, options).await.expect("reopen");
-    let records: Vec<Bytes> = recovered.into_iter().map(|r| r.record).collect();
-    assert_eq!(records, (0..4 * 66).map(sized_record).collect::<Vec<_>>());
-}
-
-#[tokio::test]
-async fn direct_writes_pad_to_whole_blocks_and_reopen_to_every_record() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let active = appends_across_reopens(dir.path(), LocalWalOptions::default()).await;
-    let len = std::fs::metadata(&active).expect("stat").len();
-    let end = records_end(&active);
-    let block = super::super::active::BLOCK as u64;
-    assert_ne!(
-        end % block,
-        0,
-        "the records happen to end on a block: change the sizes"
-    );
-    // Padding is how this test knows direct I/O was used at all.
-    assert_eq!(
-        len,
-        end.next_multiple_of(block),
-        "the WAL did not write with O_DIRECT in {} (records end at {end}); \
-         this test needs a filesystem with direct I/O (TMPDIR)",
-        dir.path().display()
-    );
-    reopens_to_every_record(dir.path(), LocalWalOptions::default()).await;
-}
-
-#[tokio::test]
-async fn writes_through_the_page_cache_end_at_the_records() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let options = LocalWalOptions {
-        direct_io: false,
-        ..LocalWalOptions::default()
-    };
-    let active = appends_across_reopens(dir.path(), options).await;
-    let len = std::fs::metadata(&active).expect("stat").len();
-    assert_eq!(len, records_end(&active));
-    reopens_to_every_record(dir.path(), options).await;
 }
