@@ -115,6 +115,18 @@ mod tests {
 
     proptest! {
         #[test]
+        fn a_header_from_pieces_is_the_header_of_the_whole(
+            payload in prop::collection::vec(any::<u8>(), 0..300),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let (front, back) = payload.split_at(cut.index(payload.len() + 1));
+            prop_assert_eq!(header(&[front, back]), header(&[&payload]));
+            let mut framed = Vec::new();
+            encode(&payload, &mut framed);
+            prop_assert_eq!(scan(&framed).payloads, vec![FRAME_HEADER_LEN..framed.len()]);
+        }
+
+        #[test]
         fn whole_files_scan_completely(payloads in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..200), 0..20)) {
             let bytes = frames(&payloads);
             let scan = scan(&bytes);
