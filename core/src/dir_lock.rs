@@ -11,9 +11,19 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// The file in a locked directory that carries the lock (and the holder's pid).
 pub const LOCK_FILE: &str = "LOCK";
+
+/// How long a lock this process itself dropped may still look held. A child being
+/// started (by any thread) holds a copy of every descriptor between its `fork` and
+/// its `exec`, and the `flock` lasts until the last copy closes, so a directory
+/// closed and reopened at once can find its own lock held for that moment. A store
+/// of this process really still open is reported after this wait.
+const OWN_LOCK_PATIENCE: Duration = Duration::from_secs(1);
+
+const THIS_PROCESS: &str = "this process (a store opened on it is still open)";
 
 /// Why a directory could not be locked.
 #[derive(Debug, thiserror::Error)]
@@ -58,16 +68,23 @@ impl DirLock {
             .truncate(false)
             .open(dir.join(LOCK_FILE))
             .map_err(io)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(DirLockError::Held {
-                    what,
-                    path: dir.to_path_buf(),
-                    holder: holder_of(&mut file),
-                });
+        let started = Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) => {
+                    let holder = holder_of(&mut file);
+                    if holder != THIS_PROCESS || started.elapsed() >= OWN_LOCK_PATIENCE {
+                        return Err(DirLockError::Held {
+                            what,
+                            path: dir.to_path_buf(),
+                            holder,
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(TryLockError::Error(err)) => return Err(io(err)),
             }
-            Err(TryLockError::Error(err)) => return Err(io(err)),
         }
         // For the message a second opener prints; the lock itself is the flock.
         file.set_len(0).map_err(io)?;
@@ -79,11 +96,9 @@ impl DirLock {
 
 fn holder_of(file: &mut File) -> String {
     let mut text = String::new();
-    match file.read_to_string(&mut text) {
+    match file.rewind().and_then(|()| file.read_to_string(&mut text)) {
         Ok(_) => match text.trim().parse::<u32>() {
-            Ok(pid) if pid == std::process::id() => {
-                "this process (a store opened on it is still open)".to_string()
-            }
+            Ok(pid) if pid == std::process::id() => THIS_PROCESS.to_string(),
             Ok(pid) => format!("process {pid}"),
             Err(_) => "another process".to_string(),
         },
@@ -107,5 +122,20 @@ mod tests {
         );
         drop(first);
         DirLock::acquire(dir.path(), "WAL").expect("lock after the first is dropped");
+    }
+
+    #[test]
+    fn a_lock_held_a_moment_longer_by_a_copy_of_its_descriptor_is_waited_for() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let first = DirLock::acquire(dir.path(), "WAL").expect("first lock");
+        // What a child between fork and exec holds: the same open file.
+        let copy = first._file.try_clone().expect("dup");
+        drop(first);
+        let closer = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            drop(copy);
+        });
+        DirLock::acquire(dir.path(), "WAL").expect("lock once the copy is closed");
+        closer.join().expect("closer");
     }
 }
