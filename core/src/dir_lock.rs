@@ -23,8 +23,6 @@ pub const LOCK_FILE: &str = "LOCK";
 /// of this process really still open is reported after this wait.
 const OWN_LOCK_PATIENCE: Duration = Duration::from_secs(1);
 
-const THIS_PROCESS: &str = "this process (a store opened on it is still open)";
-
 /// Why a directory could not be locked.
 #[derive(Debug, thiserror::Error)]
 pub enum DirLockError {
@@ -73,12 +71,12 @@ impl DirLock {
             match file.try_lock() {
                 Ok(()) => break,
                 Err(TryLockError::WouldBlock) => {
-                    let holder = holder_of(&mut file);
-                    if holder != THIS_PROCESS || started.elapsed() >= OWN_LOCK_PATIENCE {
+                    let holder = Holder::of(&mut file);
+                    if holder != Holder::ThisProcess || started.elapsed() >= OWN_LOCK_PATIENCE {
                         return Err(DirLockError::Held {
                             what,
                             path: dir.to_path_buf(),
-                            holder,
+                            holder: holder.to_string(),
                         });
                     }
                     std::thread::sleep(Duration::from_millis(10));
@@ -94,15 +92,40 @@ impl DirLock {
     }
 }
 
-fn holder_of(file: &mut File) -> String {
-    let mut text = String::new();
-    match file.rewind().and_then(|()| file.read_to_string(&mut text)) {
-        Ok(_) => match text.trim().parse::<u32>() {
-            Ok(pid) if pid == std::process::id() => THIS_PROCESS.to_string(),
-            Ok(pid) => format!("process {pid}"),
-            Err(_) => "another process".to_string(),
-        },
-        Err(_) => "another process".to_string(),
+/// Who holds a lock, as far as the pid in its file tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holder {
+    ThisProcess,
+    Process(u32),
+    /// No readable pid: the holder has not written it yet, or wrote something else.
+    Unknown,
+}
+
+impl Holder {
+    fn of(file: &mut File) -> Holder {
+        let mut text = String::new();
+        if file
+            .rewind()
+            .and_then(|()| file.read_to_string(&mut text))
+            .is_err()
+        {
+            return Holder::Unknown;
+        }
+        match text.trim().parse::<u32>() {
+            Ok(pid) if pid == std::process::id() => Holder::ThisProcess,
+            Ok(pid) => Holder::Process(pid),
+            Err(_) => Holder::Unknown,
+        }
+    }
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Holder::ThisProcess => f.write_str("this process (a store opened on it is still open)"),
+            Holder::Process(pid) => write!(f, "process {pid}"),
+            Holder::Unknown => f.write_str("another process"),
+        }
     }
 }
 
