@@ -14,6 +14,8 @@
 
 use bytes::{Bytes, BytesMut};
 
+use crate::buffer_pool::BufferPool;
+
 /// Bytes of the fixed header.
 pub const HEADER_LEN: usize = 61;
 /// `baseOffset` plus `batchLength`: the part not counted by `batchLength`.
@@ -192,11 +194,23 @@ impl RecordBatch {
     /// valid because it does not cover the base offset.
     pub fn with_base_offset(&self, base_offset: u64) -> RecordBatch {
         let mut bytes = BytesMut::from(&self.bytes[..]);
-        bytes[0..8].copy_from_slice(&(base_offset as i64).to_be_bytes());
+        write_base_offset(&mut bytes, base_offset);
         RecordBatch {
             bytes: bytes.freeze(),
         }
     }
+
+    /// [`RecordBatch::with_base_offset`], copied into a buffer of `buffers`: the
+    /// store's appends, whose copies it keeps until the log cache evicts them.
+    pub(crate) fn placed_in(&self, base_offset: u64, buffers: &BufferPool) -> RecordBatch {
+        RecordBatch {
+            bytes: buffers.copy_with(&self.bytes, |bytes| write_base_offset(bytes, base_offset)),
+        }
+    }
+}
+
+fn write_base_offset(batch: &mut [u8], base_offset: u64) {
+    batch[0..8].copy_from_slice(&(base_offset as i64).to_be_bytes());
 }
 
 /// Builds a valid v2 batch of `records` empty-bodied records, for tests and

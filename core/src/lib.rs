@@ -9,6 +9,7 @@
 //! metadata store ([`meta`]). `docs/stream-store.md` maps it.
 
 pub mod batch;
+mod buffer_pool;
 pub mod dir_lock;
 pub mod frame;
 pub mod meta;

@@ -34,6 +34,7 @@ use strata_backends::Storage;
 use tokio::sync::Notify;
 
 use crate::batch::{BatchError, RecordBatch};
+use crate::buffer_pool::BufferPool;
 use crate::meta::{Compare, MetaStore, Op, Txn};
 use crate::object::FormatError;
 use crate::wal::{LocalWal, LocalWalOptions, Lsn, WalError};
@@ -247,6 +248,8 @@ struct Inner {
     prefetches: prefetch::Prefetches,
     /// Ids for new objects, allocated ahead of their writes.
     object_ids: Arc<object_ids::ObjectIds>,
+    /// Memory of appended batches, reused once the log cache drops them.
+    batch_buffers: BufferPool,
     tasks: lifecycle::Tasks,
 }
 
@@ -292,6 +295,9 @@ impl StreamStore {
             ),
         };
         let cache = LogCache::new(config.log_cache_bytes, first_lsn);
+        // The log cache turns its batches over at the ingest rate; a quarter of its
+        // size kept free covers what one eviction releases before appends reuse it.
+        let batch_buffers = BufferPool::new(config.log_cache_bytes / 4);
         let blocks = block_cache::BlockCache::new(config.block_cache_bytes);
         let cold_reads = tokio::sync::Semaphore::new(config.cold_read_concurrency.max(1));
         // A quarter of the cold-read budget may go to reading ahead of readers.
@@ -312,6 +318,7 @@ impl StreamStore {
             cold_reads,
             prefetches: prefetch::Prefetches::new(config_prefetches),
             object_ids: Arc::default(),
+            batch_buffers,
             tasks: lifecycle::Tasks::new(),
         });
         let store = StreamStore { inner };
@@ -480,7 +487,8 @@ impl StreamStore {
         let wal = match &self.inner.wal {
             Wal::Local(wal) => wal,
             Wal::Object(wal) => {
-                let (appended, done) = object_wal::enqueue(wal, &open, batch).await;
+                let (appended, done) =
+                    object_wal::enqueue(wal, &open, batch, &self.inner.batch_buffers).await;
                 let durable = async move {
                     object_wal::durable(done).await?;
                     metrics::counter!("strata_stream_append_bytes_total").increment(bytes);
@@ -496,7 +504,7 @@ impl StreamStore {
         self.wait_for_room().await;
         let (placed, lsn, written) = {
             let mut next = open.next_offset.lock().await;
-            let placed = batch.with_base_offset(*next);
+            let placed = batch.placed_in(*next, &self.inner.batch_buffers);
             let record = encode_wal_record(stream, &placed);
             // Reserve the LSN and queue under one lock, so LSNs match queue order.
             let (lsn, written) = {

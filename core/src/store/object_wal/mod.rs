@@ -21,6 +21,7 @@ use super::hedge::Hedger;
 use super::metadata::StreamId;
 use super::{Appended, OpenStream, StoreError};
 use crate::batch::RecordBatch;
+use crate::buffer_pool::BufferPool;
 
 pub(super) use self::windows::run;
 
@@ -166,10 +167,11 @@ pub(super) async fn enqueue(
     wal: &ObjectWal,
     open: &Arc<OpenStream>,
     batch: RecordBatch,
+    buffers: &BufferPool,
 ) -> (Appended, oneshot::Receiver<Result<(), String>>) {
     wal.wait_for_room().await;
     let mut next = open.next_offset.lock().await;
-    let placed = batch.with_base_offset(*next);
+    let placed = batch.placed_in(*next, buffers);
     let appended = Appended {
         base_offset: placed.base_offset(),
         end_offset: placed.end_offset(),

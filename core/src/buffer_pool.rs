@@ -1,0 +1,188 @@
+//! Recycled memory for the record batches the store keeps.
+//!
+//! Every append copies its batch once, to place it at the stream's end, and the copy
+//! lives in the log cache until it is evicted: a fraction of a second at high ingest.
+//! Left to the allocator, which returns freed pages to the kernel within 100 ms to
+//! keep the RSS near the live bytes (`broker/src/main.rs`), each copy landed on pages
+//! purged since: a page fault per 4 KiB copied and, per 4 KiB freed, a purge whose TLB
+//! shootdown interrupts every CPU. At 850 MiB/s of ingest that was a third of the
+//! store's CPU (docs/benchmarks.md). A buffer whose batch is dropped comes back here
+//! instead, up to a bound, and the next batch of its size class reuses it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use bytes::Bytes;
+
+/// Batches larger than this are copied into memory of their own, not pooled: Kafka's
+/// default batch limit is 1 MiB, and a few huge buffers would crowd the bound.
+const MAX_POOLED: usize = 8 << 20;
+
+/// Buffers of dropped batches, by size class, kept for the next copies.
+#[derive(Clone)]
+pub(crate) struct BufferPool {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    free: Mutex<Free>,
+    /// Bytes of free buffers kept at most; the rest go back to the allocator.
+    max_retained: usize,
+}
+
+#[derive(Default)]
+struct Free {
+    by_class: HashMap<usize, Vec<Vec<u8>>>,
+    retained: usize,
+}
+
+impl BufferPool {
+    pub(crate) fn new(max_retained: usize) -> Self {
+        BufferPool {
+            shared: Arc::new(Shared {
+                free: Mutex::new(Free::default()),
+                max_retained,
+            }),
+        }
+    }
+
+    /// `data` copied into a buffer of the pool and changed by `edit`; the buffer
+    /// returns to the pool when the last clone of the result is dropped.
+    pub(crate) fn copy_with(&self, data: &[u8], edit: impl FnOnce(&mut [u8])) -> Bytes {
+        let class = size_class(data.len());
+        if class > MAX_POOLED {
+            let mut copy = data.to_vec();
+            edit(&mut copy);
+            return Bytes::from(copy);
+        }
+        let mut buffer = self
+            .shared
+            .lock()
+            .take(class)
+            .unwrap_or_else(|| Vec::with_capacity(class));
+        buffer.extend_from_slice(data);
+        edit(&mut buffer);
+        Bytes::from_owner(Pooled {
+            buffer,
+            pool: Arc::downgrade(&self.shared),
+        })
+    }
+
+    /// Bytes of free buffers the pool holds.
+    #[cfg(test)]
+    fn retained_bytes(&self) -> usize {
+        self.shared.lock().retained
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Free> {
+        self.free.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Free {
+    fn take(&mut self, class: usize) -> Option<Vec<u8>> {
+        let buffer = self.by_class.get_mut(&class)?.pop()?;
+        self.retained -= class;
+        Some(buffer)
+    }
+}
+
+/// A pooled buffer holding one batch; dropped, it goes back to its pool.
+struct Pooled {
+    buffer: Vec<u8>,
+    /// Weak: batches may outlive the store (a fetch response still being sent).
+    pool: Weak<Shared>,
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buffer
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        let Some(shared) = self.pool.upgrade() else {
+            return;
+        };
+        let mut buffer = std::mem::take(&mut self.buffer);
+        let class = buffer.capacity();
+        let mut free = shared.lock();
+        if free.retained + class <= shared.max_retained {
+            buffer.clear();
+            free.retained += class;
+            free.by_class.entry(class).or_default().push(buffer);
+        }
+    }
+}
+
+/// The capacity a buffer of `len` bytes gets: four classes per power of two, like
+/// the allocator's own, so a buffer is at most a quarter larger than its batch and
+/// batches of nearby sizes share buffers.
+fn size_class(len: usize) -> usize {
+    const SMALLEST: usize = 64;
+    if len <= SMALLEST {
+        return SMALLEST;
+    }
+    let lower_power = 1usize << (usize::BITS - 1 - (len - 1).leading_zeros());
+    let step = lower_power / 4;
+    len.div_ceil(step) * step
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_class_holds_its_length_and_wastes_at_most_a_quarter() {
+        for len in (1..70_000).chain([1 << 20, (1 << 20) + 1, MAX_POOLED]) {
+            let class = size_class(len);
+            assert!(class >= len, "{len} -> {class}");
+            assert!(class <= (len * 5 / 4).max(64), "{len} -> {class}");
+        }
+        assert_eq!(size_class(16 << 10), 16 << 10);
+        assert_eq!(size_class((16 << 10) + 1), 20 << 10);
+    }
+
+    #[test]
+    fn a_dropped_batch_buffer_is_reused_for_the_next_of_its_class() {
+        let pool = BufferPool::new(1 << 20);
+        let first = pool.copy_with(&[7u8; 1000], |b| b[0] = 1);
+        assert_eq!(first[0], 1);
+        assert_eq!(&first[1..], &[7u8; 999][..]);
+        let address = first.as_ptr();
+        let clone = first.clone();
+        drop(first);
+        assert_eq!(pool.retained_bytes(), 0, "a clone still holds the buffer");
+        drop(clone);
+        assert_eq!(pool.retained_bytes(), size_class(1000));
+
+        let second = pool.copy_with(&[9u8; 990], |_| {});
+        assert_eq!(second.as_ptr(), address, "same class: the buffer is reused");
+        assert_eq!(&second[..], &[9u8; 990][..]);
+        assert_eq!(pool.retained_bytes(), 0);
+    }
+
+    #[test]
+    fn buffers_beyond_the_bound_or_the_pooled_size_go_back_to_the_allocator() {
+        let pool = BufferPool::new(3000);
+        let batches: Vec<Bytes> = (0..4).map(|_| pool.copy_with(&[0u8; 1000], |_| {})).collect();
+        drop(batches);
+        assert_eq!(pool.retained_bytes(), 2 * size_class(1000));
+
+        let huge = pool.copy_with(&vec![1u8; MAX_POOLED + 1], |b| b[0] = 2);
+        assert_eq!((huge[0], huge.len()), (2, MAX_POOLED + 1));
+        drop(huge);
+        assert_eq!(pool.retained_bytes(), 2 * size_class(1000));
+    }
+
+    #[test]
+    fn batches_outliving_their_pool_are_freed() {
+        let pool = BufferPool::new(1 << 20);
+        let batch = pool.copy_with(b"kept past the store", |_| {});
+        drop(pool);
+        assert_eq!(&batch[..], b"kept past the store");
+    }
+}
