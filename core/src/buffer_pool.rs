@@ -168,7 +168,9 @@ mod tests {
     #[test]
     fn buffers_beyond_the_bound_or_the_pooled_size_go_back_to_the_allocator() {
         let pool = BufferPool::new(3000);
-        let batches: Vec<Bytes> = (0..4).map(|_| pool.copy_with(&[0u8; 1000], |_| {})).collect();
+        let batches: Vec<Bytes> = (0..4)
+            .map(|_| pool.copy_with(&[0u8; 1000], |_| {}))
+            .collect();
         drop(batches);
         assert_eq!(pool.retained_bytes(), 2 * size_class(1000));
 

@@ -256,12 +256,37 @@ pub(super) async fn commit_objects(
     inner: &Inner,
     set: WrittenSet,
 ) -> Result<Vec<(Arc<OpenStream>, ObjectRange)>, StoreError> {
-    let WrittenSet {
-        objects: mut written,
-        started,
-    } = set;
+    match commit_together(inner, vec![set]).await {
+        Ok(commits) => Ok(commits),
+        Err(Uncommitted::Fenced(sets, err)) => {
+            for set in sets {
+                discard_objects(inner, set).await;
+            }
+            Err(err)
+        }
+        Err(Uncommitted::Failed(err)) => Err(err),
+    }
+}
+
+/// Why [`commit_together`] committed nothing.
+pub(super) enum Uncommitted {
+    /// A newer owner took one of the streams. The sets come back as they were:
+    /// written, not committed, for the caller to commit apart or discard.
+    Fenced(Vec<WrittenSet>, StoreError),
+    /// The metadata store failed and whether the commit applied is unknown: the
+    /// objects are left alone (if it did not apply, they are still prepared and the
+    /// next open removes them).
+    Failed(StoreError),
+}
+
+/// [`commit_objects`] for several sets in one transaction: one metadata commit,
+/// one sync of the metadata store, for windows of the object WAL written at once.
+pub(super) async fn commit_together(
+    inner: &Inner,
+    mut sets: Vec<WrittenSet>,
+) -> Result<Vec<(Arc<OpenStream>, ObjectRange)>, Uncommitted> {
     let mut txn = Txn::new();
-    for object in &mut written {
+    for object in sets.iter_mut().flat_map(|set| set.objects.iter_mut()) {
         for (open, range) in &mut object.ranges {
             range.object = object.id;
             txn = txn
@@ -280,29 +305,40 @@ pub(super) async fn commit_objects(
         };
         txn = txn.and_then(Op::put(metadata::object_key(object.id), committed.value()));
     }
-    // On an error the commit's outcome is unknown: the objects are left alone (if it
-    // did not apply, they are still prepared and the next open removes them).
-    let outcome = inner.meta.txn(txn).await?;
+    let outcome = inner
+        .meta
+        .txn(txn)
+        .await
+        .map_err(|err| Uncommitted::Failed(err.into()))?;
     if !outcome.succeeded {
-        // A newer owner took one of the streams: these objects must not be referenced.
-        discard_all(inner, &written).await;
-        let (open, _) = &written[0].ranges[0];
-        return Err(StoreError::Fenced {
-            stream: open.id,
-            epoch: open.epoch,
-        });
+        // The objects must not be referenced. Named after the first stream: the
+        // transaction does not say which comparison failed.
+        let first = sets
+            .iter()
+            .flat_map(|set| &set.objects)
+            .flat_map(|object| &object.ranges)
+            .next()
+            .map(|(open, _)| (open.id, open.epoch));
+        let err = match first {
+            Some((stream, epoch)) => StoreError::Fenced { stream, epoch },
+            None => StoreError::Task("a commit of no ranges was refused".to_string()),
+        };
+        return Err(Uncommitted::Fenced(sets, err));
     }
     let mut commits = Vec::new();
-    for object in written {
-        metrics::counter!("strata_upload_objects_total").increment(1);
-        metrics::counter!("strata_upload_bytes_total").increment(object.record.size);
-        tracing::debug!(object = %object.id, bytes = object.record.size, streams = object.ranges.len(), "uploaded object");
-        for (open, range) in object.ranges {
-            open.lock_state().ranges.insert(range.start_offset, range);
-            commits.push((open, range));
+    for set in sets {
+        for object in set.objects {
+            metrics::counter!("strata_upload_objects_total").increment(1);
+            metrics::counter!("strata_upload_bytes_total").increment(object.record.size);
+            tracing::debug!(object = %object.id, bytes = object.record.size, streams = object.ranges.len(), "uploaded object");
+            for (open, range) in object.ranges {
+                open.lock_state().ranges.insert(range.start_offset, range);
+                commits.push((open, range));
+            }
         }
+        metrics::histogram!("strata_upload_duration_seconds")
+            .record(set.started.elapsed().as_secs_f64());
     }
-    metrics::histogram!("strata_upload_duration_seconds").record(started.elapsed().as_secs_f64());
     Ok(commits)
 }
 

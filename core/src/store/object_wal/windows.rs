@@ -22,7 +22,7 @@ use super::{Gathered, ObjectWal};
 use crate::store::cache::PendingStream;
 use crate::store::hedge;
 use crate::store::metadata::StreamId;
-use crate::store::upload::{self, WrittenSet};
+use crate::store::upload::{self, Uncommitted, WrittenSet};
 use crate::store::{Inner, StoreError, Wal};
 
 /// Window writes (PUTs) in flight at once, as many as the raw write baseline keeps.
@@ -162,6 +162,10 @@ async fn ended(seq: u64, write: JoinHandle<WriteResult>) -> (u64, WriteResult) {
 
 /// Commits the written windows at the front, in order, until one is still being
 /// written (or one fails: then every window behind it fails too).
+///
+/// The windows written by then go in one metadata transaction: under load several
+/// writes end while a commit runs, and one commit (one sync of the metadata store)
+/// for all of them keeps commits from becoming the pipeline's narrowest step.
 async fn commit_ready<F>(
     inner: &Inner,
     wal: &ObjectWal,
@@ -170,25 +174,87 @@ async fn commit_ready<F>(
 ) where
     F: Future<Output = (u64, WriteResult)>,
 {
-    while let Some(written) = windows.front_mut().and_then(|w| w.written.take()) {
-        let Some(window) = windows.pop_front() else {
-            return;
-        };
-        let committed = match written {
-            Ok(set) => upload::commit_objects(inner, set).await.map(drop),
-            Err(err) => Err(err),
-        };
-        match committed {
-            Ok(()) => {
-                acknowledge(inner, window.gathered);
-                wal.settled(window.bytes);
-            }
-            Err(err) => {
+    // Cleared when a group was fenced: window by window, those before the fenced
+    // stream's first window still succeed.
+    let mut together = true;
+    loop {
+        let ready = windows
+            .iter()
+            .take_while(|w| matches!(w.written, Some(Ok(_))))
+            .count();
+        if ready == 0 {
+            // The front window is still being written, or its write failed.
+            let write_failed = windows
+                .front()
+                .is_some_and(|w| matches!(w.written, Some(Err(_))));
+            if write_failed
+                && let Some(mut window) = windows.pop_front()
+                && let Some(Err(err)) = window.written.take()
+            {
                 fail_from(inner, wal, window, windows, writes, err).await;
+            }
+            return;
+        }
+        let mut group: Vec<Window> = windows.drain(..if together { ready } else { 1 }).collect();
+        let sets: Vec<WrittenSet> = group
+            .iter_mut()
+            .filter_map(|w| match w.written.take() {
+                Some(Ok(set)) => Some(set),
+                _ => None,
+            })
+            .collect();
+        match upload::commit_together(inner, sets).await {
+            Ok(_) => {
+                for window in group {
+                    acknowledge(inner, window.gathered);
+                    wal.settled(window.bytes);
+                }
+            }
+            Err(Uncommitted::Fenced(sets, _)) if group.len() > 1 => {
+                for (window, set) in group.iter_mut().zip(sets) {
+                    window.written = Some(Ok(set));
+                }
+                for window in group.into_iter().rev() {
+                    windows.push_front(window);
+                }
+                together = false;
+            }
+            Err(Uncommitted::Fenced(sets, err)) => {
+                for set in sets {
+                    upload::discard_objects(inner, set).await;
+                }
+                fail_group(inner, wal, group, windows, writes, err).await;
+                return;
+            }
+            Err(Uncommitted::Failed(err)) => {
+                fail_group(inner, wal, group, windows, writes, err).await;
                 return;
             }
         }
     }
+}
+
+/// The commit of `group` failed: its windows fail, and every window behind them.
+/// Their objects are not discarded here: a fenced commit's were, and a failed
+/// commit's may have been committed.
+async fn fail_group<F>(
+    inner: &Inner,
+    wal: &ObjectWal,
+    group: Vec<Window>,
+    windows: &mut VecDeque<Window>,
+    writes: &mut FuturesUnordered<F>,
+    err: StoreError,
+) where
+    F: Future<Output = (u64, WriteResult)>,
+{
+    let mut group = group.into_iter();
+    let Some(first) = group.next() else {
+        return;
+    };
+    for window in group.rev() {
+        windows.push_front(window);
+    }
+    fail_from(inner, wal, first, windows, writes, err).await;
 }
 
 /// The window is committed: its batches become readable and its appends succeed.

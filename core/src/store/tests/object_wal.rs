@@ -13,8 +13,9 @@ async fn a_stalled_write_holds_the_commits_behind_it_not_their_writes() {
     let fixture = Fixture::new();
     let stall = StallLayer::new("objects/", Duration::from_secs(2));
     let storage = fixture.storage().with_layer(stall.clone());
+    let meta = fixture.meta().await;
     // A fresh store has no write latencies to hedge on: the stall runs its course.
-    let store = StreamStore::open(storage, fixture.meta().await, fixture.object_wal_config(5))
+    let store = StreamStore::open(storage, meta.clone(), fixture.object_wal_config(5))
         .await
         .expect("store");
     let stream = open_new_streams(&store, 1).await[0];
@@ -61,6 +62,91 @@ async fn a_stalled_write_holds_the_commits_behind_it_not_their_writes() {
         expected.push(fixed_batch(i as i64).with_base_offset(appended.base_offset));
     }
     assert_eq!(read_all(&store, stream, 0).await, expected);
+
+    let records = meta
+        .scan_prefix(metadata::OBJECTS_PREFIX, 100)
+        .await
+        .expect("object records");
+    // Ids are allocated ahead: records of ids not used yet are still prepared.
+    let committed: Vec<&crate::meta::KeyValue> = records
+        .iter()
+        .filter(|kv| {
+            metadata::ObjectRecord::parse(kv)
+                .expect("object record")
+                .state
+                == metadata::ObjectState::Committed
+        })
+        .collect();
+    let commits: std::collections::BTreeSet<u64> =
+        committed.iter().map(|kv| kv.mod_revision).collect();
+    assert_eq!(
+        (committed.len(), commits.len()),
+        (1 + later as usize, 1),
+        "the windows written while the first stalled commit with it, in one transaction"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_committed_together_still_commit_those_before_a_fenced_stream() {
+    let fixture = Fixture::new();
+    let stall = StallLayer::new("objects/", Duration::from_secs(1));
+    let meta = fixture.meta().await;
+    let old = StreamStore::open(
+        fixture.storage().with_layer(stall.clone()),
+        meta.clone(),
+        fixture.object_wal_config(5),
+    )
+    .await
+    .expect("store");
+    let mut config = fixture.config();
+    config.wal_dir = fixture.dir.path().join("wal-new-owner");
+    let new = StreamStore::open(fixture.storage(), meta, config)
+        .await
+        .expect("second store");
+    let streams = open_new_streams(&old, 2).await;
+    let (kept, taken) = (streams[0], streams[1]);
+
+    // The first window stalls; the two behind it are written meanwhile, so all three
+    // are ready together when it ends.
+    stall.stall_next(1);
+    let append = |stream, seed| {
+        let old = old.clone();
+        tokio::spawn(async move { old.append(stream, fixed_batch(seed)).await })
+    };
+    let first = append(kept, 0);
+    stall.stalled().await;
+    new.open_stream(taken).await.expect("take over");
+    let fenced = append(taken, 1);
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let behind = append(kept, 2);
+    let deadline = std::time::Instant::now() + Duration::from_millis(900);
+    while fixture.objects() < 2 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        fixture.objects() >= 2,
+        "the later windows were written during the stall"
+    );
+
+    let first = first
+        .await
+        .expect("task")
+        .expect("the window before the fenced one");
+    match fenced.await.expect("task") {
+        Err(StoreError::ObjectWal(reason)) => assert!(
+            reason.contains(&format!("stream {taken:?}")),
+            "the taken stream's window is the one fenced: {reason}"
+        ),
+        other => panic!("the taken stream's append must fail as fenced, got {other:?}"),
+    }
+    assert!(
+        behind.await.expect("task").is_err(),
+        "a window after a failed one fails"
+    );
+    assert_eq!(
+        read_all(&old, kept, 0).await,
+        vec![fixed_batch(0).with_base_offset(first.base_offset)]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
