@@ -195,7 +195,8 @@ async fn commit_ready<F>(
             }
             return;
         }
-        let mut group: Vec<Window> = windows.drain(..if together { ready } else { 1 }).collect();
+        let count = if together { ready } else { 1 };
+        let mut group: Vec<Window> = windows.drain(..count).collect();
         let sets: Vec<WrittenSet> = group
             .iter_mut()
             .filter_map(|w| match w.written.take() {
