@@ -19,7 +19,6 @@ use bytes::Bytes;
 const MAX_POOLED: usize = 8 << 20;
 
 /// Buffers of dropped batches, by size class, kept for the next copies.
-#[derive(Clone)]
 pub(crate) struct BufferPool {
     shared: Arc<Shared>,
 }

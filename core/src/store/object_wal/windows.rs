@@ -184,12 +184,11 @@ async fn commit_ready<F>(
             .count();
         if ready == 0 {
             // The front window is still being written, or its write failed.
-            let write_failed = windows
-                .front()
-                .is_some_and(|w| matches!(w.written, Some(Err(_))));
-            if write_failed
-                && let Some(mut window) = windows.pop_front()
-                && let Some(Err(err)) = window.written.take()
+            let failed = windows
+                .front_mut()
+                .and_then(|w| w.written.take_if(|written| written.is_err()));
+            if let Some(Err(err)) = failed
+                && let Some(window) = windows.pop_front()
             {
                 fail_from(inner, wal, window, windows, writes, err).await;
             }
