@@ -49,6 +49,8 @@ enum Event {
     Stop,
     /// The write of the window with this sequence number ended.
     Written(u64, WriteResult),
+    /// The commit of these windows (front first) ended.
+    Committed(Vec<Window>, Result<(), Uncommitted>),
 }
 
 /// Writes each window's appends as one object until the store is dropped.
@@ -67,11 +69,19 @@ pub(in crate::store) async fn run(
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut windows: VecDeque<Window> = VecDeque::new();
     let mut writes = FuturesUnordered::new();
+    // One commit at a time, so windows commit in order. It runs beside the loop, not
+    // in it: a write slot freed while a commit waits for the metadata store's sync
+    // takes the next window at once.
+    let mut commits = FuturesUnordered::new();
+    let mut order = CommitOrder::Together;
     let mut next_seq = 0u64;
     let mut stopping = false;
     loop {
         let room = writes.len() < MAX_WRITES && !stopping;
         let event = tokio::select! {
+            Some((group, outcome)) = commits.next(), if !commits.is_empty() => {
+                Event::Committed(group, outcome)
+            }
             Some((seq, written)) = writes.next(), if !writes.is_empty() => {
                 Event::Written(seq, written)
             }
@@ -97,10 +107,27 @@ pub(in crate::store) async fn run(
                 if let Some(window) = windows.iter_mut().find(|w| w.seq == seq) {
                     window.written = Some(written);
                 }
-                commit_ready(&inner, wal, &mut windows, &mut writes).await;
+            }
+            Event::Committed(group, outcome) => {
+                settle(
+                    &inner,
+                    wal,
+                    group,
+                    outcome,
+                    &mut windows,
+                    &mut writes,
+                    &mut order,
+                )
+                .await;
             }
         }
-        if stopping && windows.is_empty() {
+        if commits.is_empty()
+            && let Some((group, sets)) =
+                next_commit(&inner, wal, &mut windows, &mut writes, &mut order).await
+        {
+            commits.push(commit(inner.clone(), group, sets));
+        }
+        if stopping && windows.is_empty() && commits.is_empty() {
             // Appends that passed the closing check just before it was set.
             let Some((seq, write)) = start(&inner, wal, &mut next_seq, &mut windows) else {
                 return;
@@ -160,76 +187,121 @@ async fn ended(seq: u64, write: JoinHandle<WriteResult>) -> (u64, WriteResult) {
     (seq, written)
 }
 
-/// Commits the written windows at the front, in order, until one is still being
-/// written (or one fails: then every window behind it fails too).
+/// How the written windows at the front go to the metadata store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CommitOrder {
+    /// All of them in one transaction: under load several writes end while a commit
+    /// runs, and one commit (one sync of the metadata store) for all of them keeps
+    /// commits from becoming the pipeline's narrowest step.
+    Together,
+    /// This many more one window at a time: a group was refused because a newer
+    /// owner took one of its streams, and the windows before that stream's first
+    /// one must still succeed.
+    Singly(usize),
+}
+
+/// Takes the written windows at the front, in order, as the next group to commit,
+/// with their written objects; `None` while the front window is still being written.
+/// If the front window's write failed, it fails here, and every window behind it.
 ///
-/// The windows written by then go in one metadata transaction: under load several
-/// writes end while a commit runs, and one commit (one sync of the metadata store)
-/// for all of them keeps commits from becoming the pipeline's narrowest step.
-async fn commit_ready<F>(
+/// Called only while no commit runs: a failure rewinds streams to their committed
+/// ends, which must not pass over a commit still in flight.
+async fn next_commit<F>(
     inner: &Inner,
     wal: &ObjectWal,
     windows: &mut VecDeque<Window>,
     writes: &mut FuturesUnordered<F>,
+    order: &mut CommitOrder,
+) -> Option<(Vec<Window>, Vec<WrittenSet>)>
+where
+    F: Future<Output = (u64, WriteResult)>,
+{
+    let ready = windows
+        .iter()
+        .take_while(|w| matches!(w.written, Some(Ok(_))))
+        .count();
+    if ready == 0 {
+        let failed = windows
+            .front_mut()
+            .and_then(|w| w.written.take_if(|written| written.is_err()));
+        if let Some(Err(err)) = failed
+            && let Some(window) = windows.pop_front()
+        {
+            *order = CommitOrder::Together;
+            fail_from(inner, wal, window, windows, writes, err).await;
+        }
+        return None;
+    }
+    let count = match *order {
+        CommitOrder::Together => ready,
+        CommitOrder::Singly(left) => {
+            *order = match left {
+                0 | 1 => CommitOrder::Together,
+                more => CommitOrder::Singly(more - 1),
+            };
+            1
+        }
+    };
+    let mut group: Vec<Window> = windows.drain(..count).collect();
+    let sets = group
+        .iter_mut()
+        .filter_map(|w| match w.written.take() {
+            Some(Ok(set)) => Some(set),
+            _ => None,
+        })
+        .collect();
+    Some((group, sets))
+}
+
+/// Commits one group's objects in one transaction; resolves with the group.
+async fn commit(
+    inner: Arc<Inner>,
+    group: Vec<Window>,
+    sets: Vec<WrittenSet>,
+) -> (Vec<Window>, Result<(), Uncommitted>) {
+    let outcome = upload::commit_together(&inner, sets).await.map(drop);
+    (group, outcome)
+}
+
+/// A group's commit ended: its appends succeed, or it goes back to be committed
+/// window by window (fenced), or it fails with every window behind it.
+async fn settle<F>(
+    inner: &Inner,
+    wal: &ObjectWal,
+    mut group: Vec<Window>,
+    outcome: Result<(), Uncommitted>,
+    windows: &mut VecDeque<Window>,
+    writes: &mut FuturesUnordered<F>,
+    order: &mut CommitOrder,
 ) where
     F: Future<Output = (u64, WriteResult)>,
 {
-    // Cleared when a group was fenced: window by window, those before the fenced
-    // stream's first window still succeed.
-    let mut together = true;
-    loop {
-        let ready = windows
-            .iter()
-            .take_while(|w| matches!(w.written, Some(Ok(_))))
-            .count();
-        if ready == 0 {
-            // The front window is still being written, or its write failed.
-            let failed = windows
-                .front_mut()
-                .and_then(|w| w.written.take_if(|written| written.is_err()));
-            if let Some(Err(err)) = failed
-                && let Some(window) = windows.pop_front()
-            {
-                fail_from(inner, wal, window, windows, writes, err).await;
+    match outcome {
+        Ok(()) => {
+            for window in group {
+                acknowledge(inner, window.gathered);
+                wal.settled(window.bytes);
             }
-            return;
         }
-        let count = if together { ready } else { 1 };
-        let mut group: Vec<Window> = windows.drain(..count).collect();
-        let sets: Vec<WrittenSet> = group
-            .iter_mut()
-            .filter_map(|w| match w.written.take() {
-                Some(Ok(set)) => Some(set),
-                _ => None,
-            })
-            .collect();
-        match upload::commit_together(inner, sets).await {
-            Ok(_) => {
-                for window in group {
-                    acknowledge(inner, window.gathered);
-                    wal.settled(window.bytes);
-                }
+        Err(Uncommitted::Fenced(sets, _)) if group.len() > 1 => {
+            for (window, set) in group.iter_mut().zip(sets) {
+                window.written = Some(Ok(set));
             }
-            Err(Uncommitted::Fenced(sets, _)) if group.len() > 1 => {
-                for (window, set) in group.iter_mut().zip(sets) {
-                    window.written = Some(Ok(set));
-                }
-                for window in group.into_iter().rev() {
-                    windows.push_front(window);
-                }
-                together = false;
+            *order = CommitOrder::Singly(group.len());
+            for window in group.into_iter().rev() {
+                windows.push_front(window);
             }
-            Err(Uncommitted::Fenced(sets, err)) => {
-                for set in sets {
-                    upload::discard_objects(inner, set).await;
-                }
-                fail_group(inner, wal, group, windows, writes, err).await;
-                return;
+        }
+        Err(Uncommitted::Fenced(sets, err)) => {
+            for set in sets {
+                upload::discard_objects(inner, set).await;
             }
-            Err(Uncommitted::Failed(err)) => {
-                fail_group(inner, wal, group, windows, writes, err).await;
-                return;
-            }
+            *order = CommitOrder::Together;
+            fail_group(inner, wal, group, windows, writes, err).await;
+        }
+        Err(Uncommitted::Failed(err)) => {
+            *order = CommitOrder::Together;
+            fail_group(inner, wal, group, windows, writes, err).await;
         }
     }
 }

@@ -197,3 +197,140 @@ async fn a_backlog_goes_out_in_windows_of_at_most_the_window_size() {
     );
     assert_eq!(read_all(&store, stream, 0).await, expected);
 }
+
+/// A metadata store whose first window commit of a stream after
+/// [`HeldCommit::hold`] (a transaction conditional on its epoch) waits until released.
+struct HeldCommit {
+    inner: Arc<dyn MetaStore>,
+    /// The epoch key of the stream whose next commit is held.
+    held: std::sync::Mutex<Option<bytes::Bytes>>,
+    reached: tokio::sync::Notify,
+    released: tokio::sync::Semaphore,
+}
+
+impl HeldCommit {
+    fn new(inner: Arc<dyn MetaStore>) -> Self {
+        HeldCommit {
+            inner,
+            held: std::sync::Mutex::new(None),
+            reached: tokio::sync::Notify::new(),
+            released: tokio::sync::Semaphore::new(0),
+        }
+    }
+
+    fn hold(&self, stream: StreamId) {
+        *self.held.lock().expect("held") = Some(metadata::epoch_key(stream));
+    }
+
+    fn release(&self) {
+        self.released.add_permits(1);
+    }
+}
+
+#[async_trait::async_trait]
+impl MetaStore for HeldCommit {
+    async fn get(
+        &self,
+        key: &[u8],
+    ) -> Result<Option<crate::meta::KeyValue>, crate::meta::MetaError> {
+        self.inner.get(key).await
+    }
+
+    async fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        limit: usize,
+    ) -> Result<Vec<crate::meta::KeyValue>, crate::meta::MetaError> {
+        self.inner.scan_prefix(prefix, limit).await
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<crate::meta::TxnOutcome, crate::meta::MetaError> {
+        let held = {
+            let mut held = self.held.lock().expect("held");
+            let commit = txn.compares.iter().any(
+                |c| matches!((c, held.as_ref()), (Compare::Value(key, _), Some(epoch)) if key == epoch),
+            );
+            commit && held.take().is_some()
+        };
+        if held {
+            self.reached.notify_one();
+            let _released = self.released.acquire().await;
+        }
+        self.inner.txn(txn).await
+    }
+
+    async fn watch(
+        &self,
+        prefix: &[u8],
+    ) -> Result<crate::meta::WatchStream, crate::meta::MetaError> {
+        self.inner.watch(prefix).await
+    }
+
+    async fn grant_lease(
+        &self,
+        ttl: Duration,
+    ) -> Result<crate::meta::LeaseId, crate::meta::MetaError> {
+        self.inner.grant_lease(ttl).await
+    }
+
+    async fn keep_alive(&self, lease: crate::meta::LeaseId) -> Result<(), crate::meta::MetaError> {
+        self.inner.keep_alive(lease).await
+    }
+
+    async fn revoke_lease(
+        &self,
+        lease: crate::meta::LeaseId,
+    ) -> Result<(), crate::meta::MetaError> {
+        self.inner.revoke_lease(lease).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windows_are_written_while_a_commit_waits_for_the_metadata_store() {
+    let fixture = Fixture::new();
+    let meta = Arc::new(HeldCommit::new(fixture.meta().await));
+    let store = StreamStore::open(
+        fixture.storage(),
+        meta.clone(),
+        fixture.object_wal_config(5),
+    )
+    .await
+    .expect("store");
+    let stream = open_new_streams(&store, 1).await[0];
+    let mut expected = Vec::new();
+    let appended = store.append(stream, fixed_batch(0)).await.expect("append");
+    expected.push(fixed_batch(0).with_base_offset(appended.base_offset));
+    let before = fixture.objects();
+
+    meta.hold(stream);
+    let append = |seed| {
+        let store = store.clone();
+        tokio::spawn(async move { store.append(stream, fixed_batch(seed)).await })
+    };
+    let mut appends = vec![append(1)];
+    meta.reached.notified().await;
+    for seed in 2..=3 {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        appends.push(append(seed));
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    while fixture.objects() < before + 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        fixture.objects(),
+        before + 3,
+        "the windows behind a commit held by the metadata store are written meanwhile"
+    );
+    assert!(
+        appends.iter().all(|append| !append.is_finished()),
+        "no append may be acknowledged before the held commit of the window before it"
+    );
+
+    meta.release();
+    for (seed, append) in (1..).zip(appends) {
+        let appended = append.await.expect("task").expect("append");
+        expected.push(fixed_batch(seed).with_base_offset(appended.base_offset));
+    }
+    assert_eq!(read_all(&store, stream, 0).await, expected);
+}
