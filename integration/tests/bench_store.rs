@@ -9,9 +9,11 @@ use strata_integration::cli::strata_binary;
 /// Lines every run prints, each naming a figure.
 const FIGURES: &[&str] = &[
     "raw operator     write",
+    "by second:",
     "raw operator     read",
     "append unthrottled",
     "append fixed rate",
+    "unthrottled by second:",
     "ingest vs raw write",
     "object-store writes, unthrottled",
     "metadata commits, unthrottled",

@@ -5,6 +5,7 @@
 //! (unthrottled, then at a fixed rate); tail-read and cold-read throughput; object
 //! store requests per GiB ingested; and the process's peak RSS.
 
+mod by_second;
 mod memory;
 pub mod meta;
 mod recorded;
@@ -61,6 +62,7 @@ struct Phase {
     bytes: u64,
     elapsed: Duration,
     latencies: Vec<Duration>,
+    by_second: BySecond,
 }
 
 impl Phase {
@@ -97,6 +99,7 @@ fn under(config: &StorageConfig, sub: &str) -> StorageConfig {
     config
 }
 
+use by_second::BySecond;
 use memory::{Memory, PhasePeak};
 pub(super) use recorded::install_recorder;
 use recorded::{Recorded, quantile};
@@ -149,11 +152,16 @@ async fn measure(
     );
     let (raw_write, raw_read) =
         raw_operator(storage, &batch, phase_time, args.drop_page_cache).await?;
+    let raw_write_rate = raw_write.mib_per_sec();
     let memory = Memory::start();
     let mut peaks = vec![memory.peak("raw operator")];
     println!(
         "  raw operator     write {:>8.1} MiB/s (16 MiB objects, 4 in flight)",
-        raw_write
+        raw_write_rate
+    );
+    println!(
+        "    by second: {} MiB/s",
+        raw_write.by_second.line(raw_write.elapsed)
     );
     println!(
         "  raw operator     read  {:>8.1} MiB/s (1 MiB ranged reads, 4 in flight)",
@@ -235,8 +243,12 @@ async fn measure(
         );
     }
     println!(
+        "    unthrottled by second: {} MiB/s",
+        full.by_second.line(full.elapsed)
+    );
+    println!(
         "  ingest vs raw write          {:>6.0} %",
-        100.0 * full.mib_per_sec() / raw_write
+        100.0 * full.mib_per_sec() / raw_write_rate
     );
     let fsyncs = ingestion[1].histogram("strata_wal_fsync_seconds");
     if !fsyncs.is_empty() {

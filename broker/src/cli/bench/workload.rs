@@ -8,7 +8,7 @@ use strata_backends::Storage;
 use strata_core::batch::RecordBatch;
 use strata_core::store::{CompactionReport, StreamId, StreamStore};
 
-use super::{MIB, Phase};
+use super::{BySecond, MIB, Phase};
 
 /// An object of `bytes` holding `batch` back to back: the raw baselines write the
 /// bytes the store writes. Their content matters to a server that compresses what it
@@ -43,6 +43,7 @@ pub(super) async fn put_latencies(
         bytes: (bytes * count) as u64,
         elapsed: started.elapsed(),
         latencies,
+        by_second: BySecond::default(),
     })
 }
 
@@ -60,18 +61,23 @@ pub(super) fn drop_page_cache() -> Result<(), String> {
         .map_err(|e| format!("--drop-page-cache needs to write {CONTROL} (Linux, as root): {e}"))
 }
 
-/// The raw operator's write and read throughput in MiB/s: 16 MiB objects written
-/// for `phase`, then read back in 1 MiB ranges, then removed.
+/// The raw operator's write (16 MiB objects written for `phase`) and its read
+/// throughput in MiB/s (the objects read back in 1 MiB ranges, then removed).
 pub(super) async fn raw_operator(
     storage: &Storage,
     batch: &RecordBatch,
     phase: Duration,
     drop_cache: bool,
-) -> Result<(f64, f64), String> {
+) -> Result<(Phase, f64), String> {
     let op = storage.operator().clone();
     let object = object_of(batch, 16 << 20);
     let started = Instant::now();
-    let mut written = 0u64;
+    let mut write = Phase {
+        bytes: 0,
+        elapsed: Duration::ZERO,
+        latencies: Vec::new(),
+        by_second: BySecond::default(),
+    };
     let mut n = 0u64;
     while started.elapsed() < phase {
         let keys: Vec<String> = (n..n + 4).map(|i| format!("raw/{i:06}")).collect();
@@ -80,10 +86,11 @@ pub(super) async fn raw_operator(
             futures::future::join_all(keys.iter().map(|k| op.write(k, object.clone()))).await;
         for result in results {
             result.map_err(|e| format!("raw write: {e}"))?;
-            written += object.len() as u64;
+            write.bytes += object.len() as u64;
+            write.by_second.add(started.elapsed(), object.len() as u64);
         }
     }
-    let write = written as f64 / MIB / started.elapsed().as_secs_f64();
+    write.elapsed = started.elapsed();
 
     if drop_cache {
         drop_page_cache()?;
@@ -134,6 +141,7 @@ pub(super) async fn ingest(
         let batches_per_sec = rate * MIB / batch.len() as f64 / streams.len() as f64;
         Duration::from_secs_f64(1.0 / batches_per_sec)
     });
+    let bytes_each = batch.len() as u64;
     let producers: Vec<_> = streams
         .iter()
         .map(|&stream| {
@@ -141,6 +149,7 @@ pub(super) async fn ingest(
             let batch = batch.clone();
             tokio::spawn(async move {
                 let mut latencies = Vec::new();
+                let mut by_second = BySecond::default();
                 let mut ticker = interval.map(|every| {
                     let mut ticker = tokio::time::interval(every);
                     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -151,11 +160,17 @@ pub(super) async fn ingest(
                 let mut outstanding: futures::stream::FuturesUnordered<
                     tokio::task::JoinHandle<Result<Duration, String>>,
                 > = futures::stream::FuturesUnordered::new();
+                let mut done =
+                    |latency: Result<Result<Duration, String>, tokio::task::JoinError>| {
+                        latencies.push(latency.map_err(|e| e.to_string())??);
+                        by_second.add(started.elapsed(), bytes_each);
+                        Ok::<_, String>(())
+                    };
                 while started.elapsed() < phase {
                     if outstanding.len() >= in_flight
-                        && let Some(done) = outstanding.next().await
+                        && let Some(latency) = outstanding.next().await
                     {
-                        latencies.push(done.map_err(|e| e.to_string())??);
+                        done(latency)?;
                     }
                     if let Some(ticker) = ticker.as_mut() {
                         ticker.tick().await;
@@ -173,22 +188,26 @@ pub(super) async fn ingest(
                         Ok::<_, String>(sent.elapsed())
                     }));
                 }
-                while let Some(done) = outstanding.next().await {
-                    latencies.push(done.map_err(|e| e.to_string())??);
+                while let Some(latency) = outstanding.next().await {
+                    done(latency)?;
                 }
-                Ok::<_, String>(latencies)
+                Ok::<_, String>((latencies, by_second))
             })
         })
         .collect();
     let mut latencies = Vec::new();
+    let mut by_second = BySecond::default();
     for producer in producers {
-        latencies.extend(producer.await.map_err(|e| e.to_string())??);
+        let (produced, seconds) = producer.await.map_err(|e| e.to_string())??;
+        latencies.extend(produced);
+        by_second.merge(seconds);
     }
-    let bytes = latencies.len() as u64 * batch.len() as u64;
+    let bytes = latencies.len() as u64 * bytes_each;
     Ok(Phase {
         bytes,
         elapsed: started.elapsed(),
         latencies,
+        by_second,
     })
 }
 
@@ -230,6 +249,7 @@ pub(super) async fn read_from(
         bytes,
         elapsed: started.elapsed(),
         latencies: Vec::new(),
+        by_second: BySecond::default(),
     })
 }
 
