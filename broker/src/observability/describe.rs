@@ -248,6 +248,12 @@ pub const FAMILIES: &[(&str, Kind, Unit, &str)] = &[
         "Hedged object WAL windows whose second write finished first.",
     ),
     (
+        "strata_stream_fenced_total",
+        Kind::Counter,
+        Unit::Count,
+        "Streams a commit found taken over by a newer owner: left out of that commit and every later one, their appends here refused.",
+    ),
+    (
         "strata_allocator_allocated_bytes",
         Kind::Gauge,
         Unit::Bytes,

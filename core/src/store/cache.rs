@@ -34,6 +34,8 @@ struct StreamCache {
     /// Offsets below this are acknowledged and readable: the contiguous prefix of
     /// what the WAL confirmed.
     acked_end: u64,
+    /// A newer owner took the stream: nothing more of it is taken in.
+    taken_over: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +69,7 @@ impl LogCache {
         let entry = self.streams.entry(stream).or_default();
         entry.uploaded_end = entry.uploaded_end.max(end);
         entry.acked_end = entry.acked_end.max(end);
+        entry.taken_over = false;
     }
 
     /// Takes the LSN the next queued WAL record will get.
@@ -228,6 +231,30 @@ impl LogCache {
         self.publish_sizes();
     }
 
+    /// Drops `stream`'s batches not in an object, now and as the WAL confirms more:
+    /// a newer owner took the stream, so they will never be uploaded, and kept they
+    /// would hold the WAL's trim point. Its offsets from there on are no longer
+    /// readable here.
+    pub(super) fn forget_unuploaded(&mut self, stream: StreamId) {
+        let Some(entry) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        entry.taken_over = true;
+        let dropped = entry.batches.split_off(&entry.uploaded_end);
+        let bytes: usize = dropped.values().map(|cached| cached.batch.len()).sum();
+        self.cached_bytes -= bytes;
+        self.unuploaded_bytes -= bytes;
+        entry.acked_end = entry.acked_end.min(entry.uploaded_end);
+        self.publish_sizes();
+    }
+
+    /// Whether [`LogCache::forget_unuploaded`] dropped the stream (until reopened).
+    pub(super) fn is_taken_over(&self, stream: StreamId) -> bool {
+        self.streams
+            .get(&stream)
+            .is_some_and(|entry| entry.taken_over)
+    }
+
     /// The WAL may drop records below this LSN: everything before it is in objects.
     pub(super) fn wal_trim_point(&self) -> Lsn {
         let unuploaded = self
@@ -354,6 +381,31 @@ mod tests {
                 "{stream:?} kept more than its share"
             );
         }
+    }
+
+    #[test]
+    fn a_taken_over_stream_no_longer_holds_the_wal_or_waits_for_upload() {
+        let mut cache = LogCache::new(1 << 20, Lsn(0));
+        let (kept, taken) = (StreamId(1), StreamId(2));
+        cache.open_stream(kept, 0);
+        cache.open_stream(taken, 0);
+        insert_acked(&mut cache, taken, [0, 1]);
+        insert_acked(&mut cache, kept, [0]);
+        assert_eq!(cache.wal_trim_point(), Lsn(0));
+
+        cache.forget_unuploaded(taken);
+        assert!(cache.is_taken_over(taken));
+        assert_eq!(
+            cache.wal_trim_point(),
+            Lsn(2),
+            "only the kept stream's record holds the WAL"
+        );
+        assert_eq!(cache.unuploaded_bytes(), batch(0).len());
+        assert_eq!(cache.upload_order(), vec![kept]);
+        assert_eq!(cache.acked_end(taken), Some(0));
+
+        cache.open_stream(taken, 0);
+        assert!(!cache.is_taken_over(taken), "reopened by this store");
     }
 
     #[test]

@@ -12,6 +12,7 @@
 mod background;
 mod block_cache;
 mod cache;
+mod commit;
 mod compaction;
 mod hedge;
 mod lifecycle;
@@ -264,6 +265,9 @@ struct OpenStream {
     state: Mutex<StreamState>,
     /// Ranges starting below this were already handed to the prefetcher.
     prefetched_end: std::sync::atomic::AtomicU64,
+    /// A newer owner took the stream (a commit found its epoch changed): appends are
+    /// refused and what this store still holds of it is never committed.
+    fenced: std::sync::atomic::AtomicBool,
 }
 
 struct StreamState {
@@ -453,6 +457,7 @@ impl StreamStore {
                 ranges,
             }),
             prefetched_end: std::sync::atomic::AtomicU64::new(0),
+            fenced: std::sync::atomic::AtomicBool::new(false),
         });
         self.inner.lock_streams().insert(stream, open);
         Ok(())
@@ -483,6 +488,9 @@ impl StreamStore {
             .inner
             .open_stream_state(stream)
             .ok_or(StoreError::StreamNotOpen(stream))?;
+        if open.is_fenced() {
+            return Err(open.fenced_error());
+        }
         let bytes = batch.len() as u64;
         let wal = match &self.inner.wal {
             Wal::Local(wal) => wal,
@@ -519,6 +527,7 @@ impl StreamStore {
             end_offset: placed.end_offset(),
         };
         let inner = self.inner.clone();
+        let fenced = open.fenced_error();
         let durable = async move {
             match written.await {
                 Ok(written) if written == lsn => {}
@@ -535,6 +544,11 @@ impl StreamStore {
             }
             let unuploaded = {
                 let mut cache = inner.lock_cache();
+                if cache.is_taken_over(stream) {
+                    // Fenced while in the WAL: never to be uploaded from here.
+                    cache.abandon(lsn);
+                    return Err(fenced);
+                }
                 cache.insert(stream, placed, lsn);
                 cache.unuploaded_bytes()
             };
@@ -823,6 +837,22 @@ impl OpenStream {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn is_fenced(&self) -> bool {
+        self.fenced.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Marks the stream taken over; `true` the first time.
+    fn fence(&self) -> bool {
+        !self.fenced.swap(true, std::sync::atomic::Ordering::AcqRel)
+    }
+
+    fn fenced_error(&self) -> StoreError {
+        StoreError::Fenced {
+            stream: self.id,
+            epoch: self.epoch,
+        }
     }
 }
 

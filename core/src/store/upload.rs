@@ -17,10 +17,10 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::cache::PendingStream;
+use super::commit::{self, Committed};
 use super::metadata::{self, ObjectRange, ObjectRecord, ObjectState};
 use super::{Inner, OpenStream, StoreError};
 use crate::batch::RecordBatch;
-use crate::meta::{Compare, Op, Txn};
 use crate::object::{BlockMeta, EncodedObject, ObjectBuilder, ObjectId, ObjectKind, object_key};
 
 /// The uploader task: uploads when asked (enough data) or every `interval`, until
@@ -90,15 +90,23 @@ pub(super) async fn upload(inner: &Inner) -> Result<bool, StoreError> {
     if flush == Flush::Once {
         metrics::counter!("strata_upload_rounds_behind_total").increment(1);
     }
-    let commits = write_stream_set(
+    let committed = write_stream_set(
         inner,
         pending,
         Grouping::About(inner.config.upload_bytes),
         flush,
     )
     .await?;
-    for (open, range) in &commits {
-        inner.lock_cache().mark_uploaded(open.id, range.end_offset);
+    {
+        let mut cache = inner.lock_cache();
+        for (open, range) in &committed.ranges {
+            cache.mark_uploaded(open.id, range.end_offset);
+        }
+        // Never to be committed by this store: kept, they would hold the WAL's trim
+        // point and come back in every round.
+        for open in &committed.fenced {
+            cache.forget_unuploaded(open.id);
+        }
     }
     loop {
         let eviction = inner.lock_cache().evict(EVICT_PER_LOCK);
@@ -171,22 +179,22 @@ pub(super) enum Grouping {
 }
 
 /// Writes `pending` as objects and commits them ([`write_objects`], then
-/// [`commit_objects`]).
+/// [`commit::commit`]).
 pub(super) async fn write_stream_set(
     inner: &Inner,
     pending: Vec<PendingStream>,
     grouping: Grouping,
     flush: Flush,
-) -> Result<Vec<(Arc<OpenStream>, ObjectRange)>, StoreError> {
+) -> Result<Committed, StoreError> {
     let written = write_objects(inner, pending, grouping, flush).await?;
-    commit_objects(inner, written).await
+    commit::commit(inner, vec![written]).await
 }
 
 /// Objects written but not yet committed: nothing references them until
-/// [`commit_objects`]; [`discard_objects`] removes them instead.
+/// [`commit::commit`]; [`discard_objects`] removes them instead.
 pub(super) struct WrittenSet {
-    objects: Vec<Written>,
-    started: Instant,
+    pub(super) objects: Vec<Written>,
+    pub(super) started: Instant,
 }
 
 /// Writes `pending` as objects: streams with at least `stream_split_bytes` pending
@@ -249,104 +257,11 @@ pub(super) async fn discard_objects(inner: &Inner, set: WrittenSet) {
     discard_all(inner, &set.objects).await;
 }
 
-/// Commits written objects in one transaction, conditional on every stream's epoch:
-/// it adds all their ranges and marks every object committed; the ranges are then
-/// added to the streams' state. A fenced commit discards the objects.
-pub(super) async fn commit_objects(
-    inner: &Inner,
-    set: WrittenSet,
-) -> Result<Vec<(Arc<OpenStream>, ObjectRange)>, StoreError> {
-    match commit_together(inner, vec![set]).await {
-        Ok(commits) => Ok(commits),
-        Err(Uncommitted::Fenced(sets, err)) => {
-            for set in sets {
-                discard_objects(inner, set).await;
-            }
-            Err(err)
-        }
-        Err(Uncommitted::Failed(err)) => Err(err),
-    }
-}
-
-/// Why [`commit_together`] committed nothing.
-pub(super) enum Uncommitted {
-    /// A newer owner took one of the streams. The sets come back as they were:
-    /// written, not committed, for the caller to commit apart or discard.
-    Fenced(Vec<WrittenSet>, StoreError),
-    /// The metadata store failed and whether the commit applied is unknown: the
-    /// objects are left alone (if it did not apply, they are still prepared and the
-    /// next open removes them).
-    Failed(StoreError),
-}
-
-/// [`commit_objects`] for several sets in one transaction: one metadata commit,
-/// one sync of the metadata store, for windows of the object WAL written at once.
-pub(super) async fn commit_together(
-    inner: &Inner,
-    mut sets: Vec<WrittenSet>,
-) -> Result<Vec<(Arc<OpenStream>, ObjectRange)>, Uncommitted> {
-    let mut txn = Txn::new();
-    for object in sets.iter_mut().flat_map(|set| set.objects.iter_mut()) {
-        for (open, range) in &mut object.ranges {
-            range.object = object.id;
-            txn = txn
-                .when(Compare::Value(
-                    metadata::epoch_key(open.id),
-                    metadata::u64_value(open.epoch),
-                ))
-                .and_then(Op::put(
-                    metadata::range_key(open.id, range.start_offset),
-                    range.value(),
-                ));
-        }
-        let committed = ObjectRecord {
-            state: ObjectState::Committed,
-            ..object.record
-        };
-        txn = txn.and_then(Op::put(metadata::object_key(object.id), committed.value()));
-    }
-    let outcome = inner
-        .meta
-        .txn(txn)
-        .await
-        .map_err(|err| Uncommitted::Failed(err.into()))?;
-    if !outcome.succeeded {
-        // The objects must not be referenced. Named after the first stream: the
-        // transaction does not say which comparison failed.
-        let first = sets
-            .iter()
-            .flat_map(|set| &set.objects)
-            .flat_map(|object| &object.ranges)
-            .next()
-            .map(|(open, _)| (open.id, open.epoch));
-        let err = match first {
-            Some((stream, epoch)) => StoreError::Fenced { stream, epoch },
-            None => StoreError::Task("a commit of no ranges was refused".to_string()),
-        };
-        return Err(Uncommitted::Fenced(sets, err));
-    }
-    let mut commits = Vec::new();
-    for set in sets {
-        for object in set.objects {
-            metrics::counter!("strata_upload_objects_total").increment(1);
-            metrics::counter!("strata_upload_bytes_total").increment(object.record.size);
-            tracing::debug!(object = %object.id, bytes = object.record.size, streams = object.ranges.len(), "uploaded object");
-            for (open, range) in object.ranges {
-                open.lock_state().ranges.insert(range.start_offset, range);
-                commits.push((open, range));
-            }
-        }
-        metrics::histogram!("strata_upload_duration_seconds")
-            .record(set.started.elapsed().as_secs_f64());
-    }
-    Ok(commits)
-}
-
 /// An object PUT but not yet committed.
-struct Written {
-    id: ObjectId,
-    record: ObjectRecord,
-    ranges: Vec<(Arc<OpenStream>, ObjectRange)>,
+pub(super) struct Written {
+    pub(super) id: ObjectId,
+    pub(super) record: ObjectRecord,
+    pub(super) ranges: Vec<(Arc<OpenStream>, ObjectRange)>,
 }
 
 fn pending_bytes(stream: &PendingStream) -> usize {

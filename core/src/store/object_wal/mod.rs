@@ -74,7 +74,16 @@ struct Queue {
 struct Gathered {
     stream: StreamId,
     batch: RecordBatch,
-    done: oneshot::Sender<Result<(), String>>,
+    done: oneshot::Sender<Result<(), Refused>>,
+}
+
+/// Why a queued append was not committed.
+#[derive(Debug, Clone)]
+pub(super) enum Refused {
+    /// A newer owner took the stream.
+    Fenced { stream: StreamId, epoch: u64 },
+    /// Its window, or one before it, failed for this reason.
+    Failed(String),
 }
 
 impl ObjectWal {
@@ -168,7 +177,7 @@ pub(super) async fn enqueue(
     open: &Arc<OpenStream>,
     batch: RecordBatch,
     buffers: &BufferPool,
-) -> (Appended, oneshot::Receiver<Result<(), String>>) {
+) -> (Appended, oneshot::Receiver<Result<(), Refused>>) {
     wal.wait_for_room().await;
     let mut next = open.next_offset.lock().await;
     let placed = batch.placed_in(*next, buffers);
@@ -195,10 +204,13 @@ pub(super) async fn enqueue(
 }
 
 /// Resolves once the window holding a queued batch is committed.
-pub(super) async fn durable(done: oneshot::Receiver<Result<(), String>>) -> Result<(), StoreError> {
+pub(super) async fn durable(
+    done: oneshot::Receiver<Result<(), Refused>>,
+) -> Result<(), StoreError> {
     match done.await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(reason)) => Err(StoreError::ObjectWal(reason)),
+        Ok(Err(Refused::Fenced { stream, epoch })) => Err(StoreError::Fenced { stream, epoch }),
+        Ok(Err(Refused::Failed(reason))) => Err(StoreError::ObjectWal(reason)),
         Err(_) => Err(StoreError::Task("the object WAL stopped".to_string())),
     }
 }

@@ -18,11 +18,12 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::{Gathered, ObjectWal};
+use super::{Gathered, ObjectWal, Refused};
 use crate::store::cache::PendingStream;
+use crate::store::commit::{self, Committed};
 use crate::store::hedge;
 use crate::store::metadata::StreamId;
-use crate::store::upload::{self, Uncommitted, WrittenSet};
+use crate::store::upload::{self, WrittenSet};
 use crate::store::{Inner, StoreError, Wal};
 
 /// Window writes (PUTs) in flight at once, as many as the raw write baseline keeps.
@@ -50,7 +51,7 @@ enum Event {
     /// The write of the window with this sequence number ended.
     Written(u64, WriteResult),
     /// The commit of these windows (front first) ended.
-    Committed(Vec<Window>, Result<(), Uncommitted>),
+    Committed(Vec<Window>, Result<Committed, StoreError>),
 }
 
 /// Writes each window's appends as one object until the store is dropped.
@@ -73,7 +74,6 @@ pub(in crate::store) async fn run(
     // in it: a write slot freed while a commit waits for the metadata store's sync
     // takes the next window at once.
     let mut commits = FuturesUnordered::new();
-    let mut order = CommitOrder::Together;
     let mut next_seq = 0u64;
     let mut stopping = false;
     loop {
@@ -109,21 +109,11 @@ pub(in crate::store) async fn run(
                 }
             }
             Event::Committed(group, outcome) => {
-                settle(
-                    &inner,
-                    wal,
-                    group,
-                    outcome,
-                    &mut windows,
-                    &mut writes,
-                    &mut order,
-                )
-                .await;
+                settle(&inner, wal, group, outcome, &mut windows, &mut writes).await;
             }
         }
         if commits.is_empty()
-            && let Some((group, sets)) =
-                next_commit(&inner, wal, &mut windows, &mut writes, &mut order).await
+            && let Some((group, sets)) = next_commit(&inner, wal, &mut windows, &mut writes).await
         {
             commits.push(commit(inner.clone(), group, sets));
         }
@@ -187,22 +177,13 @@ async fn ended(seq: u64, write: JoinHandle<WriteResult>) -> (u64, WriteResult) {
     (seq, written)
 }
 
-/// How the written windows at the front go to the metadata store.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum CommitOrder {
-    /// All of them in one transaction: under load several writes end while a commit
-    /// runs, and one commit (one sync of the metadata store) for all of them keeps
-    /// commits from becoming the pipeline's narrowest step.
-    Together,
-    /// This many more one window at a time: a group was refused because a newer
-    /// owner took one of its streams, and the windows before that stream's first
-    /// one must still succeed.
-    Singly(usize),
-}
-
 /// Takes the written windows at the front, in order, as the next group to commit,
 /// with their written objects; `None` while the front window is still being written.
 /// If the front window's write failed, it fails here, and every window behind it.
+///
+/// The windows written by then go in one metadata transaction: under load several
+/// writes end while a commit runs, and one commit (one sync of the metadata store)
+/// for all of them keeps commits from becoming the pipeline's narrowest step.
 ///
 /// Called only while no commit runs: a failure rewinds streams to their committed
 /// ends, which must not pass over a commit still in flight.
@@ -211,7 +192,6 @@ async fn next_commit<F>(
     wal: &ObjectWal,
     windows: &mut VecDeque<Window>,
     writes: &mut FuturesUnordered<F>,
-    order: &mut CommitOrder,
 ) -> Option<(Vec<Window>, Vec<WrittenSet>)>
 where
     F: Future<Output = (u64, WriteResult)>,
@@ -227,22 +207,11 @@ where
         if let Some(Err(err)) = failed
             && let Some(window) = windows.pop_front()
         {
-            *order = CommitOrder::Together;
             fail_from(inner, wal, window, windows, writes, err).await;
         }
         return None;
     }
-    let count = match *order {
-        CommitOrder::Together => ready,
-        CommitOrder::Singly(left) => {
-            *order = match left {
-                0 | 1 => CommitOrder::Together,
-                more => CommitOrder::Singly(more - 1),
-            };
-            1
-        }
-    };
-    let mut group: Vec<Window> = windows.drain(..count).collect();
+    let mut group: Vec<Window> = windows.drain(..ready).collect();
     let sets = group
         .iter_mut()
         .filter_map(|w| match w.written.take() {
@@ -258,51 +227,31 @@ async fn commit(
     inner: Arc<Inner>,
     group: Vec<Window>,
     sets: Vec<WrittenSet>,
-) -> (Vec<Window>, Result<(), Uncommitted>) {
-    let outcome = upload::commit_together(&inner, sets).await.map(drop);
+) -> (Vec<Window>, Result<Committed, StoreError>) {
+    let outcome = commit::commit(&inner, sets).await;
     (group, outcome)
 }
 
-/// A group's commit ended: its appends succeed, or it goes back to be committed
-/// window by window (fenced), or it fails with every window behind it.
+/// A group's commit ended: its appends succeed (but those of streams a newer owner
+/// took, which fail as fenced), or it fails with every window behind it.
 async fn settle<F>(
     inner: &Inner,
     wal: &ObjectWal,
-    mut group: Vec<Window>,
-    outcome: Result<(), Uncommitted>,
+    group: Vec<Window>,
+    outcome: Result<Committed, StoreError>,
     windows: &mut VecDeque<Window>,
     writes: &mut FuturesUnordered<F>,
-    order: &mut CommitOrder,
 ) where
     F: Future<Output = (u64, WriteResult)>,
 {
     match outcome {
-        Ok(()) => {
+        Ok(committed) => {
             for window in group {
-                acknowledge(inner, window.gathered);
+                acknowledge(inner, window.gathered, &committed);
                 wal.settled(window.bytes);
             }
         }
-        Err(Uncommitted::Fenced(sets, _)) if group.len() > 1 => {
-            for (window, set) in group.iter_mut().zip(sets) {
-                window.written = Some(Ok(set));
-            }
-            *order = CommitOrder::Singly(group.len());
-            for window in group.into_iter().rev() {
-                windows.push_front(window);
-            }
-        }
-        Err(Uncommitted::Fenced(sets, err)) => {
-            for set in sets {
-                upload::discard_objects(inner, set).await;
-            }
-            *order = CommitOrder::Together;
-            fail_group(inner, wal, group, windows, writes, err).await;
-        }
-        Err(Uncommitted::Failed(err)) => {
-            *order = CommitOrder::Together;
-            fail_group(inner, wal, group, windows, writes, err).await;
-        }
+        Err(err) => fail_group(inner, wal, group, windows, writes, err).await,
     }
 }
 
@@ -329,16 +278,30 @@ async fn fail_group<F>(
     fail_from(inner, wal, first, windows, writes, err).await;
 }
 
-/// The window is committed: its batches become readable and its appends succeed.
-fn acknowledge(inner: &Inner, gathered: Vec<Gathered>) {
+/// The window is committed: its batches become readable and its appends succeed,
+/// but those of streams the commit left out as taken over, which fail.
+fn acknowledge(inner: &Inner, gathered: Vec<Gathered>, committed: &Committed) {
     {
         let mut cache = inner.lock_cache();
         for appended in &gathered {
-            cache.insert_committed(appended.stream, appended.batch.clone());
+            if !committed.is_fenced(appended.stream) {
+                cache.insert_committed(appended.stream, appended.batch.clone());
+            }
         }
     }
     for appended in gathered {
-        let _ = appended.done.send(Ok(()));
+        let outcome = match committed
+            .fenced
+            .iter()
+            .find(|open| open.id == appended.stream)
+        {
+            Some(open) => Err(Refused::Fenced {
+                stream: open.id,
+                epoch: open.epoch,
+            }),
+            None => Ok(()),
+        };
+        let _ = appended.done.send(outcome);
     }
 }
 
@@ -395,7 +358,7 @@ async fn fail_from<F>(
 
 fn fail_window(gathered: Vec<Gathered>, reason: &str) {
     for appended in gathered {
-        let _ = appended.done.send(Err(reason.to_string()));
+        let _ = appended.done.send(Err(Refused::Failed(reason.to_string())));
     }
 }
 
@@ -407,9 +370,9 @@ async fn rewind(inner: &Inner, wal: &ObjectWal, stream: StreamId, reason: &str) 
     };
     let mut next = open.next_offset.lock().await;
     for appended in wal.remove_gathered(stream) {
-        let _ = appended.done.send(Err(format!(
+        let _ = appended.done.send(Err(Refused::Failed(format!(
             "an earlier write of this stream failed: {reason}"
-        )));
+        ))));
     }
     *next = inner.lock_cache().acked_end(stream).unwrap_or(*next);
 }

@@ -268,13 +268,50 @@ async fn taken_over(fixture: &Fixture) -> (StreamStore, StreamStore, StreamId) {
 #[tokio::test]
 async fn a_stale_owner_cannot_commit() {
     let fixture = Fixture::new();
-    let (old, _new, _) = taken_over(&fixture).await;
+    let (old, _new, taken) = taken_over(&fixture).await;
 
-    match old.flush().await {
-        Err(StoreError::Fenced { .. }) => {}
-        other => panic!("the old owner's upload must be fenced, got {other:?}"),
+    old.flush()
+        .await
+        .expect("a taken stream is left out of the upload, not retried");
+    assert_eq!(
+        fixture.objects(),
+        0,
+        "the object holding only it was deleted"
+    );
+    assert_eq!(
+        old.unuploaded_bytes(),
+        0,
+        "its data no longer waits for upload"
+    );
+    match old.append(taken, batch(1, 9)).await {
+        Err(StoreError::Fenced { stream, .. }) => assert_eq!(stream, taken),
+        other => panic!("an append to the taken stream must be fenced, got {other:?}"),
     }
-    assert_eq!(fixture.objects(), 0, "the fenced object was deleted");
+}
+
+#[tokio::test]
+async fn a_taken_stream_does_not_hold_back_the_upload_of_the_others() {
+    let fixture = Fixture::new();
+    let (old, new, taken) = taken_over(&fixture).await;
+    // Still the old store's own, with data in its WAL beside the taken stream's.
+    let kept = open_new_streams(&old, 1).await[0];
+    let appended = old.append(kept, batch(2, 2)).await.expect("append");
+
+    old.flush()
+        .await
+        .expect("the upload commits the streams still owned");
+    assert_eq!(old.unuploaded_bytes(), 0);
+    new.open_stream(kept).await.expect("open");
+    assert_eq!(
+        read_all(&new, kept, 0).await,
+        vec![batch(2, 2).with_base_offset(appended.base_offset)],
+        "the kept stream's data was committed"
+    );
+    assert_eq!(
+        new.offsets(taken).expect("offsets"),
+        (0, 0),
+        "nothing of the taken stream was committed by the old owner"
+    );
 }
 
 #[tokio::test]
@@ -929,7 +966,7 @@ async fn append_in_waves(store: &StreamStore, id: StreamId) -> Vec<u64> {
 async fn objects_without_any_record_are_swept_after_the_grace_period() {
     let fixture = Fixture::new();
     let (old, new, _) = taken_over(&fixture).await;
-    assert!(matches!(old.flush().await, Err(StoreError::Fenced { .. })));
+    old.flush().await.expect("the taken stream is left out");
     // The fenced upload's PUT lands after its cleanup: an object no record names.
     let late = crate::object::object_key(crate::object::ObjectId(0));
     fixture

@@ -87,7 +87,7 @@ async fn a_stalled_write_holds_the_commits_behind_it_not_their_writes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn windows_committed_together_still_commit_those_before_a_fenced_stream() {
+async fn a_taken_stream_fails_only_its_own_appends() {
     let fixture = Fixture::new();
     let stall = StallLayer::new("objects/", Duration::from_secs(1));
     let meta = fixture.meta().await;
@@ -107,7 +107,8 @@ async fn windows_committed_together_still_commit_those_before_a_fenced_stream() 
     let (kept, taken) = (streams[0], streams[1]);
 
     // The first window stalls; the two behind it are written meanwhile, so all three
-    // are ready together when it ends.
+    // are committed together when it ends, in a transaction the taken stream's epoch
+    // refuses.
     stall.stall_next(1);
     let append = |stream, seed| {
         let old = old.clone();
@@ -131,22 +132,30 @@ async fn windows_committed_together_still_commit_those_before_a_fenced_stream() 
     let first = first
         .await
         .expect("task")
-        .expect("the window before the fenced one");
+        .expect("the kept stream's first append");
     match fenced.await.expect("task") {
-        Err(StoreError::ObjectWal(reason)) => assert!(
-            reason.contains(&format!("stream {taken:?}")),
-            "the taken stream's window is the one fenced: {reason}"
-        ),
+        Err(StoreError::Fenced { stream, .. }) => assert_eq!(stream, taken),
         other => panic!("the taken stream's append must fail as fenced, got {other:?}"),
     }
-    assert!(
-        behind.await.expect("task").is_err(),
-        "a window after a failed one fails"
-    );
+    let behind = behind
+        .await
+        .expect("task")
+        .expect("the kept stream's append behind the taken stream's");
     assert_eq!(
         read_all(&old, kept, 0).await,
-        vec![fixed_batch(0).with_base_offset(first.base_offset)]
+        vec![
+            fixed_batch(0).with_base_offset(first.base_offset),
+            fixed_batch(2).with_base_offset(behind.base_offset),
+        ]
     );
+    assert!(
+        matches!(
+            old.append(taken, fixed_batch(3)).await,
+            Err(StoreError::Fenced { .. })
+        ),
+        "later appends to the taken stream are refused at once"
+    );
+    assert_eq!(new.offsets(taken).expect("offsets"), (0, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
