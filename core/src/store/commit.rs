@@ -25,8 +25,12 @@ pub(super) struct Committed {
 }
 
 impl Committed {
-    pub(super) fn is_fenced(&self, stream: metadata::StreamId) -> bool {
-        self.fenced.iter().any(|open| open.id == stream)
+    /// The stream, if this commit left it out as taken over.
+    pub(super) fn fenced_stream(&self, stream: metadata::StreamId) -> Option<&OpenStream> {
+        self.fenced
+            .iter()
+            .find(|open| open.id == stream)
+            .map(|open| &**open)
     }
 }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use strata_core::meta::{Compare, EmbeddedMetaStore, EmbeddedOptions, MetaStore, Op, Txn};
 
-use super::{BySecond, Phase, ms};
+use super::{Phase, ms};
 
 /// Knobs of one metadata benchmark run.
 #[derive(Debug, Clone, clap::Args)]
@@ -40,7 +40,7 @@ impl Measured {
             bytes: 0,
             elapsed: self.elapsed,
             latencies: self.latencies,
-            by_second: BySecond::default(),
+            ..Phase::default()
         };
         format!(
             "  {label:<30} {commits_per_sec:>9.0} commits/s  p50 {:>6.2} ms  p99 {:>6.2} ms{extra}",

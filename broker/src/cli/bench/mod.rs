@@ -58,6 +58,7 @@ pub struct BenchArgs {
 
 const MIB: f64 = 1024.0 * 1024.0;
 
+#[derive(Default)]
 struct Phase {
     bytes: u64,
     elapsed: Duration,

@@ -43,7 +43,7 @@ pub(super) async fn put_latencies(
         bytes: (bytes * count) as u64,
         elapsed: started.elapsed(),
         latencies,
-        by_second: BySecond::default(),
+        ..Phase::default()
     })
 }
 
@@ -72,12 +72,7 @@ pub(super) async fn raw_operator(
     let op = storage.operator().clone();
     let object = object_of(batch, 16 << 20);
     let started = Instant::now();
-    let mut write = Phase {
-        bytes: 0,
-        elapsed: Duration::ZERO,
-        latencies: Vec::new(),
-        by_second: BySecond::default(),
-    };
+    let mut write = Phase::default();
     let mut n = 0u64;
     while started.elapsed() < phase {
         let keys: Vec<String> = (n..n + 4).map(|i| format!("raw/{i:06}")).collect();
@@ -248,8 +243,7 @@ pub(super) async fn read_from(
     Ok(Phase {
         bytes,
         elapsed: started.elapsed(),
-        latencies: Vec::new(),
-        by_second: BySecond::default(),
+        ..Phase::default()
     })
 }
 

@@ -115,7 +115,7 @@ pub(in crate::store) async fn run(
         if commits.is_empty()
             && let Some((group, sets)) = next_commit(&inner, wal, &mut windows, &mut writes).await
         {
-            commits.push(commit(inner.clone(), group, sets));
+            commits.push(commit_group(inner.clone(), group, sets));
         }
         if stopping && windows.is_empty() && commits.is_empty() {
             // Appends that passed the closing check just before it was set.
@@ -223,7 +223,7 @@ where
 }
 
 /// Commits one group's objects in one transaction; resolves with the group.
-async fn commit(
+async fn commit_group(
     inner: Arc<Inner>,
     group: Vec<Window>,
     sets: Vec<WrittenSet>,
@@ -284,17 +284,13 @@ fn acknowledge(inner: &Inner, gathered: Vec<Gathered>, committed: &Committed) {
     {
         let mut cache = inner.lock_cache();
         for appended in &gathered {
-            if !committed.is_fenced(appended.stream) {
+            if committed.fenced_stream(appended.stream).is_none() {
                 cache.insert_committed(appended.stream, appended.batch.clone());
             }
         }
     }
     for appended in gathered {
-        let outcome = match committed
-            .fenced
-            .iter()
-            .find(|open| open.id == appended.stream)
-        {
+        let outcome = match committed.fenced_stream(appended.stream) {
             Some(open) => Err(Refused::Fenced {
                 stream: open.id,
                 epoch: open.epoch,
