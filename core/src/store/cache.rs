@@ -6,6 +6,8 @@
 //! the WAL be trimmed past data that is not in an object yet.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::batch::RecordBatch;
 use crate::wal::Lsn;
@@ -24,6 +26,9 @@ pub(super) struct LogCache {
     /// (each stream's in offset order): the ones eviction may drop, oldest first.
     /// Un-uploaded batches never enter it, so eviction never walks past them.
     evictable: VecDeque<(StreamId, u64)>,
+    /// Bytes held outside the cache that count against its size: the object WAL's
+    /// appends gathered and not yet committed (they enter the cache on commit).
+    charged: Arc<AtomicUsize>,
 }
 
 #[derive(Debug, Default)]
@@ -61,7 +66,19 @@ impl LogCache {
             next_lsn,
             in_flight: BTreeSet::new(),
             evictable: VecDeque::new(),
+            charged: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// Counts `bytes` (kept current by their owner) against the cache's size.
+    pub(super) fn charge(&mut self, bytes: Arc<AtomicUsize>) {
+        self.charged = bytes;
+    }
+
+    /// What cached batches may take: the size less what is charged to it.
+    fn room(&self) -> usize {
+        self.capacity_bytes
+            .saturating_sub(self.charged.load(Ordering::Relaxed))
     }
 
     /// Registers a stream whose offsets below `end` are all in objects.
@@ -104,7 +121,7 @@ impl LogCache {
         // Uploaded batches go as new ones come, not only after the next upload:
         // otherwise a slow upload lets the cache grow by everything appended
         // meanwhile, up to the un-uploaded limit on top of a full cache.
-        if self.cached_bytes > self.capacity_bytes {
+        if self.cached_bytes > self.room() {
             // `evict` publishes the sizes.
             drop(self.evict(EVICT_PER_INSERT));
         } else {
@@ -278,7 +295,7 @@ impl LogCache {
         metrics::gauge!("strata_wal_unuploaded_bytes").set(self.unuploaded_bytes as f64);
     }
 
-    /// Drops uploaded batches until within capacity, in the order they were
+    /// Drops uploaded batches until within [`LogCache::room`], in the order they were
     /// uploaded, which within a stream is offset order: a stream's cached run only
     /// ever loses its oldest batch, never one from its middle (a read stops at a
     /// hole, and batches of one stream can enter the cache out of offset order).
@@ -290,7 +307,8 @@ impl LogCache {
     /// released.
     pub(super) fn evict(&mut self, max_batches: usize) -> Eviction {
         let mut dropped = Vec::new();
-        while self.cached_bytes > self.capacity_bytes {
+        let room = self.room();
+        while self.cached_bytes > room {
             if dropped.len() >= max_batches {
                 self.publish_sizes();
                 return Eviction {
@@ -381,6 +399,29 @@ mod tests {
                 "{stream:?} kept more than its share"
             );
         }
+    }
+
+    #[test]
+    fn bytes_charged_to_the_cache_leave_less_room_for_batches() {
+        let len = batch(0).len();
+        let mut cache = LogCache::new(len * 4, Lsn(0));
+        let queued = Arc::new(AtomicUsize::new(0));
+        cache.charge(queued.clone());
+        let stream = StreamId(1);
+        for base in 0..4 {
+            cache.insert_committed(stream, batch(base));
+        }
+        assert_eq!(cache.cached_bytes, len * 4);
+
+        queued.store(len * 2, Ordering::Relaxed);
+        cache.insert_committed(stream, batch(4));
+        assert_eq!(
+            cache.cached_bytes,
+            len * 2,
+            "two batches' worth is queued elsewhere: two stay cached"
+        );
+        assert!(cache.read(stream, 3, usize::MAX).is_some());
+        assert!(cache.read(stream, 2, usize::MAX).is_none());
     }
 
     #[test]

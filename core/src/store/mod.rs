@@ -293,12 +293,15 @@ impl StreamStore {
                 (Wal::Local(wal), recovered, first)
             }
             WalMode::Object(options) => (
-                Wal::Object(object_wal::ObjectWal::new(options)),
+                Wal::Object(object_wal::ObjectWal::new(options, config.log_cache_bytes)),
                 Vec::new(),
                 Lsn(0),
             ),
         };
-        let cache = LogCache::new(config.log_cache_bytes, first_lsn);
+        let mut cache = LogCache::new(config.log_cache_bytes, first_lsn);
+        if let Wal::Object(wal) = &wal {
+            cache.charge(wal.queued_bytes());
+        }
         // The log cache turns its batches over at the ingest rate; a quarter of its
         // size kept free covers what one eviction releases before appends reuse it.
         let batch_buffers = BufferPool::new(config.log_cache_bytes / 4);

@@ -12,6 +12,7 @@
 mod windows;
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -44,14 +45,20 @@ impl Default for ObjectWalOptions {
 }
 
 /// Appends wait while this many windows' worth of bytes is gathered or written and
-/// not yet committed: a slow store must not make the broker buffer without bound.
-/// Twelve 8 MiB windows, 96 MiB: enough that the PUTs in flight can hold as much as
-/// the raw write keeps at the server (four 16 MiB objects) while the next window
-/// gathers.
+/// not yet committed (and at most half the log cache, below): a slow store must not
+/// make the broker buffer without bound. Twelve 8 MiB windows, 96 MiB: enough that
+/// the PUTs in flight can hold as much as the raw write keeps at the server (four
+/// 16 MiB objects) while the next window gathers.
 const UNCOMMITTED_WINDOWS: usize = 12;
 
 pub(super) struct ObjectWal {
     options: ObjectWalOptions,
+    /// Gathered plus uncommitted bytes at which appends wait.
+    limit: usize,
+    /// Gathered plus uncommitted bytes, published for the log cache: they are
+    /// charged to its size, so the store's memory stays within the configured cache
+    /// however much producers keep outstanding.
+    queued: Arc<AtomicUsize>,
     queue: Mutex<Queue>,
     wake: Arc<Notify>,
     /// Signalled when gathered or uncommitted bytes go down: appends waiting for
@@ -87,9 +94,18 @@ pub(super) enum Refused {
 }
 
 impl ObjectWal {
-    pub(super) fn new(options: ObjectWalOptions) -> Self {
+    /// An object WAL whose queued bytes count against a log cache of `cache_bytes`.
+    pub(super) fn new(options: ObjectWalOptions, cache_bytes: usize) -> Self {
+        // Half the cache at most: the other half keeps the committed tail for readers.
+        let limit = options
+            .max_bytes
+            .saturating_mul(UNCOMMITTED_WINDOWS)
+            .min(cache_bytes / 2)
+            .max(options.max_bytes);
         ObjectWal {
             options,
+            limit,
+            queued: Arc::new(AtomicUsize::new(0)),
             queue: Mutex::new(Queue::default()),
             wake: Arc::new(Notify::new()),
             room: Notify::new(),
@@ -101,8 +117,18 @@ impl ObjectWal {
         self.wake.clone()
     }
 
+    /// Gathered plus uncommitted bytes, kept current.
+    pub(super) fn queued_bytes(&self) -> Arc<AtomicUsize> {
+        self.queued.clone()
+    }
+
     fn lock(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn publish(&self, queue: &Queue) {
+        self.queued
+            .store(queue.gathered_bytes + queue.taken_bytes, Ordering::Relaxed);
     }
 
     /// Takes the oldest gathered appends, up to the window size (at least one), as
@@ -134,6 +160,7 @@ impl ObjectWal {
         {
             let mut queue = self.lock();
             queue.taken_bytes = queue.taken_bytes.saturating_sub(bytes);
+            self.publish(&queue);
         }
         self.room.notify_waiters();
     }
@@ -146,6 +173,7 @@ impl ObjectWal {
                 queue.gathered.drain(..).partition(|g| g.stream == stream);
             queue.gathered = keep;
             queue.gathered_bytes -= removed.iter().map(|g| g.batch.len()).sum::<usize>();
+            self.publish(&queue);
             removed
         };
         self.room.notify_waiters();
@@ -153,7 +181,7 @@ impl ObjectWal {
     }
 
     async fn wait_for_room(&self) {
-        let limit = self.options.max_bytes.saturating_mul(UNCOMMITTED_WINDOWS);
+        let limit = self.limit;
         loop {
             let room = self.room.notified();
             let queued = {
@@ -194,6 +222,7 @@ pub(super) async fn enqueue(
             batch: placed,
             done: sender,
         });
+        wal.publish(&queue);
         queue.gathered_bytes >= wal.options.max_bytes
     };
     *next = appended.end_offset;

@@ -247,8 +247,10 @@ async fn settle<F>(
     match outcome {
         Ok(committed) => {
             for window in group {
-                acknowledge(inner, window.gathered, &committed);
+                // Settled first: its bytes then count once, as cached, not also as
+                // queued while the cache makes room for them.
                 wal.settled(window.bytes);
+                acknowledge(inner, window.gathered, &committed);
             }
         }
         Err(err) => fail_group(inner, wal, group, windows, writes, err).await,

@@ -343,3 +343,51 @@ async fn windows_are_written_while_a_commit_waits_for_the_metadata_store() {
     }
     assert_eq!(read_all(&store, stream, 0).await, expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appends_wait_once_half_the_log_cache_is_queued() {
+    let fixture = Fixture::new();
+    let stall = StallLayer::new("objects/", Duration::from_millis(500));
+    let storage = fixture.storage().with_layer(stall.clone());
+    let mut config = fixture.object_wal_config(5);
+    let WalMode::Object(options) = &mut config.wal_mode else {
+        unreachable!("an object-WAL config");
+    };
+    options.max_bytes = 1024;
+    // Half of it, 2048 bytes, may be queued: four 461-byte batches are below, a fifth
+    // reaches it.
+    config.log_cache_bytes = 4096;
+    let store = StreamStore::open(storage, fixture.meta().await, config)
+        .await
+        .expect("store");
+    let stream = open_new_streams(&store, 1).await[0];
+
+    stall.stall_next(4);
+    let mut appends = Vec::new();
+    for i in 0..5 {
+        let queued = tokio::time::timeout(
+            Duration::from_millis(200),
+            store.enqueue(stream, fixed_batch(i)),
+        )
+        .await
+        .expect("room below half the log cache")
+        .expect("enqueue");
+        appends.push(tokio::spawn(queued.durable()));
+    }
+    let sixth = store.enqueue(stream, fixed_batch(5));
+    tokio::pin!(sixth);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), &mut sixth)
+            .await
+            .is_err(),
+        "half the log cache is queued: the next append waits"
+    );
+    appends.push(tokio::spawn(sixth.await.expect("enqueue").durable()));
+
+    let mut expected = Vec::new();
+    for (i, append) in appends.into_iter().enumerate() {
+        let appended = append.await.expect("task").expect("append");
+        expected.push(fixed_batch(i as i64).with_base_offset(appended.base_offset));
+    }
+    assert_eq!(read_all(&store, stream, 0).await, expected);
+}
