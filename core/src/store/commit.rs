@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use super::metadata::{self, ObjectRange, ObjectRecord, ObjectState};
-use super::upload::{WrittenSet, discard_objects};
+use super::upload::{WrittenSet, discard_all};
 use super::{Inner, OpenStream, StoreError};
 use crate::meta::{Compare, Op, Txn};
 
@@ -105,18 +105,11 @@ async fn leave_out_fenced(
                 !left_out
             });
         }
-        let (empty, kept) = std::mem::take(&mut set.objects)
+        let (empty, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut set.objects)
             .into_iter()
             .partition(|object| object.ranges.is_empty());
         set.objects = kept;
-        discard_objects(
-            inner,
-            WrittenSet {
-                objects: empty,
-                started: set.started,
-            },
-        )
-        .await;
+        discard_all(inner, &empty).await;
     }
     sets.retain(|set| !set.objects.is_empty());
 }

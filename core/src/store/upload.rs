@@ -341,7 +341,7 @@ async fn write_object(
 }
 
 /// Best-effort removal of objects that will not be committed.
-async fn discard_all(inner: &Inner, written: &[Written]) {
+pub(super) async fn discard_all(inner: &Inner, written: &[Written]) {
     for object in written {
         if let Err(err) = discard_object(inner, object.id).await {
             tracing::warn!(object = %object.id, error = %err, "cannot discard an uncommitted object; the next open or GC removes it");

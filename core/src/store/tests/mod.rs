@@ -49,10 +49,15 @@ impl Fixture {
 
     /// `config()` with the object WAL and a window of `window_ms`.
     fn object_wal_config(&self, window_ms: u64) -> StoreConfig {
+        self.object_wal_config_with(window_ms, ObjectWalOptions::default().max_bytes)
+    }
+
+    /// [`Fixture::object_wal_config`] with windows written early at `max_bytes`.
+    fn object_wal_config_with(&self, window_ms: u64, max_bytes: usize) -> StoreConfig {
         let mut config = self.config();
         config.wal_mode = WalMode::Object(ObjectWalOptions {
             window: Duration::from_millis(window_ms),
-            ..ObjectWalOptions::default()
+            max_bytes,
         });
         config
     }

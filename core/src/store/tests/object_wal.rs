@@ -163,12 +163,8 @@ async fn a_backlog_goes_out_in_windows_of_at_most_the_window_size() {
     let fixture = Fixture::new();
     let stall = StallLayer::new("objects/", Duration::from_secs(1));
     let storage = fixture.storage().with_layer(stall.clone());
-    let mut config = fixture.object_wal_config(5);
-    let WalMode::Object(options) = &mut config.wal_mode else {
-        unreachable!("an object-WAL config");
-    };
-    // Five 461-byte batches reach it (four do not).
-    options.max_bytes = 2048;
+    // Five 461-byte batches reach 2048 bytes (four do not).
+    let config = fixture.object_wal_config_with(5, 2048);
     let store = StreamStore::open(storage, fixture.meta().await, config)
         .await
         .expect("store");
@@ -349,11 +345,7 @@ async fn appends_wait_once_half_the_log_cache_is_queued() {
     let fixture = Fixture::new();
     let stall = StallLayer::new("objects/", Duration::from_millis(500));
     let storage = fixture.storage().with_layer(stall.clone());
-    let mut config = fixture.object_wal_config(5);
-    let WalMode::Object(options) = &mut config.wal_mode else {
-        unreachable!("an object-WAL config");
-    };
-    options.max_bytes = 1024;
+    let mut config = fixture.object_wal_config_with(5, 1024);
     // Half of it, 2048 bytes, may be queued: four 461-byte batches are below, a fifth
     // reaches it.
     config.log_cache_bytes = 4096;
