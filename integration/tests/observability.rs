@@ -204,6 +204,7 @@ const LIVE_UNDER_LOAD: &[&str] = &[
     "strata_upload_rounds_behind_total",
     "strata_object_wal_failures_total",
     "strata_stream_fenced_total",
+    "strata_stream_closed_total",
     "strata_compaction_runs_total",
     "strata_compaction_read_bytes_total",
     "strata_compaction_written_bytes_total",

@@ -110,7 +110,9 @@ fn store_error_code(err: &strata_core::store::StoreError) -> ResponseError {
     use strata_core::store::StoreError;
     match err {
         StoreError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
-        StoreError::Fenced { .. } => ResponseError::NotLeaderOrFollower,
+        StoreError::Fenced { .. } | StoreError::StreamClosing(_) => {
+            ResponseError::NotLeaderOrFollower
+        }
         StoreError::StreamNotOpen(_) | StoreError::UnknownStream(_) => {
             ResponseError::UnknownTopicOrPartition
         }

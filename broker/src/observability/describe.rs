@@ -248,6 +248,12 @@ pub const FAMILIES: &[(&str, Kind, Unit, &str)] = &[
         "Hedged object WAL windows whose second write finished first.",
     ),
     (
+        "strata_stream_closed_total",
+        Kind::Counter,
+        Unit::Count,
+        "Streams given up by close_stream: their appends settled and uploaded, then handed back to the metadata for the next owner.",
+    ),
+    (
         "strata_stream_fenced_total",
         Kind::Counter,
         Unit::Count,

@@ -265,6 +265,26 @@ impl LogCache {
         self.publish_sizes();
     }
 
+    /// Forgets `stream` (closed on this store) and returns its batches, to be freed
+    /// after the lock is released. Batches not in an object go too: the caller
+    /// uploaded everything acknowledged first, so only a taken-over stream's remain.
+    pub(super) fn close_stream(&mut self, stream: StreamId) -> Vec<RecordBatch> {
+        let Some(entry) = self.streams.remove(&stream) else {
+            return Vec::new();
+        };
+        self.evictable.retain(|(evictable, _)| *evictable != stream);
+        let mut dropped = Vec::with_capacity(entry.batches.len());
+        for (base, cached) in entry.batches {
+            self.cached_bytes -= cached.batch.len();
+            if base >= entry.uploaded_end {
+                self.unuploaded_bytes -= cached.batch.len();
+            }
+            dropped.push(cached.batch);
+        }
+        self.publish_sizes();
+        dropped
+    }
+
     /// Whether [`LogCache::forget_unuploaded`] dropped the stream (until reopened).
     pub(super) fn is_taken_over(&self, stream: StreamId) -> bool {
         self.streams

@@ -47,6 +47,9 @@ pub(super) async fn compact_stream(
     open: &Arc<OpenStream>,
 ) -> Result<CompactionReport, StoreError> {
     let _exclusive = open.maintenance.lock().await;
+    if open.is_closing() {
+        return Ok(CompactionReport::default());
+    }
     let ranges: Vec<ObjectRange> = open.lock_state().ranges.values().copied().collect();
     let mut report = CompactionReport::default();
     for group in groups(

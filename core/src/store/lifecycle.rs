@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{StoreError, StreamStore, upload};
+use super::{StoreError, StreamId, StreamStore, upload};
 
 /// The store's spawned tasks and the signal that asks them to stop.
 pub(super) struct Tasks {
@@ -89,5 +89,41 @@ impl StreamStore {
             tracing::warn!(error = %err, "closing: upload failed; the data stays in the WAL");
         }
         uploaded
+    }
+
+    /// Gives `stream` up, so that another store opening it finds every acknowledged
+    /// batch: appends from now on fail with [`StoreError::StreamClosing`], those
+    /// already placed settle (become durable or fail), everything acknowledged is
+    /// uploaded, and maintenance of the stream in progress ends (none starts after);
+    /// then the stream leaves this store, and its cached batches with it. Its epoch
+    /// stays: the next owner's open bumps it.
+    ///
+    /// If an upload fails the error is returned and the stream stays here, refusing
+    /// appends; calling again retries. A stream taken over meanwhile leaves this store
+    /// and `Err(Fenced)` is returned.
+    pub async fn close_stream(&self, stream: StreamId) -> Result<(), StoreError> {
+        let open = self
+            .inner
+            .open_stream_state(stream)
+            .ok_or(StoreError::StreamNotOpen(stream))?;
+        {
+            // Appends are placed under this lock and check the flag there: once it
+            // is set, every append of the stream is either placed or refused.
+            let _placing = open.next_offset.lock().await;
+            open.closing.store(true, Ordering::Release);
+        }
+        open.unsettled.all_settled().await;
+        upload::upload_all(&self.inner).await?;
+        let _maintenance = open.maintenance.lock().await;
+        self.inner.lock_streams().remove(&stream);
+        let dropped = self.inner.lock_cache().close_stream(stream);
+        // Freed outside the cache lock, which every append takes.
+        drop(dropped);
+        metrics::counter!("strata_stream_closed_total").increment(1);
+        tracing::info!(stream = stream.0, epoch = open.epoch, "stream closed");
+        if open.is_fenced() {
+            return Err(open.fenced_error());
+        }
+        Ok(())
     }
 }

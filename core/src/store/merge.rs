@@ -152,6 +152,9 @@ async fn merge(inner: &Inner, group: &[Source]) -> Result<Option<u64>, StoreErro
     for open in &opens {
         exclusive.push(open.maintenance.lock().await);
     }
+    if opens.iter().any(|open| open.is_closing()) {
+        return Ok(None);
+    }
     for (open, ranges) in opens.iter().zip(per_stream.values_mut()) {
         let state = open.lock_state();
         if ranges

@@ -9,6 +9,7 @@
 //! - A stream has one owner at a time: opening it bumps its epoch, and every metadata
 //!   commit compares the epoch, so a stale owner can never change it.
 
+mod append;
 mod background;
 mod block_cache;
 mod cache;
@@ -40,6 +41,8 @@ use crate::meta::{Compare, MetaStore, Op, Txn};
 use crate::object::FormatError;
 use crate::wal::{LocalWal, LocalWalOptions, Lsn, WalError};
 
+use self::append::Unsettled;
+pub use self::append::{Appended, QueuedAppend};
 use self::cache::LogCache;
 pub use self::compaction::CompactionReport;
 pub use self::merge::MergeReport;
@@ -143,6 +146,8 @@ pub enum StoreError {
     },
     #[error("stream {0:?} is not open on this store")]
     StreamNotOpen(StreamId),
+    #[error("stream {0:?} is being closed on this store")]
+    StreamClosing(StreamId),
     #[error("stream {0:?} does not exist (never created, or deleted)")]
     UnknownStream(StreamId),
     #[error("stream {stream:?} was taken over by a newer owner (our epoch {epoch})")]
@@ -181,38 +186,6 @@ impl StoreError {
 impl From<crate::meta::MetaError> for StoreError {
     fn from(err: crate::meta::MetaError) -> Self {
         StoreError::Meta(StoreMetaError::Meta(err))
-    }
-}
-
-/// Where an appended batch landed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Appended {
-    pub base_offset: u64,
-    /// One past the batch's last offset.
-    pub end_offset: u64,
-}
-
-/// An append whose offsets are fixed and whose WAL write is under way.
-#[must_use = "the batch is acknowledged only once `durable` resolves"]
-pub struct QueuedAppend {
-    appended: Appended,
-    durable: std::pin::Pin<Box<dyn Future<Output = Result<Appended, StoreError>> + Send>>,
-    queued_at: std::time::Instant,
-}
-
-impl QueuedAppend {
-    /// Where the batch will be once durable.
-    pub fn placement(&self) -> Appended {
-        self.appended
-    }
-
-    /// Resolves once the batch is durable (then it is acknowledged and readable), or
-    /// with the error that kept it from being written.
-    pub async fn durable(self) -> Result<Appended, StoreError> {
-        let result = self.durable.await;
-        metrics::histogram!("strata_stream_append_duration_seconds")
-            .record(self.queued_at.elapsed().as_secs_f64());
-        result
     }
 }
 
@@ -268,6 +241,10 @@ struct OpenStream {
     /// A newer owner took the stream (a commit found its epoch changed): appends are
     /// refused and what this store still holds of it is never committed.
     fenced: std::sync::atomic::AtomicBool,
+    /// [`StreamStore::close_stream`] began: appends are refused.
+    closing: std::sync::atomic::AtomicBool,
+    /// Appends placed and not yet in the log cache or failed.
+    unsettled: Arc<Unsettled>,
 }
 
 struct StreamState {
@@ -461,6 +438,8 @@ impl StreamStore {
             }),
             prefetched_end: std::sync::atomic::AtomicU64::new(0),
             fenced: std::sync::atomic::AtomicBool::new(false),
+            closing: std::sync::atomic::AtomicBool::new(false),
+            unsettled: Arc::default(),
         });
         self.inner.lock_streams().insert(stream, open);
         Ok(())
@@ -491,30 +470,30 @@ impl StreamStore {
             .inner
             .open_stream_state(stream)
             .ok_or(StoreError::StreamNotOpen(stream))?;
-        if open.is_fenced() {
-            return Err(open.fenced_error());
-        }
+        open.check_accepts_appends()?;
         let bytes = batch.len() as u64;
         let wal = match &self.inner.wal {
             Wal::Local(wal) => wal,
             Wal::Object(wal) => {
-                let (appended, done) =
-                    object_wal::enqueue(wal, &open, batch, &self.inner.batch_buffers).await;
+                let object_wal::Queued {
+                    appended,
+                    done,
+                    settling,
+                } = object_wal::enqueue(wal, &open, batch, &self.inner.batch_buffers).await?;
                 let durable = async move {
+                    let _settling = settling;
                     object_wal::durable(done).await?;
                     metrics::counter!("strata_stream_append_bytes_total").increment(bytes);
                     Ok(appended)
                 };
-                return Ok(QueuedAppend {
-                    appended,
-                    durable: Box::pin(durable),
-                    queued_at: std::time::Instant::now(),
-                });
+                return Ok(QueuedAppend::new(appended, Box::pin(durable)));
             }
         };
         self.wait_for_room().await;
-        let (placed, lsn, written) = {
+        let (placed, lsn, written, settling) = {
             let mut next = open.next_offset.lock().await;
+            open.check_accepts_appends()?;
+            let settling = open.unsettled.placed();
             let placed = batch.placed_in(*next, &self.inner.batch_buffers);
             let record = encode_wal_record(stream, &placed);
             // Reserve the LSN and queue under one lock, so LSNs match queue order.
@@ -523,7 +502,7 @@ impl StreamStore {
                 (cache.reserve_lsn(), wal.append(record))
             };
             *next = placed.end_offset();
-            (placed, lsn, written)
+            (placed, lsn, written, settling)
         };
         let appended = Appended {
             base_offset: placed.base_offset(),
@@ -532,6 +511,7 @@ impl StreamStore {
         let inner = self.inner.clone();
         let fenced = open.fenced_error();
         let durable = async move {
+            let _settling = settling;
             match written.await {
                 Ok(written) if written == lsn => {}
                 Ok(written) => {
@@ -561,11 +541,7 @@ impl StreamStore {
             }
             Ok(appended)
         };
-        Ok(QueuedAppend {
-            appended,
-            durable: Box::pin(durable),
-            queued_at: std::time::Instant::now(),
-        })
+        Ok(QueuedAppend::new(appended, Box::pin(durable)))
     }
 
     async fn wait_for_room(&self) {
@@ -849,6 +825,23 @@ impl OpenStream {
     /// Marks the stream taken over; `true` the first time.
     fn fence(&self) -> bool {
         !self.fenced.swap(true, std::sync::atomic::Ordering::AcqRel)
+    }
+
+    /// Whether [`StreamStore::close_stream`] began: the stream is leaving this store,
+    /// and maintenance leaves it alone.
+    fn is_closing(&self) -> bool {
+        self.closing.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// `Err` once the stream is taken over or being closed.
+    fn check_accepts_appends(&self) -> Result<(), StoreError> {
+        if self.is_fenced() {
+            return Err(self.fenced_error());
+        }
+        if self.is_closing() {
+            return Err(StoreError::StreamClosing(self.id));
+        }
+        Ok(())
     }
 
     fn fenced_error(&self) -> StoreError {

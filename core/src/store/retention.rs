@@ -98,6 +98,9 @@ pub(super) async fn move_start(
     new_start: u64,
 ) -> Result<(), StoreError> {
     let _exclusive = open.maintenance.lock().await;
+    if open.is_closing() {
+        return Err(StoreError::StreamClosing(open.id));
+    }
     let doomed: Vec<ObjectRange> = open
         .lock_state()
         .ranges

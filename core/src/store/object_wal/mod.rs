@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, oneshot};
 
+use super::append::SettleGuard;
 use super::hedge::Hedger;
 use super::metadata::StreamId;
 use super::{Appended, OpenStream, StoreError};
@@ -198,16 +199,26 @@ impl ObjectWal {
     }
 }
 
-/// Places `batch` at the stream's end and queues it for the next window; the
-/// receiver says how its write ended.
+/// A batch placed at its stream's end and queued for the next window.
+pub(super) struct Queued {
+    pub(super) appended: Appended,
+    /// Says how the write of its window ended.
+    pub(super) done: oneshot::Receiver<Result<(), Refused>>,
+    /// Counts it unsettled until dropped.
+    pub(super) settling: SettleGuard,
+}
+
+/// Places `batch` at the stream's end and queues it for the next window.
 pub(super) async fn enqueue(
     wal: &ObjectWal,
     open: &Arc<OpenStream>,
     batch: RecordBatch,
     buffers: &BufferPool,
-) -> (Appended, oneshot::Receiver<Result<(), Refused>>) {
+) -> Result<Queued, StoreError> {
     wal.wait_for_room().await;
     let mut next = open.next_offset.lock().await;
+    open.check_accepts_appends()?;
+    let settling = open.unsettled.placed();
     let placed = batch.placed_in(*next, buffers);
     let appended = Appended {
         base_offset: placed.base_offset(),
@@ -229,7 +240,11 @@ pub(super) async fn enqueue(
     if full {
         wal.wake.notify_one();
     }
-    (appended, done)
+    Ok(Queued {
+        appended,
+        done,
+        settling,
+    })
 }
 
 /// Resolves once the window holding a queued batch is committed.

@@ -10,6 +10,7 @@ use super::*;
 use crate::batch::synthetic_batch;
 use crate::meta::{EmbeddedMetaStore, EmbeddedOptions};
 
+mod close_stream;
 mod lifecycle;
 mod object_ids;
 mod object_wal;
