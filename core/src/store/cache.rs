@@ -626,4 +626,26 @@ mod tests {
             .expect("offset 3 is pending");
         assert_eq!(pending.batches[0].base_offset(), 3);
     }
+
+    #[test]
+    fn a_closed_stream_leaves_nothing_behind() {
+        let mut cache = LogCache::new(1 << 20, Lsn(0));
+        let (closed, kept) = (StreamId(1), StreamId(2));
+        insert_acked(&mut cache, closed, 0..4);
+        insert_acked(&mut cache, kept, 0..2);
+        cache.mark_uploaded(closed, 2);
+        let size = batch(0).len();
+
+        assert_eq!(cache.close_stream(closed).len(), 4);
+        assert_eq!(cache.cached_bytes, 2 * size);
+        assert_eq!(cache.unuploaded_bytes(), 2 * size);
+        assert!(cache.evictable.iter().all(|(stream, _)| *stream == kept));
+        assert_eq!(cache.acked_end(closed), None);
+        // Its WAL records no longer hold the trim point: the kept stream's first does.
+        assert_eq!(cache.wal_trim_point(), Lsn(4));
+
+        cache.open_stream(closed, 4);
+        assert_eq!(cache.acked_end(closed), Some(4));
+        assert!(cache.read(closed, 0, usize::MAX).is_none());
+    }
 }
