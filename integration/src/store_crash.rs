@@ -102,6 +102,12 @@ pub fn run_child_if_requested() {
                     .expect("stdout");
             }
             stdout.flush().expect("flush");
+            if round % 50 == 24 {
+                // A handover to itself, so a kill can land while the stream is being
+                // closed (its appends settling, its batches uploading) or is closed.
+                store.close_stream(stream).await.expect("close the stream");
+                store.open_stream(stream).await.expect("reopen the stream");
+            }
             if round % 50 == 49 {
                 // The background task's work, so a kill can land in any of it:
                 // merging small stream-set objects, compacting, retention, GC.

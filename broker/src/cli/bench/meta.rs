@@ -36,10 +36,10 @@ struct Measured {
 impl Measured {
     fn line(self, label: &str, extra: &str) -> String {
         let commits_per_sec = self.commits as f64 / self.elapsed.as_secs_f64();
-        let mut phase = Phase {
+        let phase = Phase {
             bytes: 0,
             elapsed: self.elapsed,
-            latencies: self.latencies,
+            latencies: self.latencies.into_iter().collect(),
             ..Phase::default()
         };
         format!(

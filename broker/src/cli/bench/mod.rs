@@ -6,6 +6,7 @@
 //! store requests per GiB ingested; and the process's peak RSS.
 
 mod by_second;
+mod latencies;
 mod memory;
 pub mod meta;
 mod recorded;
@@ -62,7 +63,7 @@ const MIB: f64 = 1024.0 * 1024.0;
 struct Phase {
     bytes: u64,
     elapsed: Duration,
-    latencies: Vec<Duration>,
+    latencies: Latencies,
     by_second: BySecond,
 }
 
@@ -71,14 +72,8 @@ impl Phase {
         self.bytes as f64 / MIB / self.elapsed.as_secs_f64()
     }
 
-    fn percentile(&mut self, p: f64) -> Duration {
-        if self.latencies.is_empty() {
-            return Duration::ZERO;
-        }
-        self.latencies.sort_unstable();
-        let rank =
-            ((self.latencies.len() as f64 * p).ceil() as usize).clamp(1, self.latencies.len());
-        self.latencies[rank - 1]
+    fn percentile(&self, p: f64) -> Duration {
+        self.latencies.quantile(p)
     }
 }
 
@@ -101,6 +96,7 @@ fn under(config: &StorageConfig, sub: &str) -> StorageConfig {
 }
 
 use by_second::BySecond;
+use latencies::Latencies;
 use memory::{Memory, PhasePeak};
 pub(super) use recorded::install_recorder;
 use recorded::{Recorded, quantile};
@@ -186,7 +182,7 @@ async fn measure(
         });
         // The baseline for the object WAL's latency: PUTs of one window's data.
         let window_bytes = (args.rate_mib * MIB * window.as_secs_f64()) as usize;
-        let mut puts = put_latencies(storage, &batch, window_bytes.max(4096), 20).await?;
+        let puts = put_latencies(storage, &batch, window_bytes.max(4096), 20).await?;
         println!(
             "  raw PUT of one window ({} KiB)  p50 {:>7.2} ms  p99 {:>7.2} ms",
             window_bytes / 1024,
@@ -209,12 +205,12 @@ async fn measure(
 
     Recorded::since_last(snapshotter);
     memory.reset();
-    let mut full = ingest(&store, &streams, &batch, phase_time, None, args.in_flight).await?;
+    let full = ingest(&store, &streams, &batch, phase_time, None, args.in_flight).await?;
     // The paced phase measures the steady state, not the unthrottled phase's backlog
     // still uploading.
     store.flush().await.map_err(|e| e.to_string())?;
     let during_full = Recorded::since_last(snapshotter);
-    let mut paced = ingest(
+    let paced = ingest(
         &store,
         &streams,
         &batch,
@@ -232,7 +228,7 @@ async fn measure(
     let objects = total(&|r| r.counter("strata_upload_objects_total"));
     let write_calls = total(&|r| r.operations("write"));
     let ingested_gib = (full.bytes + paced.bytes) as f64 / (MIB * 1024.0);
-    for (name, phase) in [("unthrottled", &mut full), ("fixed rate", &mut paced)] {
+    for (name, phase) in [("unthrottled", &full), ("fixed rate", &paced)] {
         println!(
             "  append {:<11} {:>8.1} MiB/s  p50 {:>7.2} ms  p99 {:>7.2} ms  p999 {:>7.2} ms  ({} appends)",
             name,
@@ -240,7 +236,7 @@ async fn measure(
             ms(phase.percentile(0.50)),
             ms(phase.percentile(0.99)),
             ms(phase.percentile(0.999)),
-            phase.latencies.len()
+            phase.latencies.count()
         );
     }
     println!(

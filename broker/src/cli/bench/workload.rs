@@ -8,7 +8,7 @@ use strata_backends::Storage;
 use strata_core::batch::RecordBatch;
 use strata_core::store::{CompactionReport, StreamId, StreamStore};
 
-use super::{BySecond, MIB, Phase};
+use super::{BySecond, Latencies, MIB, Phase};
 
 /// An object of `bytes` holding `batch` back to back: the raw baselines write the
 /// bytes the store writes. Their content matters to a server that compresses what it
@@ -29,7 +29,7 @@ pub(super) async fn put_latencies(
 ) -> Result<Phase, String> {
     let body = object_of(batch, bytes);
     let started = Instant::now();
-    let mut latencies = Vec::with_capacity(count);
+    let mut latencies = Latencies::default();
     for i in 0..count {
         let sent = Instant::now();
         storage
@@ -37,7 +37,7 @@ pub(super) async fn put_latencies(
             .write(&format!("put-latency/{i}"), body.clone())
             .await
             .map_err(|e| format!("PUT: {e}"))?;
-        latencies.push(sent.elapsed());
+        latencies.record(sent.elapsed());
     }
     Ok(Phase {
         bytes: (bytes * count) as u64,
@@ -143,7 +143,7 @@ pub(super) async fn ingest(
             let store = store.clone();
             let batch = batch.clone();
             tokio::spawn(async move {
-                let mut latencies = Vec::new();
+                let mut latencies = Latencies::default();
                 let mut by_second = BySecond::default();
                 let mut ticker = interval.map(|every| {
                     let mut ticker = tokio::time::interval(every);
@@ -157,7 +157,7 @@ pub(super) async fn ingest(
                 > = futures::stream::FuturesUnordered::new();
                 let mut done =
                     |latency: Result<Result<Duration, String>, tokio::task::JoinError>| {
-                        latencies.push(latency.map_err(|e| e.to_string())??);
+                        latencies.record(latency.map_err(|e| e.to_string())??);
                         by_second.add(started.elapsed(), bytes_each);
                         Ok::<_, String>(())
                     };
@@ -190,14 +190,14 @@ pub(super) async fn ingest(
             })
         })
         .collect();
-    let mut latencies = Vec::new();
+    let mut latencies = Latencies::default();
     let mut by_second = BySecond::default();
     for producer in producers {
         let (produced, seconds) = producer.await.map_err(|e| e.to_string())??;
-        latencies.extend(produced);
+        latencies.merge(&produced);
         by_second.merge(seconds);
     }
-    let bytes = latencies.len() as u64 * bytes_each;
+    let bytes = latencies.count() * bytes_each;
     Ok(Phase {
         bytes,
         elapsed: started.elapsed(),
