@@ -1,4 +1,5 @@
-//! The store's background tasks, and how they end: [`StreamStore::close`].
+//! The store's background tasks, and how they end: [`StreamStore::close`]; and how
+//! one stream leaves the store for its next owner: [`StreamStore::close_stream`].
 //!
 //! Every task the store spawns (uploader, object-WAL writer, maintenance rounds,
 //! hedged writes, prefetches) is tracked, so closing can wait for all of them. Until
