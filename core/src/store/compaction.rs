@@ -46,10 +46,9 @@ pub(super) async fn compact_stream(
     inner: &Inner,
     open: &Arc<OpenStream>,
 ) -> Result<CompactionReport, StoreError> {
-    let _exclusive = open.maintenance.lock().await;
-    if open.is_closing() {
+    let Some(_exclusive) = open.maintenance().await else {
         return Ok(CompactionReport::default());
-    }
+    };
     let ranges: Vec<ObjectRange> = open.lock_state().ranges.values().copied().collect();
     let mut report = CompactionReport::default();
     for group in groups(

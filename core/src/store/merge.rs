@@ -150,10 +150,10 @@ async fn merge(inner: &Inner, group: &[Source]) -> Result<Option<u64>, StoreErro
     // In stream order, as every holder of several of these locks takes them.
     let mut exclusive = Vec::with_capacity(opens.len());
     for open in &opens {
-        exclusive.push(open.maintenance.lock().await);
-    }
-    if opens.iter().any(|open| open.is_closing()) {
-        return Ok(None);
+        match open.maintenance().await {
+            Some(guard) => exclusive.push(guard),
+            None => return Ok(None),
+        }
     }
     for (open, ranges) in opens.iter().zip(per_stream.values_mut()) {
         let state = open.lock_state();

@@ -827,10 +827,18 @@ impl OpenStream {
         !self.fenced.swap(true, std::sync::atomic::Ordering::AcqRel)
     }
 
-    /// Whether [`StreamStore::close_stream`] began: the stream is leaving this store,
-    /// and maintenance leaves it alone.
+    /// Whether [`StreamStore::close_stream`] began: the stream is leaving this store.
     fn is_closing(&self) -> bool {
         self.closing.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The lock that serialises merge, compaction and retention of this stream, or
+    /// `None` once it is closing: a stream leaving this store is left alone.
+    /// `close_stream` takes the lock itself after setting the flag, so a round that
+    /// got it before runs to its end and none starts after.
+    async fn maintenance(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        let exclusive = self.maintenance.lock().await;
+        (!self.is_closing()).then_some(exclusive)
     }
 
     /// `Err` once the stream is taken over or being closed.

@@ -97,10 +97,9 @@ pub(super) async fn move_start(
     open: &Arc<OpenStream>,
     new_start: u64,
 ) -> Result<(), StoreError> {
-    let _exclusive = open.maintenance.lock().await;
-    if open.is_closing() {
+    let Some(_exclusive) = open.maintenance().await else {
         return Err(StoreError::StreamClosing(open.id));
-    }
+    };
     let doomed: Vec<ObjectRange> = open
         .lock_state()
         .ranges

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use strata_core::meta::{Compare, EmbeddedMetaStore, EmbeddedOptions, MetaStore, Op, Txn};
 
-use super::{Phase, ms};
+use super::{Latencies, Phase, ms};
 
 /// Knobs of one metadata benchmark run.
 #[derive(Debug, Clone, clap::Args)]
@@ -26,20 +26,19 @@ pub struct MetaBenchArgs {
     pub committers: Vec<usize>,
 }
 
-/// Latencies of one phase and what it did.
+/// Latencies of one phase (one per commit) and how long it took.
 struct Measured {
-    commits: u64,
     elapsed: Duration,
-    latencies: Vec<Duration>,
+    latencies: Latencies,
 }
 
 impl Measured {
     fn line(self, label: &str, extra: &str) -> String {
-        let commits_per_sec = self.commits as f64 / self.elapsed.as_secs_f64();
+        let commits_per_sec = self.latencies.count() as f64 / self.elapsed.as_secs_f64();
         let phase = Phase {
             bytes: 0,
             elapsed: self.elapsed,
-            latencies: self.latencies.into_iter().collect(),
+            latencies: self.latencies,
             ..Phase::default()
         };
         format!(
@@ -82,7 +81,7 @@ pub async fn run(data_dir: &Path, args: MetaBenchArgs) -> Result<(), String> {
         let syncs = store.log_syncs().max(1);
         let per_sync = format!(
             "  {:>5.1} commits/fsync",
-            measured.commits as f64 / syncs as f64
+            measured.latencies.count() as f64 / syncs as f64
         );
         println!(
             "{}",
@@ -98,16 +97,15 @@ fn raw_fsyncs(path: &Path, phase: Duration) -> Result<Measured, String> {
     let mut file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let record = [7u8; 128];
     let started = Instant::now();
-    let mut latencies = Vec::new();
+    let mut latencies = Latencies::default();
     while started.elapsed() < phase {
         let at = Instant::now();
         file.write_all(&record)
             .and_then(|()| file.sync_data())
             .map_err(|e| format!("{}: {e}", path.display()))?;
-        latencies.push(at.elapsed());
+        latencies.record(at.elapsed());
     }
     Ok(Measured {
-        commits: latencies.len() as u64,
         elapsed: started.elapsed(),
         latencies,
     })
@@ -127,7 +125,7 @@ async fn commits(
             let value = value.clone();
             tokio::spawn(async move {
                 let key = Bytes::from(format!("bench/{c:04}"));
-                let mut latencies = Vec::new();
+                let mut latencies = Latencies::default();
                 let mut revision = None;
                 while started.elapsed() < phase {
                     let at = Instant::now();
@@ -144,18 +142,17 @@ async fn commits(
                         return Err(format!("committer {c}: its own key changed under it"));
                     }
                     revision = Some(outcome.revision);
-                    latencies.push(at.elapsed());
+                    latencies.record(at.elapsed());
                 }
                 Ok::<_, String>(latencies)
             })
         })
         .collect();
-    let mut latencies = Vec::new();
+    let mut latencies = Latencies::default();
     for task in tasks {
-        latencies.extend(task.await.map_err(|e| e.to_string())??);
+        latencies.merge(&task.await.map_err(|e| e.to_string())??);
     }
     Ok(Measured {
-        commits: latencies.len() as u64,
         elapsed: started.elapsed(),
         latencies,
     })

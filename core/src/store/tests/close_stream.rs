@@ -74,11 +74,7 @@ async fn close_while_appending(fixture: &Fixture, config: StoreConfig) {
         .await
         .expect("the other stream still takes appends");
 
-    let mut new_config = config;
-    new_config.wal_dir = fixture.dir.path().join("wal-new-owner");
-    let new = StreamStore::open(fixture.storage(), meta, new_config)
-        .await
-        .expect("the next owner's store");
+    let new = fixture.next_owner(meta, config).await;
     new.open_stream(closed)
         .await
         .expect("open on the next owner");
@@ -158,11 +154,7 @@ async fn closing_waits_for_the_appends_already_placed() {
     let second = queued.durable().await.expect("the placed append");
     closing.await.expect("task").expect("close");
 
-    let mut new_config = config;
-    new_config.wal_dir = fixture.dir.path().join("wal-new-owner");
-    let new = StreamStore::open(fixture.storage(), meta, new_config)
-        .await
-        .expect("the next owner's store");
+    let new = fixture.next_owner(meta, config).await;
     new.open_stream(stream)
         .await
         .expect("open on the next owner");

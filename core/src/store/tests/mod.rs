@@ -74,6 +74,15 @@ impl Fixture {
             .expect("store")
     }
 
+    /// A second store on the fixture's bucket and `meta`, with `config` but a WAL
+    /// directory of its own: the next owner of streams another store held.
+    async fn next_owner(&self, meta: Arc<dyn MetaStore>, mut config: StoreConfig) -> StreamStore {
+        config.wal_dir = self.dir.path().join("wal-new-owner");
+        StreamStore::open(self.storage(), meta, config)
+            .await
+            .expect("the next owner's store")
+    }
+
     fn objects(&self) -> usize {
         count_files(&self.dir.path().join("bucket/objects"))
     }
@@ -262,11 +271,7 @@ async fn taken_over(fixture: &Fixture) -> (StreamStore, StreamStore, StreamId) {
     let stream = open_new_streams(&old, 1).await[0];
     old.append(stream, batch(2, 1)).await.expect("append");
 
-    let mut config = fixture.config();
-    config.wal_dir = fixture.dir.path().join("wal-new-owner");
-    let new = StreamStore::open(fixture.storage(), meta, config)
-        .await
-        .expect("second store");
+    let new = fixture.next_owner(meta, fixture.config()).await;
     new.open_stream(stream).await.expect("take over");
     (old, new, stream)
 }

@@ -98,11 +98,7 @@ async fn a_taken_stream_fails_only_its_own_appends() {
     )
     .await
     .expect("store");
-    let mut config = fixture.config();
-    config.wal_dir = fixture.dir.path().join("wal-new-owner");
-    let new = StreamStore::open(fixture.storage(), meta, config)
-        .await
-        .expect("second store");
+    let new = fixture.next_owner(meta, fixture.config()).await;
     let streams = open_new_streams(&old, 2).await;
     let (kept, taken) = (streams[0], streams[1]);
 
