@@ -88,7 +88,7 @@ impl Cli {
             Command::Bench {
                 command: BenchCommand::Store { config, args },
             } => {
-                let Some(snapshotter) = bench::install_recorder() else {
+                let Some(metrics) = bench::install_recorder() else {
                     eprintln!("error: a metrics recorder is already installed");
                     return ExitCode::FAILURE;
                 };
@@ -99,7 +99,7 @@ impl Cli {
                 let Some(rt) = runtime() else {
                     return ExitCode::FAILURE;
                 };
-                match rt.block_on(bench::run(&config.storage, args, snapshotter)) {
+                match rt.block_on(bench::run(&config.storage, args, metrics)) {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(err) => {
                         eprintln!("error: {err}");

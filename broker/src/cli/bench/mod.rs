@@ -15,7 +15,6 @@ mod workload;
 use std::sync::Arc;
 use std::time::Duration;
 
-use metrics_util::debugging::Snapshotter;
 use strata_backends::config::BackendConfig;
 use strata_backends::{Storage, StorageConfig};
 use strata_core::batch::synthetic_batch;
@@ -99,13 +98,13 @@ use by_second::BySecond;
 use latencies::Latencies;
 use memory::{Memory, PhasePeak};
 pub(super) use recorded::install_recorder;
-use recorded::{Recorded, quantile};
+use recorded::{BenchMetrics, Recorded};
 use workload::{compact_all, drop_page_cache, ingest, put_latencies, raw_operator, read_from};
 
 pub(super) async fn run(
     storage_config: &StorageConfig,
     args: BenchArgs,
-    snapshotter: Snapshotter,
+    metrics: BenchMetrics,
 ) -> Result<(), String> {
     let unique = format!("strata-bench-{}-{}", std::process::id(), strata_core_now());
     let config = under(storage_config, &unique);
@@ -123,7 +122,7 @@ pub(super) async fn run(
         args.seconds
     );
 
-    let measured = measure(&storage, &args, &snapshotter).await;
+    let measured = measure(&storage, &args, &metrics).await;
     // Whatever the run wrote goes, however it ended: a failed phase left tens of GiB.
     let cleanup = storage
         .operator()
@@ -138,7 +137,7 @@ pub(super) async fn run(
 async fn measure(
     storage: &Storage,
     args: &BenchArgs,
-    snapshotter: &Snapshotter,
+    metrics: &BenchMetrics,
 ) -> Result<(), String> {
     let phase_time = Duration::from_secs(args.seconds);
     let batch_payload = args.records_per_batch as usize * 1024;
@@ -203,13 +202,13 @@ async fn measure(
         streams.push(id);
     }
 
-    Recorded::since_last(snapshotter);
+    Recorded::since_last(metrics);
     memory.reset();
     let full = ingest(&store, &streams, &batch, phase_time, None, args.in_flight).await?;
     // The paced phase measures the steady state, not the unthrottled phase's backlog
     // still uploading.
     store.flush().await.map_err(|e| e.to_string())?;
-    let during_full = Recorded::since_last(snapshotter);
+    let during_full = Recorded::since_last(metrics);
     let paced = ingest(
         &store,
         &streams,
@@ -219,9 +218,9 @@ async fn measure(
         args.in_flight,
     )
     .await?;
-    let during_paced = Recorded::since_last(snapshotter);
+    let during_paced = Recorded::since_last(metrics);
     store.flush().await.map_err(|e| e.to_string())?;
-    let ingestion = [during_full, during_paced, Recorded::since_last(snapshotter)];
+    let ingestion = [during_full, during_paced, Recorded::since_last(metrics)];
     let total = |count: &dyn Fn(&Recorded) -> u64| ingestion.iter().map(count).sum::<u64>();
     // A PUT is one object written; on a local directory an upload is written in
     // synced pieces, so the operator's write calls are reported beside it.
@@ -247,14 +246,12 @@ async fn measure(
         "  ingest vs raw write          {:>6.0} %",
         100.0 * full.mib_per_sec() / raw_write_rate
     );
-    let fsyncs = ingestion[1].histogram("strata_wal_fsync_seconds");
-    if !fsyncs.is_empty() {
+    let fsyncs = ingestion[1].durations("strata_wal_fsync_seconds");
+    if fsyncs.count() > 0 {
         println!(
-            "  WAL write+fsync at fixed rate  p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  ({} group commits)",
-            quantile(&fsyncs, 0.50) * 1000.0,
-            quantile(&fsyncs, 0.99) * 1000.0,
-            quantile(&fsyncs, 1.0) * 1000.0,
-            fsyncs.len()
+            "  WAL write+fsync at fixed rate  {}  ({} group commits)",
+            p50_p99_max(&fsyncs),
+            fsyncs.count()
         );
     }
     // Stalls of the store itself, beside the appends' latency: a slow PUT (or a slow
@@ -264,26 +261,22 @@ async fn measure(
         ("fixed rate", &ingestion[1]),
     ] {
         let writes = recorded.operation_durations("write");
-        if !writes.is_empty() {
+        if writes.count() > 0 {
             println!(
-                "  object-store writes, {:<11} p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  ({} calls)",
+                "  object-store writes, {:<11} {}  ({} calls)",
                 name,
-                quantile(&writes, 0.50) * 1000.0,
-                quantile(&writes, 0.99) * 1000.0,
-                quantile(&writes, 1.0) * 1000.0,
-                writes.len()
+                p50_p99_max(&writes),
+                writes.count()
             );
         }
         // Every commit waits for a metadata transaction, synced to the local disk.
         let commits = recorded.meta_durations("txn");
-        if !commits.is_empty() {
+        if commits.count() > 0 {
             println!(
-                "  metadata commits, {:<11}     p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  ({} transactions)",
+                "  metadata commits, {:<11}     {}  ({} transactions)",
                 name,
-                quantile(&commits, 0.50) * 1000.0,
-                quantile(&commits, 0.99) * 1000.0,
-                quantile(&commits, 1.0) * 1000.0,
-                commits.len()
+                p50_p99_max(&commits),
+                commits.count()
             );
         }
         if args.object_wal_window_ms.is_none() {
@@ -314,7 +307,7 @@ async fn measure(
     // keeping up with producers reads.
     let tail_offsets =
         (cache_bytes / 4 / streams.len() / batch.len()) as u64 * batch.offset_count();
-    Recorded::since_last(snapshotter);
+    Recorded::since_last(metrics);
     peaks.push(memory.peak("ingest"));
     memory.reset();
     let tail = read_from(
@@ -325,7 +318,7 @@ async fn measure(
         args.readers,
     )
     .await?;
-    let during_tail = Recorded::since_last(snapshotter);
+    let during_tail = Recorded::since_last(metrics);
     let hits = [
         during_tail.counter("strata_log_cache_hits_total"),
         during_tail.counter("strata_log_cache_misses_total"),
@@ -364,7 +357,7 @@ async fn measure(
         readers: args.readers,
         raw_read,
         memory: &memory,
-        snapshotter,
+        metrics,
         drop_page_cache: args.drop_page_cache,
     };
     peaks.push(
@@ -380,7 +373,7 @@ async fn measure(
     let started = std::time::Instant::now();
     let merged = cold.merge_stream_sets().await.map_err(|e| e.to_string())?;
     let took = started.elapsed();
-    let during_merge = Recorded::since_last(snapshotter);
+    let during_merge = Recorded::since_last(metrics);
     println!(
         "  merge                  {:>8.1} MiB/s  ({} small stream-set objects into {}, {:.1} s; {} GETs)",
         merged.bytes as f64 / MIB / took.as_secs_f64().max(1e-9),
@@ -391,7 +384,7 @@ async fn measure(
     );
     let (compacted, took) = compact_all(&cold, &streams, args.readers).await?;
     peaks.push(memory.peak("compaction"));
-    let during_compaction = Recorded::since_last(snapshotter);
+    let during_compaction = Recorded::since_last(metrics);
     println!(
         "  compaction             {:>8.1} MiB/s  ({} ranges into {} stream objects, {:.1} s; {} GETs, {} write calls)",
         compacted.bytes as f64 / MIB / took.as_secs_f64(),
@@ -434,7 +427,7 @@ struct ColdRead<'a> {
     readers: usize,
     raw_read: f64,
     memory: &'a Memory,
-    snapshotter: &'a Snapshotter,
+    metrics: &'a BenchMetrics,
     drop_page_cache: bool,
 }
 
@@ -450,11 +443,11 @@ impl ColdRead<'_> {
         if self.drop_page_cache {
             drop_page_cache()?;
         }
-        Recorded::since_last(self.snapshotter);
+        Recorded::since_last(self.metrics);
         self.memory.reset();
         let read = read_from(store, self.streams, 1024 * 1024, None, self.readers).await?;
         let peak = self.memory.peak(phase);
-        let gets = Recorded::since_last(self.snapshotter).operations("read");
+        let gets = Recorded::since_last(self.metrics).operations("read");
         println!(
             "  {name:<22} {:>8.1} MiB/s  ({:.1} GETs per GiB read, {} streams at a time)",
             read.mib_per_sec(),
@@ -474,4 +467,15 @@ fn strata_core_now() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos())
+}
+
+/// "p50 … ms  p99 … ms  max … ms", widths fixed so that lines align.
+fn p50_p99_max(durations: &Latencies) -> String {
+    let ms = |q: f64| durations.quantile(q).as_secs_f64() * 1000.0;
+    format!(
+        "p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms",
+        ms(0.50),
+        ms(0.99),
+        ms(1.0)
+    )
 }

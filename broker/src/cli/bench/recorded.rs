@@ -1,29 +1,110 @@
 //! What the store recorded through `metrics` during one stretch of a run.
+//!
+//! The benchmark's own recorder keeps counters as atomics and durations in HDR
+//! histograms, so it holds fixed memory whatever the run's length: the run's peak
+//! RSS is reported as the store's, and a recorder that kept every sample (one per
+//! append and per object-store call) grew by ~20 MB over a 30 s phase.
 
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
-use metrics_util::{CompositeKey, MetricKind};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-pub(in crate::cli) fn install_recorder() -> Option<Snapshotter> {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    metrics::set_global_recorder(recorder).ok()?;
-    Some(snapshotter)
+use metrics::{
+    Counter, Gauge, Histogram, HistogramFn, Key, KeyName, Metadata, Recorder, SharedString, Unit,
+};
+
+use super::latencies::Latencies;
+
+/// Installs the benchmark's recorder as the process's; `None` if one already is.
+pub(in crate::cli) fn install_recorder() -> Option<BenchMetrics> {
+    let metrics = BenchMetrics::default();
+    metrics::set_global_recorder(metrics.clone()).ok()?;
+    Some(metrics)
 }
 
-/// The metrics recorded since the previous `Recorded::since_last`: a snapshot of the
-/// debugging recorder drains counters and histograms alike.
-pub(super) struct Recorded(Vec<(CompositeKey, DebugValue)>);
+/// Counters and duration histograms by key, shared by the recorder and the bench.
+#[derive(Clone, Default)]
+pub(in crate::cli) struct BenchMetrics {
+    counters: Arc<Mutex<HashMap<Key, Arc<AtomicU64>>>>,
+    durations: Arc<Mutex<HashMap<Key, Arc<Durations>>>>,
+}
+
+/// A histogram of durations recorded in seconds, as every `_seconds` metric is.
+#[derive(Default)]
+struct Durations(Mutex<Latencies>);
+
+impl HistogramFn for Durations {
+    fn record(&self, seconds: f64) {
+        let duration = Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX);
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record(duration);
+    }
+}
+
+/// The bench prints durations only; other histograms (sizes, counts) are dropped.
+fn is_duration(key: &Key) -> bool {
+    key.name().ends_with("_seconds")
+}
+
+impl Recorder for BenchMetrics {
+    fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+    fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+
+    fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+        let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+        Counter::from_arc(counters.entry(key.clone()).or_default().clone())
+    }
+
+    fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+        Gauge::noop()
+    }
+
+    fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+        if !is_duration(key) {
+            return Histogram::noop();
+        }
+        let mut durations = self
+            .durations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        Histogram::from_arc(durations.entry(key.clone()).or_default().clone())
+    }
+}
+
+/// The metrics recorded since the previous `Recorded::since_last`, which drains
+/// counters and histograms alike.
+pub(super) struct Recorded {
+    counters: Vec<(Key, u64)>,
+    durations: Vec<(Key, Latencies)>,
+}
 
 impl Recorded {
-    pub(super) fn since_last(snapshotter: &Snapshotter) -> Recorded {
-        Recorded(
-            snapshotter
-                .snapshot()
-                .into_vec()
-                .into_iter()
-                .map(|(key, _, _, value)| (key, value))
-                .collect(),
-        )
+    pub(super) fn since_last(metrics: &BenchMetrics) -> Recorded {
+        let counters = metrics
+            .counters
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(key, count)| (key.clone(), count.swap(0, Ordering::Relaxed)))
+            .collect();
+        let durations = metrics
+            .durations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(key, durations)| {
+                let mut recorded = durations.0.lock().unwrap_or_else(PoisonError::into_inner);
+                (key.clone(), std::mem::take(&mut *recorded))
+            })
+            .collect();
+        Recorded {
+            counters,
+            durations,
+        }
     }
 
     /// Counter `name`, all labels summed.
@@ -34,68 +115,85 @@ impl Recorded {
     /// Object-store operations of kind `operation` (`write`, `read`, ...).
     pub(super) fn operations(&self, operation: &str) -> u64 {
         self.counters(strata_backends::metric_names::OPERATIONS, |key| {
-            key.key()
-                .labels()
-                .any(|l| l.key() == "operation" && l.value() == operation)
+            has_label(key, "operation", operation)
         })
     }
 
-    /// Every value histogram `name` recorded, sorted.
-    pub(super) fn histogram(&self, name: &str) -> Vec<f64> {
-        self.histogram_where(name, |_| true)
+    /// Every duration histogram `name` recorded, all labels together.
+    pub(super) fn durations(&self, name: &str) -> Latencies {
+        self.durations_where(name, |_| true)
     }
 
-    /// Durations (seconds, sorted) of object-store operations of kind `operation`.
-    pub(super) fn operation_durations(&self, operation: &str) -> Vec<f64> {
-        self.histogram_where(strata_backends::metric_names::OPERATION_DURATION, |key| {
-            key.key()
-                .labels()
-                .any(|l| l.key() == "operation" && l.value() == operation)
+    /// Durations of object-store operations of kind `operation`.
+    pub(super) fn operation_durations(&self, operation: &str) -> Latencies {
+        self.durations_where(strata_backends::metric_names::OPERATION_DURATION, |key| {
+            has_label(key, "operation", operation)
         })
     }
 
-    /// Durations (seconds, sorted) of metadata-store operations of kind `operation`.
-    pub(super) fn meta_durations(&self, operation: &str) -> Vec<f64> {
-        self.histogram_where("strata_meta_operation_duration_seconds", |key| {
-            key.key()
-                .labels()
-                .any(|l| l.key() == "operation" && l.value() == operation)
+    /// Durations of metadata-store operations of kind `operation`.
+    pub(super) fn meta_durations(&self, operation: &str) -> Latencies {
+        self.durations_where("strata_meta_operation_duration_seconds", |key| {
+            has_label(key, "operation", operation)
         })
     }
 
-    fn histogram_where(&self, name: &str, matches: impl Fn(&CompositeKey) -> bool) -> Vec<f64> {
-        let mut values: Vec<f64> = self
-            .0
+    fn durations_where(&self, name: &str, matches: impl Fn(&Key) -> bool) -> Latencies {
+        let mut all = Latencies::default();
+        for (_, durations) in self
+            .durations
             .iter()
-            .filter(|(key, _)| {
-                key.kind() == MetricKind::Histogram && key.key().name() == name && matches(key)
-            })
-            .flat_map(|(_, value)| match value {
-                DebugValue::Histogram(values) => values.iter().map(|v| v.into_inner()).collect(),
-                _ => Vec::new(),
-            })
-            .collect();
-        values.sort_by(f64::total_cmp);
-        values
+            .filter(|(key, _)| key.name() == name && matches(key))
+        {
+            all.merge(durations);
+        }
+        all
     }
 
-    fn counters(&self, name: &str, matches: impl Fn(&CompositeKey) -> bool) -> u64 {
-        self.0
+    fn counters(&self, name: &str, matches: impl Fn(&Key) -> bool) -> u64 {
+        self.counters
             .iter()
-            .filter(|(key, _)| key.key().name() == name && matches(key))
-            .map(|(_, value)| match value {
-                DebugValue::Counter(n) => *n,
-                _ => 0,
-            })
+            .filter(|(key, _)| key.name() == name && matches(key))
+            .map(|(_, count)| count)
             .sum()
     }
 }
 
-/// The value at quantile `q` of sorted `values` (nearest rank); 0 when empty.
-pub(super) fn quantile(values: &[f64], q: f64) -> f64 {
-    if values.is_empty() {
-        return 0.0;
+fn has_label(key: &Key, name: &str, value: &str) -> bool {
+    key.labels().any(|l| l.key() == name && l.value() == value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_drains_what_was_recorded_before_it() {
+        let metrics = BenchMetrics::default();
+        let meta = Metadata::new("bench", metrics::Level::INFO, None);
+        let write = Key::from_parts(
+            strata_backends::metric_names::OPERATION_DURATION,
+            vec![metrics::Label::new("operation", "write")],
+        );
+        let counter = metrics.register_counter(&Key::from_name("strata_x_total"), &meta);
+        let durations = metrics.register_histogram(&write, &meta);
+        let sizes = metrics.register_histogram(&Key::from_name("strata_x_bytes"), &meta);
+        counter.increment(3);
+        durations.record(0.002);
+        durations.record(0.250);
+        sizes.record(1e9);
+
+        let first = Recorded::since_last(&metrics);
+        assert_eq!(first.counter("strata_x_total"), 3);
+        let writes = first.operation_durations("write");
+        assert_eq!(writes.count(), 2);
+        assert!(writes.quantile(1.0) >= Duration::from_millis(249));
+        assert_eq!(first.operation_durations("read").count(), 0);
+        assert_eq!(first.durations("strata_x_bytes").count(), 0);
+
+        counter.increment(1);
+        let second = Recorded::since_last(&metrics);
+        assert_eq!(second.counter("strata_x_total"), 1);
+        assert_eq!(second.operation_durations("write").count(), 0);
     }
-    let rank = ((values.len() as f64 * q).ceil() as usize).clamp(1, values.len());
-    values[rank - 1]
 }
