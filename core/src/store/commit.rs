@@ -1,5 +1,5 @@
-//! Committing written objects: one metadata transaction adds their streams' ranges
-//! and marks the objects committed, conditional on every stream's epoch.
+//! Committing written objects: one metadata transaction writes each object's record
+//! as committed, with its streams' ranges, conditional on every stream's epoch.
 //!
 //! A stream taken over by a newer owner does not hold back the streams sharing its
 //! objects. A refused transaction is followed by a read of the streams' epochs; the
@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use super::metadata::{self, ObjectRange, ObjectRecord, ObjectState};
+use super::object_ranges;
 use super::upload::{WrittenSet, discard_all};
 use super::{Inner, OpenStream, StoreError};
 use crate::meta::{Compare, Op, Txn};
@@ -119,21 +120,24 @@ fn commit_txn(sets: &mut [WrittenSet]) -> Txn {
     for object in sets.iter_mut().flat_map(|set| set.objects.iter_mut()) {
         for (open, range) in &mut object.ranges {
             range.object = object.id;
-            txn = txn
-                .when(Compare::Value(
-                    metadata::epoch_key(open.id),
-                    metadata::u64_value(open.epoch),
-                ))
-                .and_then(Op::put(
-                    metadata::range_key(open.id, range.start_offset),
-                    range.value(),
-                ));
+            txn = txn.when(Compare::Value(
+                metadata::epoch_key(open.id),
+                metadata::u64_value(open.epoch),
+            ));
         }
         let committed = ObjectRecord {
             state: ObjectState::Committed,
             ..object.record
         };
-        txn = txn.and_then(Op::put(metadata::object_key(object.id), committed.value()));
+        let ranges: Vec<_> = object
+            .ranges
+            .iter()
+            .map(|(open, range)| (open.id, *range))
+            .collect();
+        txn = txn.and_then(Op::put(
+            metadata::object_key(object.id),
+            object_ranges::record_value(&committed, &ranges),
+        ));
     }
     txn
 }
@@ -152,11 +156,9 @@ async fn taken_over(
         .collect();
     streams.sort_unstable_by_key(|open| open.id);
     streams.dedup_by_key(|open| open.id);
-    let ours = |open: &OpenStream| metadata::u64_value(open.epoch);
     let mut taken = Vec::new();
     for open in streams {
-        let current = inner.meta.get(&metadata::epoch_key(open.id)).await?;
-        if current.is_none_or(|kv| kv.value != ours(open)) {
+        if !metadata::holds_epoch(inner.meta.as_ref(), open.id, open.epoch).await? {
             taken.push(open.clone());
         }
     }

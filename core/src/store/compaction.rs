@@ -13,6 +13,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::metadata::{self, ObjectRange, ObjectRecord, ObjectState, StreamId};
+use super::object_ranges;
 use super::{Inner, OpenStream, StoreError, StreamStore, read, upload};
 use crate::meta::{Compare, Op, Txn};
 use crate::object::{BlockEntry, ObjectId, ObjectKind, encode_tail, object_key};
@@ -151,8 +152,9 @@ pub(super) struct RangeSwap<'a> {
     pub new: Vec<ObjectRange>,
 }
 
-/// Commits the rewritten object `id` (its `committed` record) and every swap in one
-/// transaction that compares each stream's epoch and each old range record, then
+/// Commits the rewritten object `id` (its `committed` record, listing the new
+/// ranges) and takes the old ranges out of their objects' records, in one
+/// transaction that compares each stream's epoch and each record rewritten, then
 /// applies the swaps to the streams' in-memory ranges. `false` when something
 /// changed meanwhile (retention, another rewrite, a new owner): the new object is
 /// discarded and nothing else changes.
@@ -162,28 +164,27 @@ pub(super) async fn commit_rewrite(
     committed: ObjectRecord,
     swaps: &[RangeSwap<'_>],
 ) -> Result<bool, StoreError> {
+    let removed = swaps
+        .iter()
+        .flat_map(|swap| swap.old.iter().map(|old| (swap.open.id, *old)))
+        .collect();
+    let Some(edits) = object_ranges::remove_ranges(inner.meta.as_ref(), removed).await? else {
+        upload::discard_object(inner, id).await?;
+        return Ok(false);
+    };
     let mut txn = Txn::new();
+    let mut added = Vec::new();
     for swap in swaps {
-        let stream = swap.open.id;
         txn = txn.when(Compare::Value(
-            metadata::epoch_key(stream),
+            metadata::epoch_key(swap.open.id),
             metadata::u64_value(swap.open.epoch),
         ));
-        // Deletes before puts: a new range may start where an old one did.
-        for old in swap.old {
-            let key = metadata::range_key(stream, old.start_offset);
-            txn = txn
-                .when(Compare::Value(key.clone(), old.value()))
-                .and_then(Op::Delete { key });
-        }
-        for new in &swap.new {
-            txn = txn.and_then(Op::put(
-                metadata::range_key(stream, new.start_offset),
-                new.value(),
-            ));
-        }
+        added.extend(swap.new.iter().map(|new| (swap.open.id, *new)));
     }
-    txn = txn.and_then(Op::put(metadata::object_key(id), committed.value()));
+    let txn = edits.into_txn(txn).and_then(Op::put(
+        metadata::object_key(id),
+        object_ranges::record_value(&committed, &added),
+    ));
     if !inner.meta.txn(txn).await?.succeeded {
         upload::discard_object(inner, id).await?;
         return Ok(false);

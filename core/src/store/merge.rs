@@ -22,7 +22,8 @@ use bytes::Bytes;
 use strata_backends::Flush;
 
 use super::compaction::{RangeSwap, commit_rewrite};
-use super::metadata::{self, ObjectRange, ObjectRecord, ObjectState, StreamId};
+use super::metadata::{ObjectRange, ObjectRecord, ObjectState, StreamId};
+use super::object_ranges;
 use super::{Inner, OpenStream, StoreError, StreamStore, read, upload};
 use crate::object::{BlockEntry, BlockMeta, EncodedObject, ObjectBuilder, ObjectId, ObjectKind};
 
@@ -76,29 +77,18 @@ pub(super) async fn merge_stream_sets(inner: &Inner) -> Result<MergeReport, Stor
 /// Committed stream-set objects holding under `below` bytes of blocks, referenced
 /// only by streams open on this store, oldest first.
 async fn small_stream_sets(inner: &Inner, below: u64) -> Result<Vec<Source>, StoreError> {
-    let meta = inner.meta.as_ref();
-    let mut eligible: HashMap<ObjectId, ObjectRecord> = HashMap::new();
-    for kv in meta.scan_prefix(metadata::OBJECTS_PREFIX, 0).await? {
-        let record = ObjectRecord::parse(&kv)?;
-        if record.kind == ObjectKind::StreamSet && record.state == ObjectState::Committed {
-            eligible.insert(metadata::parse_object_key(&kv.key)?, record);
-        }
-    }
-    let mut by_object: BTreeMap<ObjectId, Vec<(StreamId, ObjectRange)>> = BTreeMap::new();
-    for (stream, range) in metadata::all_ranges(meta).await? {
-        if eligible.contains_key(&range.object) {
-            by_object
-                .entry(range.object)
-                .or_default()
-                .push((stream, range));
-        }
-    }
-    Ok(by_object
+    Ok(object_ranges::objects(inner.meta.as_ref())
+        .await?
         .into_iter()
-        .map(|(object, ranges)| Source {
-            object,
-            data_bytes: ranges.iter().map(|(_, r)| r.bytes).sum(),
-            ranges,
+        .filter(|entry| {
+            entry.record.kind == ObjectKind::StreamSet
+                && entry.record.state == ObjectState::Committed
+                && entry.is_referenced()
+        })
+        .map(|entry| Source {
+            object: entry.id,
+            data_bytes: entry.ranges.iter().map(|(_, r)| r.bytes).sum(),
+            ranges: entry.ranges,
         })
         .filter(|source| {
             source.data_bytes < below

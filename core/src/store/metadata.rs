@@ -5,10 +5,20 @@
 //! c/object                     next object id (u64)
 //! s/<stream>/epoch             owner epoch (u64): every commit compares it
 //! s/<stream>/start             log start offset (u64)
-//! s/<stream>/r/<start offset>  a range of the stream in an object: end offset, object id
-//! o/<object>                   object state (prepared | committed), size, creation time
+//! o/<object>                   object state (prepared | committed | marked), kind, size,
+//!                              creation time, then the stream ranges it holds
 //! ```
-//! Ids and offsets in keys are fixed-width hex so that key order is numeric order.
+//! Ids in keys are fixed-width hex so that key order is numeric order.
+//!
+//! A stream's ranges live in the records of the objects that hold them, not under
+//! the stream: an object-WAL window holds a range of every stream it carries, and one
+//! record per window instead of one per stream and window keeps the metadata store
+//! (all of it in memory, for the embedded one) and each commit 64 times smaller with
+//! 64 streams. Removing a stream's range from a shared record is a read, modify and
+//! compare-and-set of that record ([`super::object_ranges::remove_ranges`]).
+//!
+//! Earlier builds kept one `s/<stream>/r/<start offset>` record per range;
+//! [`super::range_migration`] moves those into their objects' records.
 
 use bytes::Bytes;
 
@@ -27,20 +37,11 @@ pub(super) fn start_key(stream: StreamId) -> Bytes {
     Bytes::from(format!("s/{:016x}/start", stream.0))
 }
 
-pub(super) fn ranges_prefix(stream: StreamId) -> Bytes {
-    Bytes::from(format!("s/{:016x}/r/", stream.0))
-}
-
-pub(super) fn range_key(stream: StreamId, start_offset: u64) -> Bytes {
-    Bytes::from(format!("s/{:016x}/r/{start_offset:016x}", stream.0))
-}
-
 pub(super) fn object_key(object: ObjectId) -> Bytes {
     Bytes::from(format!("o/{:016x}", object.0))
 }
 
 pub(super) const OBJECTS_PREFIX: &[u8] = b"o/";
-pub(super) const STREAMS_PREFIX: &[u8] = b"s/";
 
 /// The object id in an `o/<id>` key.
 pub(super) fn parse_object_key(key: &Bytes) -> Result<ObjectId, StoreMetaError> {
@@ -51,32 +52,15 @@ pub(super) fn parse_object_key(key: &Bytes) -> Result<ObjectId, StoreMetaError> 
         .ok_or_else(|| StoreMetaError::Malformed(key.clone()))
 }
 
-/// Every range record of every stream.
-pub(super) async fn all_ranges(
+/// Whether `stream`'s epoch in the metadata is still `epoch` (not taken over, not
+/// deleted).
+pub(super) async fn holds_epoch(
     meta: &dyn MetaStore,
-) -> Result<Vec<(StreamId, ObjectRange)>, StoreMetaError> {
-    let mut out = Vec::new();
-    for kv in meta.scan_prefix(STREAMS_PREFIX, 0).await? {
-        let Some(at) = kv.key.windows(3).position(|w| w == b"/r/") else {
-            continue;
-        };
-        let stream = std::str::from_utf8(&kv.key[STREAMS_PREFIX.len()..at])
-            .ok()
-            .and_then(|hex| u64::from_str_radix(hex, 16).ok())
-            .map(StreamId)
-            .ok_or_else(|| StoreMetaError::Malformed(kv.key.clone()))?;
-        let start = parse_range_start(&kv.key[..at + 3], &kv.key)?;
-        out.push((stream, ObjectRange::parse(start, &kv)?));
-    }
-    Ok(out)
-}
-
-/// The start offset in an `s/<stream>/r/<start>` key.
-pub(super) fn parse_range_start(prefix: &[u8], key: &Bytes) -> Result<u64, StoreMetaError> {
-    std::str::from_utf8(&key[prefix.len()..])
-        .ok()
-        .and_then(|hex| u64::from_str_radix(hex, 16).ok())
-        .ok_or_else(|| StoreMetaError::Malformed(key.clone()))
+    stream: StreamId,
+    epoch: u64,
+) -> Result<bool, StoreMetaError> {
+    let current = meta.get(&epoch_key(stream)).await?;
+    Ok(current.is_some_and(|kv| kv.value == u64_value(epoch)))
 }
 
 pub(super) fn u64_value(value: u64) -> Bytes {
@@ -102,32 +86,8 @@ pub struct ObjectRange {
     pub max_timestamp: i64,
 }
 
-impl ObjectRange {
-    pub(super) fn value(&self) -> Bytes {
-        let mut out = Vec::with_capacity(32);
-        out.extend_from_slice(&self.end_offset.to_le_bytes());
-        out.extend_from_slice(&self.object.0.to_le_bytes());
-        out.extend_from_slice(&self.bytes.to_le_bytes());
-        out.extend_from_slice(&self.max_timestamp.to_le_bytes());
-        Bytes::from(out)
-    }
-
-    pub(super) fn parse(start_offset: u64, kv: &KeyValue) -> Result<ObjectRange, StoreMetaError> {
-        let field = |at: usize| -> Result<[u8; 8], StoreMetaError> {
-            kv.value
-                .get(at..at + 8)
-                .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| StoreMetaError::Malformed(kv.key.clone()))
-        };
-        Ok(ObjectRange {
-            start_offset,
-            end_offset: u64::from_le_bytes(field(0)?),
-            object: ObjectId(u64::from_le_bytes(field(8)?)),
-            bytes: u64::from_le_bytes(field(16)?),
-            max_timestamp: i64::from_le_bytes(field(24)?),
-        })
-    }
-}
+/// Bytes of an object record before its ranges.
+pub(super) const RECORD_HEADER_LEN: usize = 26;
 
 /// Where an object is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,7 +96,7 @@ pub enum ObjectState {
     Prepared,
     /// Referenced by stream ranges.
     Committed,
-    /// No range references it any more; deleted from the bucket after a grace
+    /// No range references it any more (its record lists none); deleted from the bucket after a grace
     /// period, so that reads that found it just before still complete.
     MarkedForDeletion { at_ms: u64 },
 }
@@ -150,13 +110,14 @@ pub struct ObjectRecord {
 }
 
 impl ObjectRecord {
+    /// The record without ranges (see [`super::object_ranges`] for the rest).
     pub(super) fn value(&self) -> Bytes {
         let (tag, marked_at) = match self.state {
             ObjectState::Prepared => (1, 0),
             ObjectState::Committed => (2, 0),
             ObjectState::MarkedForDeletion { at_ms } => (3, at_ms),
         };
-        let mut out = Vec::with_capacity(26);
+        let mut out = Vec::with_capacity(RECORD_HEADER_LEN);
         out.push(tag);
         out.extend_from_slice(&self.size.to_le_bytes());
         out.extend_from_slice(&self.created_ms.to_le_bytes());

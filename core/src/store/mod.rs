@@ -20,8 +20,10 @@ mod lifecycle;
 mod merge;
 mod metadata;
 mod object_ids;
+mod object_ranges;
 mod object_wal;
 mod prefetch;
+mod range_migration;
 mod read;
 mod retention;
 mod upload;
@@ -306,6 +308,7 @@ impl StreamStore {
             tasks: lifecycle::Tasks::new(),
         });
         let store = StreamStore { inner };
+        range_migration::migrate_range_keys(store.inner.meta.as_ref()).await?;
         upload::remove_uncommitted_objects(&store.inner).await?;
         store.replay(recovered).await?;
         if store.inner.lock_cache().unuploaded_bytes() > 0 {
@@ -413,12 +416,7 @@ impl StreamStore {
             Some(kv) => metadata::parse_u64(&kv)?,
             None => 0,
         };
-        let mut ranges = BTreeMap::new();
-        let prefix = metadata::ranges_prefix(stream);
-        for kv in meta.scan_prefix(&prefix, 0).await? {
-            let start = metadata::parse_range_start(&prefix, &kv.key)?;
-            ranges.insert(start, ObjectRange::parse(start, &kv)?);
-        }
+        let ranges = object_ranges::stream_ranges(meta, stream).await?;
         let end = ranges
             .values()
             .map(|r| r.end_offset)
@@ -677,8 +675,9 @@ impl StreamStore {
     }
 
     /// Deletes the stream: everything acknowledged is uploaded first (so no upload
-    /// can follow the deletion), then its ranges and records are removed in one
-    /// transaction conditional on our epoch; its objects become garbage.
+    /// can follow the deletion), then its keys are removed and its ranges taken out
+    /// of their objects' records in one transaction conditional on our epoch;
+    /// objects left with no range become garbage.
     pub async fn delete_stream(&self, stream: StreamId) -> Result<(), StoreError> {
         let open = self
             .inner
@@ -686,28 +685,21 @@ impl StreamStore {
             .ok_or(StoreError::StreamNotOpen(stream))?;
         self.flush().await?;
         let _exclusive = open.maintenance.lock().await;
-        let mut txn = Txn::new().when(Compare::Value(
-            metadata::epoch_key(stream),
-            metadata::u64_value(open.epoch),
-        ));
-        txn = txn
-            .and_then(Op::Delete {
-                key: metadata::epoch_key(stream),
-            })
-            .and_then(Op::Delete {
-                key: metadata::start_key(stream),
-            });
-        for start in open.lock_state().ranges.keys() {
-            txn = txn.and_then(Op::Delete {
-                key: metadata::range_key(stream, *start),
-            });
-        }
-        if !self.inner.meta.txn(txn).await?.succeeded {
-            return Err(StoreError::Fenced {
-                stream,
-                epoch: open.epoch,
-            });
-        }
+        let ranges: Vec<ObjectRange> = open.lock_state().ranges.values().copied().collect();
+        object_ranges::commit_removal(self.inner.meta.as_ref(), &open, &ranges, || {
+            Txn::new()
+                .when(Compare::Value(
+                    metadata::epoch_key(stream),
+                    metadata::u64_value(open.epoch),
+                ))
+                .and_then(Op::Delete {
+                    key: metadata::epoch_key(stream),
+                })
+                .and_then(Op::Delete {
+                    key: metadata::start_key(stream),
+                })
+        })
+        .await?;
         self.inner.lock_streams().remove(&stream);
         Ok(())
     }

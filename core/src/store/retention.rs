@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::metadata::{self, ObjectRange, ObjectRecord, ObjectState, StreamId};
+use super::object_ranges;
 use super::{Inner, OpenStream, StoreError, StreamStore, upload};
 use crate::meta::{Compare, Op, Txn};
 use crate::object::ObjectId;
@@ -80,7 +81,12 @@ impl StreamStore {
 
     /// Objects some stream range points at.
     pub async fn referenced_objects(&self) -> Result<HashSet<ObjectId>, StoreError> {
-        referenced_objects(&self.inner).await
+        Ok(object_ranges::objects(self.inner.meta.as_ref())
+            .await?
+            .into_iter()
+            .filter(|entry| entry.is_referenced())
+            .map(|entry| entry.id)
+            .collect())
     }
 
     /// Marks objects no range references and deletes those marked at least `grace`
@@ -90,8 +96,9 @@ impl StreamStore {
     }
 }
 
-/// Moves the start of `open` to `new_start` and deletes the range records wholly
-/// below it, in one transaction conditional on the stream's epoch.
+/// Moves the start of `open` to `new_start` and takes the ranges wholly below it
+/// out of their objects' records, in one transaction conditional on the stream's
+/// epoch.
 pub(super) async fn move_start(
     inner: &Inner,
     open: &Arc<OpenStream>,
@@ -107,27 +114,18 @@ pub(super) async fn move_start(
         .filter(|r| r.end_offset <= new_start)
         .copied()
         .collect();
-    let mut txn = Txn::new()
-        .when(Compare::Value(
-            metadata::epoch_key(open.id),
-            metadata::u64_value(open.epoch),
-        ))
-        .and_then(Op::put(
-            metadata::start_key(open.id),
-            metadata::u64_value(new_start),
-        ));
-    for range in &doomed {
-        let key = metadata::range_key(open.id, range.start_offset);
-        txn = txn
-            .when(Compare::Value(key.clone(), range.value()))
-            .and_then(Op::Delete { key });
-    }
-    if !inner.meta.txn(txn).await?.succeeded {
-        return Err(StoreError::Fenced {
-            stream: open.id,
-            epoch: open.epoch,
-        });
-    }
+    object_ranges::commit_removal(inner.meta.as_ref(), open, &doomed, || {
+        Txn::new()
+            .when(Compare::Value(
+                metadata::epoch_key(open.id),
+                metadata::u64_value(open.epoch),
+            ))
+            .and_then(Op::put(
+                metadata::start_key(open.id),
+                metadata::u64_value(new_start),
+            ))
+    })
+    .await?;
     let mut state = open.lock_state();
     state.start_offset = state.start_offset.max(new_start);
     for range in &doomed {
@@ -200,14 +198,6 @@ async fn round(inner: &Arc<Inner>) {
     }
 }
 
-async fn referenced_objects(inner: &Inner) -> Result<HashSet<ObjectId>, StoreError> {
-    Ok(metadata::all_ranges(inner.meta.as_ref())
-        .await?
-        .into_iter()
-        .map(|(_, range)| range.object)
-        .collect())
-}
-
 /// Deletes objects in the bucket below `watermark` that no metadata record names
 /// and that are older than `grace`. An object's record is written with its id, before
 /// its PUT, so such an object can only be a PUT that completed after its record was
@@ -268,29 +258,27 @@ async fn sweep_orphans(
 
 async fn collect_garbage(inner: &Inner, grace: Duration) -> Result<GcReport, StoreError> {
     let meta = inner.meta.as_ref();
-    // Order matters. Ids below the watermark have records; records are read before
-    // ranges, so an object committed after the record scan is not considered at all
-    // (its ranges may postdate the range scan), and one committed before it has its
-    // ranges in place when they are read.
+    // Ids below the watermark have records (read after it): an object not among
+    // them is an orphan only if its id is below it.
     let watermark = metadata::object_id_watermark(meta).await?;
-    let records = meta.scan_prefix(metadata::OBJECTS_PREFIX, 0).await?;
-    let referenced = referenced_objects(inner).await?;
+    let entries = object_ranges::objects(meta).await?;
     let now = metadata::now_ms();
     let mut report = GcReport::default();
     let mut recorded = HashSet::new();
-    for kv in records {
-        let id = metadata::parse_object_key(&kv.key)?;
+    for entry in entries {
+        let id = entry.id;
         recorded.insert(id);
-        let record = ObjectRecord::parse(&kv)?;
+        let record = entry.record;
         match record.state {
-            ObjectState::Committed if !referenced.contains(&id) => {
+            ObjectState::Committed if !entry.is_referenced() => {
                 let marked = ObjectRecord {
                     state: ObjectState::MarkedForDeletion { at_ms: now },
                     ..record
                 };
+                let key = metadata::object_key(id);
                 let txn = Txn::new()
-                    .when(Compare::ModRevision(kv.key.clone(), kv.mod_revision))
-                    .and_then(Op::put(kv.key.clone(), marked.value()));
+                    .when(Compare::ModRevision(key.clone(), entry.mod_revision))
+                    .and_then(Op::put(key, marked.value()));
                 if meta.txn(txn).await?.succeeded {
                     report.marked += 1;
                 }

@@ -13,6 +13,7 @@ use crate::meta::{EmbeddedMetaStore, EmbeddedOptions};
 mod close_stream;
 mod lifecycle;
 mod object_ids;
+mod object_ranges;
 mod object_wal;
 
 struct Fixture {

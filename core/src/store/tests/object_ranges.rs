@@ -1,0 +1,182 @@
+//! Stream ranges kept in their objects' records: one record per object-WAL window,
+//! trims of streams sharing records, and metadata of the earlier layout.
+
+use super::*;
+use crate::store::object_ranges::{self, ObjectEntry};
+use crate::store::range_migration;
+
+/// Appends `waves` batches to every stream, each wave in one window, so that every
+/// object holds a range of every stream.
+async fn append_in_shared_windows(store: &StreamStore, streams: &[StreamId], waves: i64) {
+    for wave in 0..waves {
+        let appends: Vec<_> = streams
+            .iter()
+            .map(|&id| {
+                let store = store.clone();
+                tokio::spawn(async move { store.append(id, batch(4, wave)).await })
+            })
+            .collect();
+        for append in appends {
+            append.await.expect("task").expect("append");
+        }
+    }
+}
+
+async fn committed_objects(meta: &dyn MetaStore) -> Vec<ObjectEntry> {
+    object_ranges::objects(meta)
+        .await
+        .expect("object records")
+        .into_iter()
+        .filter(|entry| entry.record.state == metadata::ObjectState::Committed)
+        .collect()
+}
+
+#[tokio::test]
+async fn a_window_of_many_streams_is_one_metadata_record() {
+    let fixture = Fixture::new();
+    let meta = fixture.meta().await;
+    let store = StreamStore::open(
+        fixture.storage(),
+        meta.clone(),
+        fixture.object_wal_config(300),
+    )
+    .await
+    .expect("store");
+    let streams = open_new_streams(&store, 16).await;
+    append_in_shared_windows(&store, &streams, 1).await;
+
+    let committed = committed_objects(meta.as_ref()).await;
+    assert_eq!(committed.len(), 1, "one window, one object");
+    let mut listed: Vec<StreamId> = committed[0].ranges.iter().map(|(s, _)| *s).collect();
+    listed.sort_unstable();
+    assert_eq!(listed, streams, "the record lists every stream's range");
+    let per_stream_keys = meta
+        .scan_prefix(b"s/", 0)
+        .await
+        .expect("scan")
+        .into_iter()
+        .filter(|kv| kv.key.windows(3).any(|w| w == b"/r/"))
+        .count();
+    assert_eq!(per_stream_keys, 0, "no record per stream and window");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn trims_of_streams_sharing_objects_all_apply() {
+    let fixture = Fixture::new();
+    let meta = fixture.meta().await;
+    let config = fixture.object_wal_config(50);
+    let store = StreamStore::open(fixture.storage(), meta.clone(), config.clone())
+        .await
+        .expect("store");
+    let streams = open_new_streams(&store, 8).await;
+    append_in_shared_windows(&store, &streams, 6).await;
+    let shared = committed_objects(meta.as_ref()).await;
+    assert!(
+        shared.len() >= 2 && shared.iter().all(|entry| entry.ranges.len() == 8),
+        "every object holds a range of all eight streams"
+    );
+
+    // Each stream drops its first k waves (4 offsets each), all at once: every trim
+    // rewrites records the others rewrite too.
+    let trims: Vec<_> = streams
+        .iter()
+        .enumerate()
+        .map(|(k, &id)| {
+            let store = store.clone();
+            let new_start = 4 * (k as u64 % 5 + 1);
+            tokio::spawn(async move { (id, new_start, store.trim(id, new_start).await) })
+        })
+        .collect();
+    let mut expected = HashMap::new();
+    for trim in trims {
+        let (id, new_start, outcome) = trim.await.expect("task");
+        outcome.unwrap_or_else(|err| panic!("trim of stream {} failed: {err}", id.0));
+        expected.insert(id, new_start);
+    }
+    for entry in committed_objects(meta.as_ref()).await {
+        for (stream, range) in &entry.ranges {
+            assert!(
+                range.start_offset >= expected[stream],
+                "stream {} still lists {}..{} below its start {}",
+                stream.0,
+                range.start_offset,
+                range.end_offset,
+                expected[stream]
+            );
+        }
+    }
+    drop(store);
+
+    let reopened = fixture.next_owner(meta, config).await;
+    for (&id, &start) in &expected {
+        reopened.open_stream(id).await.expect("open");
+        assert_eq!(reopened.offsets(id).expect("offsets"), (start, 24));
+        let read = read_all(&reopened, id, start).await;
+        assert_dense(&read, start);
+        assert_eq!(read.len() as u64, (24 - start) / 4);
+    }
+}
+
+#[tokio::test]
+async fn ranges_of_the_earlier_layout_move_into_object_records_on_open() {
+    let fixture = Fixture::new();
+    let meta = fixture.meta().await;
+    let store = StreamStore::open(fixture.storage(), meta.clone(), fixture.config())
+        .await
+        .expect("store");
+    let streams = open_new_streams(&store, 3).await;
+    for (i, id) in streams.iter().enumerate() {
+        for seed in 0..5 {
+            store
+                .append(*id, batch(10, seed + 10 * i as i64))
+                .await
+                .expect("append");
+        }
+        store.flush().await.expect("flush");
+    }
+    drop(store);
+
+    // Rewrite the metadata as an earlier build left it: bare object records and one
+    // record per stream range.
+    let mut txn = Txn::new();
+    let mut legacy = 0;
+    for entry in committed_objects(meta.as_ref()).await {
+        txn = txn.and_then(Op::put(
+            metadata::object_key(entry.id),
+            entry.record.value(),
+        ));
+        for (stream, range) in &entry.ranges {
+            let (key, value) = range_migration::legacy_record(*stream, range);
+            txn = txn.and_then(Op::put(key, value));
+            legacy += 1;
+        }
+    }
+    assert!(legacy >= 3);
+    assert!(meta.txn(txn).await.expect("txn").succeeded);
+
+    let store = fixture.next_owner(meta.clone(), fixture.config()).await;
+    for (i, id) in streams.iter().enumerate() {
+        store.open_stream(*id).await.expect("open");
+        let expected: Vec<RecordBatch> = (0..5)
+            .map(|seed| batch(10, seed + 10 * i as i64).with_base_offset(10 * seed as u64))
+            .collect();
+        assert_eq!(read_all(&store, *id, 0).await, expected);
+    }
+    let listed: usize = committed_objects(meta.as_ref())
+        .await
+        .iter()
+        .map(|entry| entry.ranges.len())
+        .sum();
+    assert_eq!(
+        listed, legacy,
+        "every legacy range now in its object's record"
+    );
+    let left = meta
+        .scan_prefix(b"s/", 0)
+        .await
+        .expect("scan")
+        .into_iter()
+        .filter(|kv| kv.key.windows(3).any(|w| w == b"/r/"))
+        .count();
+    assert_eq!(left, 0, "the legacy records are gone");
+}
