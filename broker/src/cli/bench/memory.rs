@@ -19,43 +19,61 @@ pub(super) struct PhasePeak {
     pub rss: f64,
     /// Largest live allocations; `None` without jemalloc statistics.
     pub allocated: Option<f64>,
+    /// Largest bytes in pages holding live allocations: above `allocated` by the
+    /// slack in those pages.
+    pub active: Option<f64>,
+    /// Largest resident pages: above `active` by freed pages not yet returned and
+    /// the allocator's metadata.
     pub resident: Option<f64>,
 }
 
 /// Tracks peaks from [`Memory::reset`] to [`Memory::peak`].
 pub(super) struct Memory {
-    allocated: Arc<AtomicU64>,
-    resident: Arc<AtomicU64>,
+    peaks: Arc<Peaks>,
     sampler: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct Peaks {
+    allocated: AtomicU64,
+    active: AtomicU64,
+    resident: AtomicU64,
+}
+
+impl Peaks {
+    fn all(&self) -> [&AtomicU64; 3] {
+        [&self.allocated, &self.active, &self.resident]
+    }
 }
 
 impl Memory {
     pub(super) fn start() -> Self {
-        let allocated = Arc::new(AtomicU64::new(0));
-        let resident = Arc::new(AtomicU64::new(0));
-        let (a, r) = (allocated.clone(), resident.clone());
+        let peaks = Arc::new(Peaks::default());
+        let sampled = peaks.clone();
         let sampler = tokio::spawn(async move {
             let mut ticks = tokio::time::interval(SAMPLE_EVERY);
             loop {
                 ticks.tick().await;
                 if let Some(stats) = AllocatorStats::read() {
-                    a.fetch_max(stats.allocated, Ordering::Relaxed);
-                    r.fetch_max(stats.resident, Ordering::Relaxed);
+                    sampled
+                        .allocated
+                        .fetch_max(stats.allocated, Ordering::Relaxed);
+                    sampled.active.fetch_max(stats.active, Ordering::Relaxed);
+                    sampled
+                        .resident
+                        .fetch_max(stats.resident, Ordering::Relaxed);
                 }
             }
         });
-        Memory {
-            allocated,
-            resident,
-            sampler,
-        }
+        Memory { peaks, sampler }
     }
 
     /// Starts a new phase: peaks from now on.
     pub(super) fn reset(&self) {
         reset_peak_rss();
-        self.allocated.store(0, Ordering::Relaxed);
-        self.resident.store(0, Ordering::Relaxed);
+        for peak in self.peaks.all() {
+            peak.store(0, Ordering::Relaxed);
+        }
     }
 
     /// The peaks since the last reset.
@@ -67,8 +85,9 @@ impl Memory {
         PhasePeak {
             name,
             rss: peak_rss_mib(),
-            allocated: mib(&self.allocated),
-            resident: mib(&self.resident),
+            allocated: mib(&self.peaks.allocated),
+            active: mib(&self.peaks.active),
+            resident: mib(&self.peaks.resident),
         }
     }
 }
@@ -82,10 +101,12 @@ impl Drop for Memory {
 impl std::fmt::Display for PhasePeak {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {:.1}", self.name, self.rss)?;
-        if let (Some(allocated), Some(resident)) = (self.allocated, self.resident) {
+        if let (Some(allocated), Some(active), Some(resident)) =
+            (self.allocated, self.active, self.resident)
+        {
             write!(
                 f,
-                " (allocated {allocated:.1}, allocator resident {resident:.1})"
+                " (allocated {allocated:.1}, in active pages {active:.1}, allocator resident {resident:.1})"
             )?;
         }
         Ok(())
