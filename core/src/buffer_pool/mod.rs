@@ -59,11 +59,12 @@ impl BufferPool {
     /// returns to the pool when the last clone of the result is dropped.
     pub(crate) fn copy_with(&self, data: &[u8], edit: impl FnOnce(&mut [u8])) -> Bytes {
         if data.len() <= CARVED_MAX {
-            let mut carved = self
-                .shared
-                .lock()
-                .chunks
-                .carve(data.len(), self.shared.max_retained);
+            let mut carved = {
+                let mut free = self.shared.lock();
+                // Free chunks and free buffers share the bound.
+                let max_free = self.shared.max_retained.saturating_sub(free.retained);
+                free.chunks.carve(data.len(), max_free)
+            };
             // Outside the lock: the buffer is this batch's alone until frozen.
             carved.extend_from_slice(data);
             edit(&mut carved);
