@@ -5,7 +5,8 @@
 //! the record is queued, so the cache knows every LSN still in flight and never lets
 //! the WAL be trimmed past data that is not in an object yet.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -22,10 +23,16 @@ pub(super) struct LogCache {
     unuploaded_bytes: usize,
     next_lsn: Lsn,
     in_flight: BTreeSet<Lsn>,
-    /// Cached batches that are in committed objects, in the order they got there
-    /// (each stream's in offset order): the ones eviction may drop, oldest first.
-    /// Un-uploaded batches never enter it, so eviction never walks past them.
-    evictable: VecDeque<(StreamId, u64)>,
+    /// Cached batches that are in committed objects, the ones eviction may drop,
+    /// oldest first: by WAL LSN (local WAL) or by commit (object WAL), which is the
+    /// order they were appended in, each stream's in offset order. Uploads go
+    /// stream by stream; evicted in that order instead, a batch would outlive the
+    /// batches appended beside it, and its memory with theirs (batches share the
+    /// buffer pool's chunks in the order they were appended). Un-uploaded batches
+    /// never enter it, so eviction never walks past them.
+    evictable: BTreeMap<u64, (StreamId, u64)>,
+    /// The key of the next batch [`LogCache::insert_committed`] makes evictable.
+    next_committed: u64,
     /// Bytes held outside the cache that count against its size: the object WAL's
     /// appends gathered and not yet committed (they enter the cache on commit).
     charged: Arc<AtomicUsize>,
@@ -65,7 +72,8 @@ impl LogCache {
             unuploaded_bytes: 0,
             next_lsn,
             in_flight: BTreeSet::new(),
-            evictable: VecDeque::new(),
+            evictable: BTreeMap::new(),
+            next_committed: 0,
             charged: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -139,7 +147,9 @@ impl LogCache {
             return;
         }
         self.cached_bytes += batch.len();
-        self.evictable.push_back((stream, batch.base_offset()));
+        self.evictable
+            .insert(self.next_committed, (stream, batch.base_offset()));
+        self.next_committed += 1;
         entry
             .batches
             .insert(batch.base_offset(), Cached { batch, lsn: Lsn(0) });
@@ -196,35 +206,55 @@ impl LogCache {
         self.unuploaded_bytes
     }
 
-    /// Streams with acknowledged batches not yet in an object, the one holding the
-    /// oldest WAL record first: uploading in this order lets the WAL be trimmed.
-    pub(super) fn upload_order(&self) -> Vec<StreamId> {
-        let mut candidates: Vec<(Lsn, StreamId)> = self
+    /// About `max_bytes` (at least one batch) of the acknowledged batches not yet in
+    /// an object, oldest WAL record first across all streams: each stream gives the
+    /// prefix of its batches that falls among the oldest. Taken in this order, every
+    /// round moves the WAL's trim point, and the batches appended together (which
+    /// share the buffer pool's chunks) are uploaded, then evicted, together; a
+    /// stream's whole backlog taken at once would leave the others' batches of the
+    /// same moments, and their chunks, waiting for later rounds.
+    pub(super) fn oldest_pending(&self, max_bytes: usize) -> Vec<PendingStream> {
+        // Each stream's acknowledged, un-uploaded run, in offset (and so LSN) order.
+        let mut runs: Vec<(StreamId, Vec<&Cached>)> = self
             .streams
             .iter()
-            .filter_map(|(stream, entry)| {
-                let first = entry.first_unuploaded()?;
-                (first.batch.base_offset() < entry.acked_end).then_some((first.lsn, *stream))
+            .map(|(stream, entry)| {
+                let run = entry
+                    .batches
+                    .range(entry.uploaded_end..entry.acked_end)
+                    .map(|(_, cached)| cached)
+                    .collect();
+                (*stream, run)
             })
+            .filter(|(_, run): &(StreamId, Vec<&Cached>)| !run.is_empty())
             .collect();
-        candidates.sort_unstable();
-        candidates.into_iter().map(|(_, stream)| stream).collect()
-    }
-
-    /// A prefix of `stream`'s acknowledged batches not yet in an object: about
-    /// `max_bytes` of them, at least one.
-    pub(super) fn pending(&self, stream: StreamId, max_bytes: usize) -> Option<PendingStream> {
-        let entry = self.streams.get(&stream)?;
+        // The next batch of each run, oldest LSN first: (LSN, run, position).
+        let mut heads: BinaryHeap<Reverse<(Lsn, usize, usize)>> = runs
+            .iter()
+            .enumerate()
+            .map(|(at, (_, run))| Reverse((run[0].lsn, at, 0)))
+            .collect();
+        let mut taken = vec![0; runs.len()];
         let mut budget = max_bytes.max(1);
-        let mut batches = Vec::new();
-        for (_, cached) in entry.batches.range(entry.uploaded_end..) {
-            if budget == 0 || cached.batch.base_offset() >= entry.acked_end {
+        while budget > 0 {
+            let Some(Reverse((_, at, position))) = heads.pop() else {
                 break;
+            };
+            let run = &runs[at].1;
+            budget = budget.saturating_sub(run[position].batch.len());
+            taken[at] = position + 1;
+            if let Some(next) = run.get(position + 1) {
+                heads.push(Reverse((next.lsn, at, position + 1)));
             }
-            budget = budget.saturating_sub(cached.batch.len());
-            batches.push(cached.batch.clone());
         }
-        (!batches.is_empty()).then_some(PendingStream { stream, batches })
+        runs.iter_mut()
+            .zip(taken)
+            .filter(|(_, count)| *count > 0)
+            .map(|((stream, run), count)| PendingStream {
+                stream: *stream,
+                batches: run.drain(..count).map(|c| c.batch.clone()).collect(),
+            })
+            .collect()
     }
 
     /// Offsets below `end` of `stream` are now in a committed object. What this
@@ -241,7 +271,7 @@ impl LogCache {
         let mut newly = 0;
         for (base, cached) in entry.batches.range(entry.uploaded_end..end) {
             newly += cached.batch.len();
-            self.evictable.push_back((stream, *base));
+            self.evictable.insert(cached.lsn.0, (stream, *base));
         }
         self.unuploaded_bytes -= newly;
         entry.uploaded_end = entry.uploaded_end.max(end);
@@ -272,7 +302,8 @@ impl LogCache {
         let Some(entry) = self.streams.remove(&stream) else {
             return Vec::new();
         };
-        self.evictable.retain(|(evictable, _)| *evictable != stream);
+        self.evictable
+            .retain(|_, (evictable, _)| *evictable != stream);
         let mut dropped = Vec::with_capacity(entry.batches.len());
         for (base, cached) in entry.batches {
             self.cached_bytes -= cached.batch.len();
@@ -316,7 +347,7 @@ impl LogCache {
     }
 
     /// Drops uploaded batches until within [`LogCache::room`], in the order they were
-    /// uploaded, which within a stream is offset order: a stream's cached run only
+    /// appended, which within a stream is offset order: a stream's cached run only
     /// ever loses its oldest batch, never one from its middle (a read stops at a
     /// hole, and batches of one stream can enter the cache out of offset order).
     /// Un-uploaded batches are never dropped (back-pressure bounds them).
@@ -336,7 +367,7 @@ impl LogCache {
                     more: !self.evictable.is_empty(),
                 };
             }
-            let Some((stream, base)) = self.evictable.pop_front() else {
+            let Some((_, (stream, base))) = self.evictable.pop_first() else {
                 break;
             };
             let removed = self
@@ -462,7 +493,7 @@ mod tests {
             "only the kept stream's record holds the WAL"
         );
         assert_eq!(cache.unuploaded_bytes(), batch(0).len());
-        assert_eq!(cache.upload_order(), vec![kept]);
+        assert_eq!(pending_streams(&cache, usize::MAX), vec![(kept, vec![0])]);
         assert_eq!(cache.acked_end(taken), Some(0));
 
         cache.open_stream(taken, 0);
@@ -470,12 +501,47 @@ mod tests {
     }
 
     #[test]
+    fn batches_uploaded_stream_by_stream_are_evicted_in_the_order_they_were_appended() {
+        let len = batch(0).len();
+        let mut cache = LogCache::new(len * 4, Lsn(0));
+        let (a, b) = (StreamId(1), StreamId(2));
+        cache.open_stream(a, 0);
+        cache.open_stream(b, 0);
+        for base in 0..4 {
+            insert_acked(&mut cache, a, [base]);
+            insert_acked(&mut cache, b, [base]);
+        }
+        // The uploader takes one stream at a time.
+        cache.mark_uploaded(a, 4);
+        cache.mark_uploaded(b, 4);
+        while cache.evict(usize::MAX).more {}
+        for stream in [a, b] {
+            let kept: Vec<u64> = cache
+                .read(stream, 2, usize::MAX)
+                .expect("the newest batches stay")
+                .iter()
+                .map(RecordBatch::base_offset)
+                .collect();
+            assert_eq!(
+                kept,
+                vec![2, 3],
+                "{stream:?}: the batches appended last stay"
+            );
+            assert!(cache.read(stream, 1, usize::MAX).is_none());
+        }
+    }
+
+    #[test]
     fn batches_inserted_out_of_order_are_evicted_oldest_offset_first() {
         let stream = StreamId(1);
         let mut cache = LogCache::new(batch(0).len() * 2, Lsn(0));
         cache.open_stream(stream, 0);
-        // Durable together, inserted by different tasks: 2 enters before 1.
-        insert_acked(&mut cache, stream, [0, 2, 1, 3]);
+        // LSNs are taken as the batches are placed, in offset order; durable
+        // together, the batches are inserted by different tasks: 2 enters before 1.
+        let lsns: Vec<Lsn> = (0..4).map(|_| cache.reserve_lsn()).collect();
+        for base in [0, 2, 1, 3] {
+            cache.insert(stream, batch(base), lsns[base as usize]);
+        }
         assert_eq!(cache.acked_end(stream), Some(4));
         cache.mark_uploaded(stream, 4);
         assert!(!cache.evict(usize::MAX).more);
@@ -580,9 +646,24 @@ mod tests {
         assert_eq!(kept, vec![8, 9]);
     }
 
+    /// What [`LogCache::oldest_pending`] takes: each stream with its batches' offsets.
+    fn pending_streams(cache: &LogCache, max_bytes: usize) -> Vec<(StreamId, Vec<u64>)> {
+        let mut pending: Vec<_> = cache
+            .oldest_pending(max_bytes)
+            .into_iter()
+            .map(|p| {
+                let offsets = p.batches.iter().map(RecordBatch::base_offset).collect();
+                (p.stream, offsets)
+            })
+            .collect();
+        pending.sort();
+        pending
+    }
+
     #[test]
-    fn uploads_take_the_stream_with_the_oldest_record_first_and_only_acked_batches() {
+    fn uploads_take_the_oldest_records_of_all_streams_first_and_only_acked_batches() {
         let (old, new) = (StreamId(7), StreamId(3));
+        let len = batch(0).len();
         let mut cache = LogCache::new(usize::MAX, Lsn(0));
         cache.open_stream(old, 0);
         cache.open_stream(new, 0);
@@ -592,20 +673,22 @@ mod tests {
         cache.insert(old, batch(1), lsns[2]);
         // Offset 3 of `old` is durable but 2 is not: only 0 and 1 are acknowledged.
         cache.insert(old, batch(3), lsns[3]);
-        assert_eq!(cache.upload_order(), vec![old, new]);
-        let pending = cache
-            .pending(old, usize::MAX)
-            .expect("old has pending batches");
-        let offsets: Vec<u64> = pending
-            .batches
-            .iter()
-            .map(RecordBatch::base_offset)
-            .collect();
-        assert_eq!(offsets, vec![0, 1]);
-        let one = cache.pending(old, 1).expect("at least one batch");
-        assert_eq!(one.batches.len(), 1);
+        assert_eq!(
+            pending_streams(&cache, usize::MAX),
+            vec![(new, vec![0]), (old, vec![0, 1])]
+        );
+        assert_eq!(
+            pending_streams(&cache, 1),
+            vec![(old, vec![0])],
+            "at least one"
+        );
+        assert_eq!(
+            pending_streams(&cache, 2 * len),
+            vec![(new, vec![0]), (old, vec![0])],
+            "the two oldest records, not the first stream's two batches"
+        );
         cache.mark_uploaded(old, 2);
-        assert_eq!(cache.upload_order(), vec![new]);
+        assert_eq!(pending_streams(&cache, usize::MAX), vec![(new, vec![0])]);
         assert_eq!(cache.wal_trim_point(), lsns[1]);
     }
 
@@ -620,11 +703,7 @@ mod tests {
         cache.mark_uploaded(stream, 2);
         cache.mark_uploaded(stream, 3);
         assert_eq!(cache.unuploaded_bytes(), unuploaded);
-        assert_eq!(cache.upload_order(), vec![stream]);
-        let pending = cache
-            .pending(stream, usize::MAX)
-            .expect("offset 3 is pending");
-        assert_eq!(pending.batches[0].base_offset(), 3);
+        assert_eq!(pending_streams(&cache, usize::MAX), vec![(stream, vec![3])]);
     }
 
     #[test]
@@ -639,7 +718,7 @@ mod tests {
         assert_eq!(cache.close_stream(closed).len(), 4);
         assert_eq!(cache.cached_bytes, 2 * size);
         assert_eq!(cache.unuploaded_bytes(), 2 * size);
-        assert!(cache.evictable.iter().all(|(stream, _)| *stream == kept));
+        assert!(cache.evictable.values().all(|(stream, _)| *stream == kept));
         assert_eq!(cache.acked_end(closed), None);
         // Its WAL records no longer hold the trim point: the kept stream's first does.
         assert_eq!(cache.wal_trim_point(), Lsn(4));
