@@ -9,8 +9,9 @@
 //! store's CPU (docs/benchmarks.md). A buffer whose batch is dropped comes back here
 //! instead, up to a bound, and the next batch of its size class reuses it.
 //!
-//! Batches up to [`chunks::CARVED_MAX`] are carved out of shared chunks instead
-//! ([`chunks`]): a buffer per batch would cost up to a quarter more than the batch.
+//! With [`Layout::Carved`], batches up to [`chunks::CARVED_MAX`] are carved out of
+//! shared chunks instead ([`chunks`]): a buffer per batch costs up to a quarter more
+//! than the batch.
 
 mod chunks;
 
@@ -29,6 +30,19 @@ const MAX_POOLED: usize = 8 << 20;
 /// size class, kept for the next copies.
 pub(crate) struct BufferPool {
     shared: Arc<Shared>,
+    layout: Layout,
+}
+
+/// How the pool lays batches out in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// Small batches back to back in shared chunks, no size-class rounding; for
+    /// batches freed in about the order they were copied, since a chunk lives as
+    /// long as its longest-lived batch.
+    Carved,
+    /// A buffer per batch, of one of four size classes per power of two; for batches
+    /// freed in any order.
+    PerBatch,
 }
 
 struct Shared {
@@ -46,19 +60,20 @@ struct Free {
 }
 
 impl BufferPool {
-    pub(crate) fn new(max_retained: usize) -> Self {
+    pub(crate) fn new(max_retained: usize, layout: Layout) -> Self {
         BufferPool {
             shared: Arc::new(Shared {
                 free: Mutex::new(Free::default()),
                 max_retained,
             }),
+            layout,
         }
     }
 
     /// `data` copied into a buffer of the pool and changed by `edit`; the buffer
     /// returns to the pool when the last clone of the result is dropped.
     pub(crate) fn copy_with(&self, data: &[u8], edit: impl FnOnce(&mut [u8])) -> Bytes {
-        if data.len() <= CARVED_MAX {
+        if self.layout == Layout::Carved && data.len() <= CARVED_MAX {
             let mut carved = {
                 let mut free = self.shared.lock();
                 // Free chunks and free buffers share the bound.
@@ -172,26 +187,29 @@ mod tests {
 
     #[test]
     fn a_dropped_batch_buffer_is_reused_for_the_next_of_its_class() {
-        let pool = BufferPool::new(1 << 20);
-        let first = pool.copy_with(&[7u8; LARGE], |b| b[0] = 1);
-        assert_eq!(first[0], 1);
-        assert_eq!(&first[1..], &[7u8; LARGE - 1][..]);
-        let address = first.as_ptr();
-        let clone = first.clone();
-        drop(first);
-        assert_eq!(pool.retained_bytes(), 0, "a clone still holds the buffer");
-        drop(clone);
-        assert_eq!(pool.retained_bytes(), size_class(LARGE));
+        // Per batch, every batch has a buffer of its own; carved, only large ones.
+        for (layout, len) in [(Layout::PerBatch, 1000), (Layout::Carved, LARGE)] {
+            let pool = BufferPool::new(1 << 20, layout);
+            let first = pool.copy_with(&vec![7u8; len], |b| b[0] = 1);
+            assert_eq!(first[0], 1);
+            assert!(first[1..].iter().all(|&b| b == 7));
+            let address = first.as_ptr();
+            let clone = first.clone();
+            drop(first);
+            assert_eq!(pool.retained_bytes(), 0, "a clone still holds the buffer");
+            drop(clone);
+            assert_eq!(pool.retained_bytes(), size_class(len), "{layout:?}");
 
-        let second = pool.copy_with(&[9u8; LARGE - 10], |_| {});
-        assert_eq!(second.as_ptr(), address, "same class: the buffer is reused");
-        assert_eq!(&second[..], &[9u8; LARGE - 10][..]);
-        assert_eq!(pool.retained_bytes(), 0);
+            let second = pool.copy_with(&vec![9u8; len - 10], |_| {});
+            assert_eq!(second.as_ptr(), address, "same class: the buffer is reused");
+            assert!(second.iter().all(|&b| b == 9));
+            assert_eq!(pool.retained_bytes(), 0);
+        }
     }
 
     #[test]
     fn buffers_beyond_the_bound_or_the_pooled_size_go_back_to_the_allocator() {
-        let pool = BufferPool::new(2 * size_class(LARGE) + 1000);
+        let pool = BufferPool::new(2 * size_class(LARGE) + 1000, Layout::Carved);
         let batches: Vec<Bytes> = (0..4)
             .map(|_| pool.copy_with(&[0u8; LARGE], |_| {}))
             .collect();
@@ -213,7 +231,7 @@ mod tests {
 
     #[test]
     fn small_batches_are_carved_back_to_back_and_keep_their_own_bytes() {
-        let pool = BufferPool::new(4 * chunks::CHUNK);
+        let pool = BufferPool::new(4 * chunks::CHUNK, Layout::Carved);
         let len = (16 << 10) + 61;
         let batches = carve_all(&pool, 8, len);
         for (i, pair) in batches.windows(2).enumerate() {
@@ -232,7 +250,7 @@ mod tests {
 
     #[test]
     fn a_chunk_whose_batches_are_gone_is_reused_even_behind_one_still_held() {
-        let pool = BufferPool::new(8 * chunks::CHUNK);
+        let pool = BufferPool::new(8 * chunks::CHUNK, Layout::Carved);
         let len = 100 << 10;
         let per_chunk = chunks::CHUNK / len;
         // Chunk A: one batch kept (a slow reader); chunk B: all dropped.
@@ -251,7 +269,7 @@ mod tests {
 
     #[test]
     fn free_chunks_beyond_the_bound_go_back_to_the_allocator() {
-        let pool = BufferPool::new(2 * chunks::CHUNK);
+        let pool = BufferPool::new(2 * chunks::CHUNK, Layout::Carved);
         let len = 100 << 10;
         let per_chunk = chunks::CHUNK / len;
         drop(carve_all(&pool, 6 * per_chunk, len));
@@ -263,7 +281,7 @@ mod tests {
 
     #[test]
     fn batches_outliving_their_pool_are_freed() {
-        let pool = BufferPool::new(1 << 20);
+        let pool = BufferPool::new(1 << 20, Layout::PerBatch);
         let batch = pool.copy_with(b"kept past the store", |_| {});
         drop(pool);
         assert_eq!(&batch[..], b"kept past the store");

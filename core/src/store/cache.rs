@@ -5,8 +5,7 @@
 //! the record is queued, so the cache knows every LSN still in flight and never lets
 //! the WAL be trimmed past data that is not in an object yet.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -25,11 +24,10 @@ pub(super) struct LogCache {
     in_flight: BTreeSet<Lsn>,
     /// Cached batches that are in committed objects, the ones eviction may drop,
     /// oldest first: by WAL LSN (local WAL) or by commit (object WAL), which is the
-    /// order they were appended in, each stream's in offset order. Uploads go
-    /// stream by stream; evicted in that order instead, a batch would outlive the
-    /// batches appended beside it, and its memory with theirs (batches share the
-    /// buffer pool's chunks in the order they were appended). Un-uploaded batches
-    /// never enter it, so eviction never walks past them.
+    /// order they were appended in, each stream's in offset order. Uploads take one
+    /// stream's backlog at a time; evicted in that order instead, the cache dropped
+    /// whole streams' recent batches while keeping others' older ones. Un-uploaded
+    /// batches never enter it, so eviction never walks past them.
     evictable: BTreeMap<u64, (StreamId, u64)>,
     /// The key of the next batch [`LogCache::insert_committed`] makes evictable.
     next_committed: u64,
@@ -206,55 +204,35 @@ impl LogCache {
         self.unuploaded_bytes
     }
 
-    /// About `max_bytes` (at least one batch) of the acknowledged batches not yet in
-    /// an object, oldest WAL record first across all streams: each stream gives the
-    /// prefix of its batches that falls among the oldest. Taken in this order, every
-    /// round moves the WAL's trim point, and the batches appended together (which
-    /// share the buffer pool's chunks) are uploaded, then evicted, together; a
-    /// stream's whole backlog taken at once would leave the others' batches of the
-    /// same moments, and their chunks, waiting for later rounds.
-    pub(super) fn oldest_pending(&self, max_bytes: usize) -> Vec<PendingStream> {
-        // Each stream's acknowledged, un-uploaded run, in offset (and so LSN) order.
-        let mut runs: Vec<(StreamId, Vec<&Cached>)> = self
+    /// Streams with acknowledged batches not yet in an object, the one holding the
+    /// oldest WAL record first: uploading in this order lets the WAL be trimmed.
+    pub(super) fn upload_order(&self) -> Vec<StreamId> {
+        let mut candidates: Vec<(Lsn, StreamId)> = self
             .streams
             .iter()
-            .map(|(stream, entry)| {
-                let run = entry
-                    .batches
-                    .range(entry.uploaded_end..entry.acked_end)
-                    .map(|(_, cached)| cached)
-                    .collect();
-                (*stream, run)
+            .filter_map(|(stream, entry)| {
+                let first = entry.first_unuploaded()?;
+                (first.batch.base_offset() < entry.acked_end).then_some((first.lsn, *stream))
             })
-            .filter(|(_, run): &(StreamId, Vec<&Cached>)| !run.is_empty())
             .collect();
-        // The next batch of each run, oldest LSN first: (LSN, run, position).
-        let mut heads: BinaryHeap<Reverse<(Lsn, usize, usize)>> = runs
-            .iter()
-            .enumerate()
-            .map(|(at, (_, run))| Reverse((run[0].lsn, at, 0)))
-            .collect();
-        let mut taken = vec![0; runs.len()];
+        candidates.sort_unstable();
+        candidates.into_iter().map(|(_, stream)| stream).collect()
+    }
+
+    /// A prefix of `stream`'s acknowledged batches not yet in an object: about
+    /// `max_bytes` of them, at least one.
+    pub(super) fn pending(&self, stream: StreamId, max_bytes: usize) -> Option<PendingStream> {
+        let entry = self.streams.get(&stream)?;
         let mut budget = max_bytes.max(1);
-        while budget > 0 {
-            let Some(Reverse((_, at, position))) = heads.pop() else {
+        let mut batches = Vec::new();
+        for (_, cached) in entry.batches.range(entry.uploaded_end..) {
+            if budget == 0 || cached.batch.base_offset() >= entry.acked_end {
                 break;
-            };
-            let run = &runs[at].1;
-            budget = budget.saturating_sub(run[position].batch.len());
-            taken[at] = position + 1;
-            if let Some(next) = run.get(position + 1) {
-                heads.push(Reverse((next.lsn, at, position + 1)));
             }
+            budget = budget.saturating_sub(cached.batch.len());
+            batches.push(cached.batch.clone());
         }
-        runs.iter_mut()
-            .zip(taken)
-            .filter(|(_, count)| *count > 0)
-            .map(|((stream, run), count)| PendingStream {
-                stream: *stream,
-                batches: run.drain(..count).map(|c| c.batch.clone()).collect(),
-            })
-            .collect()
+        (!batches.is_empty()).then_some(PendingStream { stream, batches })
     }
 
     /// Offsets below `end` of `stream` are now in a committed object. What this
@@ -493,7 +471,7 @@ mod tests {
             "only the kept stream's record holds the WAL"
         );
         assert_eq!(cache.unuploaded_bytes(), batch(0).len());
-        assert_eq!(pending_streams(&cache, usize::MAX), vec![(kept, vec![0])]);
+        assert_eq!(cache.upload_order(), vec![kept]);
         assert_eq!(cache.acked_end(taken), Some(0));
 
         cache.open_stream(taken, 0);
@@ -646,24 +624,9 @@ mod tests {
         assert_eq!(kept, vec![8, 9]);
     }
 
-    /// What [`LogCache::oldest_pending`] takes: each stream with its batches' offsets.
-    fn pending_streams(cache: &LogCache, max_bytes: usize) -> Vec<(StreamId, Vec<u64>)> {
-        let mut pending: Vec<_> = cache
-            .oldest_pending(max_bytes)
-            .into_iter()
-            .map(|p| {
-                let offsets = p.batches.iter().map(RecordBatch::base_offset).collect();
-                (p.stream, offsets)
-            })
-            .collect();
-        pending.sort();
-        pending
-    }
-
     #[test]
-    fn uploads_take_the_oldest_records_of_all_streams_first_and_only_acked_batches() {
+    fn uploads_take_the_stream_with_the_oldest_record_first_and_only_acked_batches() {
         let (old, new) = (StreamId(7), StreamId(3));
-        let len = batch(0).len();
         let mut cache = LogCache::new(usize::MAX, Lsn(0));
         cache.open_stream(old, 0);
         cache.open_stream(new, 0);
@@ -673,22 +636,20 @@ mod tests {
         cache.insert(old, batch(1), lsns[2]);
         // Offset 3 of `old` is durable but 2 is not: only 0 and 1 are acknowledged.
         cache.insert(old, batch(3), lsns[3]);
-        assert_eq!(
-            pending_streams(&cache, usize::MAX),
-            vec![(new, vec![0]), (old, vec![0, 1])]
-        );
-        assert_eq!(
-            pending_streams(&cache, 1),
-            vec![(old, vec![0])],
-            "at least one"
-        );
-        assert_eq!(
-            pending_streams(&cache, 2 * len),
-            vec![(new, vec![0]), (old, vec![0])],
-            "the two oldest records, not the first stream's two batches"
-        );
+        assert_eq!(cache.upload_order(), vec![old, new]);
+        let pending = cache
+            .pending(old, usize::MAX)
+            .expect("old has pending batches");
+        let offsets: Vec<u64> = pending
+            .batches
+            .iter()
+            .map(RecordBatch::base_offset)
+            .collect();
+        assert_eq!(offsets, vec![0, 1]);
+        let one = cache.pending(old, 1).expect("at least one batch");
+        assert_eq!(one.batches.len(), 1);
         cache.mark_uploaded(old, 2);
-        assert_eq!(pending_streams(&cache, usize::MAX), vec![(new, vec![0])]);
+        assert_eq!(cache.upload_order(), vec![new]);
         assert_eq!(cache.wal_trim_point(), lsns[1]);
     }
 
@@ -703,7 +664,11 @@ mod tests {
         cache.mark_uploaded(stream, 2);
         cache.mark_uploaded(stream, 3);
         assert_eq!(cache.unuploaded_bytes(), unuploaded);
-        assert_eq!(pending_streams(&cache, usize::MAX), vec![(stream, vec![3])]);
+        assert_eq!(cache.upload_order(), vec![stream]);
+        let pending = cache
+            .pending(stream, usize::MAX)
+            .expect("offset 3 is pending");
+        assert_eq!(pending.batches[0].base_offset(), 3);
     }
 
     #[test]

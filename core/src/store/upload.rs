@@ -146,10 +146,23 @@ pub(super) fn upload_flush(inner: &Inner) -> Flush {
 /// for milliseconds.
 const EVICT_PER_LOCK: usize = 256;
 
-/// About `max_bytes` of acknowledged, not yet uploaded batches, the oldest first
-/// ([`LogCache::oldest_pending`](super::cache::LogCache::oldest_pending)), by stream.
+/// About `max_bytes` of acknowledged, not yet uploaded batches, streams holding the
+/// oldest WAL records first, each contributing a prefix of its batches. The cache
+/// lock is taken once per stream rather than once for all: appends wait only for
+/// one stream's copying.
 fn take_pending(inner: &Inner, max_bytes: usize) -> Vec<PendingStream> {
-    let mut pending = inner.lock_cache().oldest_pending(max_bytes);
+    let order = inner.lock_cache().upload_order();
+    let mut budget = max_bytes.max(1);
+    let mut pending = Vec::with_capacity(order.len());
+    for stream in order {
+        if budget == 0 {
+            break;
+        }
+        if let Some(taken) = inner.lock_cache().pending(stream, budget) {
+            budget = budget.saturating_sub(pending_bytes(&taken));
+            pending.push(taken);
+        }
+    }
     pending.sort_by_key(|p| p.stream);
     pending
 }
