@@ -97,14 +97,20 @@ pub(super) async fn objects(meta: &dyn MetaStore) -> Result<Vec<ObjectEntry>, St
         .collect()
 }
 
-/// The ranges of `stream`, by start offset, from every object record.
+/// The ranges of `stream`, by start offset, from every object record. Every open of
+/// a stream reads all records, so only the records that list the stream are parsed.
 pub(super) async fn stream_ranges(
     meta: &dyn MetaStore,
     stream: StreamId,
 ) -> Result<BTreeMap<u64, ObjectRange>, StoreMetaError> {
+    let id = stream.0.to_le_bytes();
     let mut ranges = BTreeMap::new();
-    for entry in objects(meta).await? {
-        for (owner, range) in entry.ranges {
+    for kv in meta.scan_prefix(metadata::OBJECTS_PREFIX, 0).await? {
+        let listed = kv.value.get(RECORD_HEADER_LEN..).unwrap_or_default();
+        if !listed.chunks(RANGE_LEN).any(|range| range.starts_with(&id)) {
+            continue;
+        }
+        for (owner, range) in ObjectEntry::parse(&kv)?.ranges {
             if owner == stream {
                 ranges.insert(range.start_offset, range);
             }

@@ -345,9 +345,23 @@ async fn measure(
             let store = StreamStore::open(storage, meta, config)
                 .await
                 .map_err(|e| e.to_string())?;
+            // Each open reads every object record for the stream's ranges.
+            let started = std::time::Instant::now();
             for id in &streams {
                 store.open_stream(*id).await.map_err(|e| e.to_string())?;
             }
+            let objects: u64 = store
+                .object_counts()
+                .await
+                .map_err(|e| e.to_string())?
+                .values()
+                .map(|(count, _)| count)
+                .sum();
+            println!(
+                "  open {} streams        {:>8.1} ms  ({objects} object records)",
+                streams.len(),
+                started.elapsed().as_secs_f64() * 1000.0
+            );
             Ok::<_, String>(store)
         }
     };
