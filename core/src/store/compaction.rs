@@ -155,37 +155,63 @@ pub(super) struct RangeSwap<'a> {
 /// Commits the rewritten object `id` (its `committed` record, listing the new
 /// ranges) and takes the old ranges out of their objects' records, in one
 /// transaction that compares each stream's epoch and each record rewritten, then
-/// applies the swaps to the streams' in-memory ranges. `false` when something
-/// changed meanwhile (retention, another rewrite, a new owner): the new object is
-/// discarded and nothing else changes.
+/// applies the swaps to the streams' in-memory ranges. A record rewritten meanwhile
+/// by another stream's change is read again; `false` when one of these streams
+/// changed (retention, another rewrite, a new owner): the new object is discarded
+/// and nothing else changes.
 pub(super) async fn commit_rewrite(
     inner: &Inner,
     id: ObjectId,
     committed: ObjectRecord,
     swaps: &[RangeSwap<'_>],
 ) -> Result<bool, StoreError> {
-    let removed = swaps
+    let removed: Vec<_> = swaps
         .iter()
         .flat_map(|swap| swap.old.iter().map(|old| (swap.open.id, *old)))
         .collect();
-    let Some(edits) = object_ranges::remove_ranges(inner.meta.as_ref(), removed).await? else {
-        upload::discard_object(inner, id).await?;
-        return Ok(false);
-    };
-    let mut txn = Txn::new();
     let mut added = Vec::new();
     for swap in swaps {
-        txn = txn.when(Compare::Value(
-            metadata::epoch_key(swap.open.id),
-            metadata::u64_value(swap.open.epoch),
-        ));
         added.extend(swap.new.iter().map(|new| (swap.open.id, *new)));
     }
-    let txn = edits.into_txn(txn).and_then(Op::put(
+    let new_record = Op::put(
         metadata::object_key(id),
         object_ranges::record_value(&committed, &added),
-    ));
-    if !inner.meta.txn(txn).await?.succeeded {
+    );
+    let mut applied = false;
+    for _ in 0..object_ranges::MAX_ATTEMPTS {
+        let Some(edits) =
+            object_ranges::remove_ranges(inner.meta.as_ref(), removed.clone()).await?
+        else {
+            break;
+        };
+        let mut txn = Txn::new();
+        for swap in swaps {
+            txn = txn.when(Compare::Value(
+                metadata::epoch_key(swap.open.id),
+                metadata::u64_value(swap.open.epoch),
+            ));
+        }
+        if inner
+            .meta
+            .txn(edits.into_txn(txn).and_then(new_record.clone()))
+            .await?
+            .succeeded
+        {
+            applied = true;
+            break;
+        }
+        // Refused: a stream taken over (give up), or a record another stream
+        // rewrote meanwhile (read the records again).
+        let mut owned = true;
+        for swap in swaps {
+            owned &=
+                metadata::holds_epoch(inner.meta.as_ref(), swap.open.id, swap.open.epoch).await?;
+        }
+        if !owned {
+            break;
+        }
+    }
+    if !applied {
         upload::discard_object(inner, id).await?;
         return Ok(false);
     }

@@ -214,7 +214,9 @@ pub(super) async fn commit_removal(
     Err(StoreMetaError::Contended("object records").into())
 }
 
-const MAX_ATTEMPTS: usize = 64;
+/// Attempts of a transaction that rewrites shared records, against other streams'
+/// edits of the same records.
+pub(super) const MAX_ATTEMPTS: usize = 64;
 
 #[cfg(test)]
 mod tests {

@@ -180,3 +180,48 @@ async fn ranges_of_the_earlier_layout_move_into_object_records_on_open() {
         .count();
     assert_eq!(left, 0, "the legacy records are gone");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn compactions_of_streams_sharing_objects_all_commit() {
+    let fixture = Fixture::new();
+    let meta = fixture.meta().await;
+    let config = fixture.object_wal_config(50);
+    let store = StreamStore::open(fixture.storage(), meta.clone(), config.clone())
+        .await
+        .expect("store");
+    let streams = open_new_streams(&store, 8).await;
+    append_in_shared_windows(&store, &streams, 10).await;
+
+    // Every commit rewrites the ten records the seven others rewrite too.
+    let runs: Vec<_> = streams
+        .iter()
+        .map(|&id| {
+            let store = store.clone();
+            tokio::spawn(async move { (id, store.compact(id).await) })
+        })
+        .collect();
+    for run in runs {
+        let (id, report) = run.await.expect("task");
+        let report = report.unwrap_or_else(|err| panic!("stream {}: {err}", id.0));
+        assert_eq!(
+            (report.objects_written, report.ranges_merged),
+            (1, 10),
+            "stream {}: its ten ranges in one stream object",
+            id.0
+        );
+    }
+    for entry in committed_objects(meta.as_ref()).await {
+        if entry.record.kind == crate::object::ObjectKind::StreamSet {
+            assert!(!entry.is_referenced(), "{} still lists ranges", entry.id);
+        }
+    }
+    drop(store);
+
+    let reopened = fixture.next_owner(meta, config).await;
+    for id in &streams {
+        reopened.open_stream(*id).await.expect("open");
+        let read = read_all(&reopened, *id, 0).await;
+        assert_dense(&read, 0);
+        assert_eq!(read.len(), 10);
+    }
+}
