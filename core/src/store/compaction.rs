@@ -3,10 +3,11 @@
 //! objects and stream-set objects become garbage once every stream has moved out.
 //!
 //! Memory stays bounded: source blocks are read a run at a time (at most
-//! `COPY_CHUNK` bytes) and streamed into a multipart writer. The commit replaces the
-//! old range records with the new one in a transaction that compares the stream's
-//! epoch and each old record's exact value, so a concurrent retention or a new owner
-//! makes it fail cleanly; the written object is then discarded.
+//! `COPY_CHUNK` bytes) and streamed into a multipart writer. The commit takes the
+//! old ranges out of their objects' records and writes the new object's, in a
+//! transaction that compares the stream's epoch and each record's revision: a record
+//! another stream rewrote meanwhile is read again, while a concurrent retention of
+//! this stream or a new owner makes it fail cleanly (the object is then discarded).
 
 use std::sync::Arc;
 
@@ -97,7 +98,7 @@ fn groups(ranges: &[ObjectRange], target: u64, min_ranges: usize) -> Vec<&[Objec
     out
 }
 
-/// Copies `group` into a new stream object and swaps the range records. `None` when
+/// Copies `group` into a new stream object and swaps the ranges. `None` when
 /// the commit lost to a concurrent change (the new object is discarded).
 async fn compact_group(
     inner: &Inner,

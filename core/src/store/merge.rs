@@ -10,9 +10,10 @@
 //!
 //! Memory is bounded by the merged object's size: the sources are held while it is
 //! written, and its blocks are slices of theirs. All the streams involved have their
-//! maintenance lock held, and the commit compares every stream's epoch and every old
-//! range record, so retention, compaction or a new owner in between makes it fail
-//! cleanly (the merged object is then discarded). The sources become unreferenced
+//! maintenance lock held, and the commit compares every stream's epoch and every
+//! source's record, read again while only other streams' edits changed them, so
+//! retention, compaction or a new owner in between makes it fail cleanly (the
+//! merged object is then discarded). The sources become unreferenced
 //! and garbage collection deletes them after the grace period.
 
 use std::collections::{BTreeMap, HashMap};
@@ -121,7 +122,7 @@ fn runs(sources: &[Source], target: u64) -> Vec<&[Source]> {
     out
 }
 
-/// Writes `group` as one object and swaps the range records. `None` when a stream
+/// Writes `group` as one object and moves the ranges into its record. `None` when a stream
 /// changed meanwhile (the merged object is discarded).
 async fn merge(inner: &Inner, group: &[Source]) -> Result<Option<u64>, StoreError> {
     let mut per_stream: BTreeMap<StreamId, Vec<ObjectRange>> = BTreeMap::new();

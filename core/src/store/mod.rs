@@ -233,7 +233,7 @@ struct OpenStream {
     id: StreamId,
     epoch: u64,
     /// Serialises retention, trim and compaction of this stream: each rewrites
-    /// range records computed from the in-memory state.
+    /// its ranges as the in-memory state lists them.
     maintenance: tokio::sync::Mutex<()>,
     /// Next offset to assign; held while an append is queued so offsets follow call order.
     next_offset: tokio::sync::Mutex<u64>,

@@ -1,8 +1,8 @@
 //! Retention and garbage collection.
 //!
 //! Retention moves a stream's start past whole object ranges that are too old or
-//! beyond the size limit, deleting those range records. Garbage collection then finds
-//! objects no range references, marks them, and deletes them from the bucket once a
+//! beyond the size limit, taking those ranges out of their objects' records. Garbage
+//! collection then finds objects whose records list no range, marks them, and deletes them from the bucket once a
 //! grace period has passed (reads that looked a range up just before still find the
 //! object). Ranges are only ever added pointing at new objects, so an unreferenced
 //! object can never become referenced again.
