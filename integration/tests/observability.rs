@@ -215,6 +215,8 @@ const LIVE_UNDER_LOAD: &[&str] = &[
     "strata_block_cache_hits_total",
     "strata_meta_txn_conflicts_total",
     "strata_meta_errors_total",
+    "strata_meta_log_syncs_total",
+    "strata_meta_log_bytes_total",
     "strata_kafka_rejected_requests_total",
     "strata_object_store_retries_total",
     "strata_object_store_throttled_total",

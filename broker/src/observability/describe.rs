@@ -447,6 +447,18 @@ pub const FAMILIES: &[(&str, Kind, Unit, &str)] = &[
         Unit::Count,
         "Transactions whose compare failed (fencing, concurrent change).",
     ),
+    (
+        "strata_meta_log_syncs_total",
+        Kind::Counter,
+        Unit::Count,
+        "fsyncs of the embedded metadata store's log (concurrent commits share one).",
+    ),
+    (
+        "strata_meta_log_bytes_total",
+        Kind::Counter,
+        Unit::Bytes,
+        "Bytes appended to the embedded metadata store's log (commits; not snapshots).",
+    ),
     // Runtime
     (
         "strata_runtime_workers",

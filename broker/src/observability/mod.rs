@@ -55,6 +55,8 @@ pub fn register_zero_series(backend: &'static str) {
         "strata_block_cache_misses_total",
         "strata_log_cache_misses_total",
         "strata_meta_txn_conflicts_total",
+        "strata_meta_log_syncs_total",
+        "strata_meta_log_bytes_total",
         "strata_kafka_rejected_requests_total",
     ] {
         metrics::counter!(name).absolute(0);

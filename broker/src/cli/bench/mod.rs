@@ -226,6 +226,7 @@ async fn measure(
     // synced pieces, so the operator's write calls are reported beside it.
     let objects = total(&|r| r.counter("strata_upload_objects_total"));
     let write_calls = total(&|r| r.operations("write"));
+    let meta_bytes = total(&|r| r.counter("strata_meta_log_bytes_total"));
     let ingested_gib = (full.bytes + paced.bytes) as f64 / (MIB * 1024.0);
     for (name, phase) in [("unthrottled", &full), ("fixed rate", &paced)] {
         println!(
@@ -301,6 +302,10 @@ async fn measure(
         ingested_gib,
         ingested_gib * 1024.0 / objects.max(1) as f64,
         write_calls
+    );
+    println!(
+        "  metadata log per GiB ingested {:>7.1} KiB",
+        meta_bytes as f64 / 1024.0 / ingested_gib
     );
 
     // The newest quarter of the log cache, spread over the streams: what a consumer
@@ -389,24 +394,26 @@ async fn measure(
     let took = started.elapsed();
     let during_merge = Recorded::since_last(metrics);
     println!(
-        "  merge                  {:>8.1} MiB/s  ({} small stream-set objects into {}, {:.1} s; {} GETs)",
+        "  merge                  {:>8.1} MiB/s  ({} small stream-set objects into {}, {:.1} s; {} GETs; {:.1} MiB of metadata log)",
         merged.bytes as f64 / MIB / took.as_secs_f64().max(1e-9),
         merged.objects_merged,
         merged.objects_written,
         took.as_secs_f64(),
-        during_merge.operations("read")
+        during_merge.operations("read"),
+        during_merge.counter("strata_meta_log_bytes_total") as f64 / MIB
     );
     let (compacted, took) = compact_all(&cold, &streams, args.readers).await?;
     peaks.push(memory.peak("compaction"));
     let during_compaction = Recorded::since_last(metrics);
     println!(
-        "  compaction             {:>8.1} MiB/s  ({} ranges into {} stream objects, {:.1} s; {} GETs, {} write calls)",
+        "  compaction             {:>8.1} MiB/s  ({} ranges into {} stream objects, {:.1} s; {} GETs, {} write calls; {:.1} MiB of metadata log)",
         compacted.bytes as f64 / MIB / took.as_secs_f64(),
         compacted.ranges_merged,
         compacted.objects_written,
         took.as_secs_f64(),
         during_compaction.operations("read"),
-        during_compaction.operations("write")
+        during_compaction.operations("write"),
+        during_compaction.counter("strata_meta_log_bytes_total") as f64 / MIB
     );
     // Closed, not only dropped: a dropped store leaves the object ids it allocated
     // ahead prepared, and the next open removes them as a crash's leftovers.

@@ -292,6 +292,7 @@ impl Shared {
         }
         inner.log_len += framed.len() as u64;
         inner.appended += framed.len() as u64;
+        metrics::counter!("strata_meta_log_bytes_total").increment(framed.len() as u64);
         let Record::Commit { ops, .. } = record else {
             unreachable!("built as a commit above")
         };
