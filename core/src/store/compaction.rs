@@ -44,7 +44,7 @@ impl StreamStore {
     }
 }
 
-pub(super) async fn compact_stream(
+async fn compact_stream(
     inner: &Inner,
     open: &Arc<OpenStream>,
 ) -> Result<CompactionReport, StoreError> {
@@ -73,7 +73,11 @@ pub(super) async fn compact_stream(
 
 /// Runs of consecutive small ranges worth merging: each range smaller than half a
 /// stream object, a run at most `target` bytes and at least `min_ranges` long.
-fn groups(ranges: &[ObjectRange], target: u64, min_ranges: usize) -> Vec<&[ObjectRange]> {
+pub(super) fn groups(
+    ranges: &[ObjectRange],
+    target: u64,
+    min_ranges: usize,
+) -> Vec<&[ObjectRange]> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut bytes = 0;
@@ -105,19 +109,61 @@ async fn compact_group(
     open: &OpenStream,
     group: &[ObjectRange],
 ) -> Result<Option<u64>, StoreError> {
+    let written = write_stream_object(inner, open.id, group).await?;
+    let copied_bytes = written.copied_bytes;
+    if commit_rewrites(inner, vec![written.rewritten(open, group)])
+        .await?
+        .is_empty()
+    {
+        return Ok(None);
+    }
+    Ok(Some(copied_bytes))
+}
+
+/// A stream object written from a group of one stream's ranges, not yet committed.
+pub(super) struct WrittenGroup {
+    pub id: ObjectId,
+    pub committed: ObjectRecord,
+    /// The one range it holds, in place of the group's.
+    pub merged: ObjectRange,
+    pub copied_bytes: u64,
+}
+
+impl WrittenGroup {
+    /// Its commit: `group` of `open` gives way to the merged range.
+    pub(super) fn rewritten<'a>(
+        &self,
+        open: &'a OpenStream,
+        group: &'a [ObjectRange],
+    ) -> Rewritten<'a> {
+        Rewritten {
+            id: self.id,
+            committed: self.committed,
+            swaps: vec![RangeSwap {
+                open,
+                old: group,
+                new: vec![self.merged],
+            }],
+        }
+    }
+}
+
+/// Copies `group` of `stream` into a new stream object; discarded again on error.
+pub(super) async fn write_stream_object(
+    inner: &Inner,
+    stream: StreamId,
+    group: &[ObjectRange],
+) -> Result<WrittenGroup, StoreError> {
     let (id, prepared) = inner
         .new_object(crate::object::ObjectKind::Stream, 0)
         .await?;
-
-    let copied = copy_blocks(inner, open.id, id, group).await;
-    let (size, copied_bytes) = match copied {
+    let (size, copied_bytes) = match copy_blocks(inner, stream, id, group).await {
         Ok(sizes) => sizes,
         Err(err) => {
             upload::discard_object(inner, id).await?;
             return Err(err);
         }
     };
-
     let merged = ObjectRange {
         start_offset: group[0].start_offset,
         end_offset: group[group.len() - 1].end_offset,
@@ -129,21 +175,17 @@ async fn compact_group(
             .max()
             .unwrap_or(i64::MIN),
     };
-    let committed = ObjectRecord {
-        state: ObjectState::Committed,
-        size,
-        ..prepared
-    };
-    let swap = RangeSwap {
-        open,
-        old: group,
-        new: vec![merged],
-    };
-    if !commit_rewrite(inner, id, committed, std::slice::from_ref(&swap)).await? {
-        return Ok(None);
-    }
-    tracing::debug!(stream = open.id.0, object = %id, ranges = group.len(), bytes = copied_bytes, "compacted ranges into a stream object");
-    Ok(Some(copied_bytes))
+    tracing::debug!(stream = stream.0, object = %id, ranges = group.len(), bytes = copied_bytes, "compacted ranges into a stream object");
+    Ok(WrittenGroup {
+        id,
+        committed: ObjectRecord {
+            state: ObjectState::Committed,
+            size,
+            ..prepared
+        },
+        merged,
+        copied_bytes,
+    })
 }
 
 /// One stream's ranges rewritten into a new object: `old` give way to `new`.
@@ -153,79 +195,89 @@ pub(super) struct RangeSwap<'a> {
     pub new: Vec<ObjectRange>,
 }
 
-/// Commits the rewritten object `id` (its `committed` record, listing the new
-/// ranges) and takes the old ranges out of their objects' records, in one
-/// transaction that compares each stream's epoch and each record rewritten, then
-/// applies the swaps to the streams' in-memory ranges. A record rewritten meanwhile
-/// by another stream's change is read again; `false` when one of these streams
-/// changed (retention, another rewrite, a new owner): the new object is discarded
-/// and nothing else changes.
-pub(super) async fn commit_rewrite(
+/// A new object of a rewrite, with the swaps its commit makes.
+pub(super) struct Rewritten<'a> {
+    pub id: ObjectId,
+    /// Its record as committed (the ranges are added from `swaps`).
+    pub committed: ObjectRecord,
+    pub swaps: Vec<RangeSwap<'a>>,
+}
+
+/// Commits the `rewritten` objects (their records, listing the new ranges) and takes
+/// the old ranges out of their objects' records, in one transaction that compares
+/// every stream's epoch and every record rewritten, then applies the swaps to the
+/// streams' in-memory ranges; returns the ids committed. A record another stream's
+/// change rewrote meanwhile is read again. An object one of whose streams was taken
+/// over is discarded and the others committed without it; if something else changed
+/// (every stream still ours, yet a range gone from its record), all are discarded.
+pub(super) async fn commit_rewrites(
     inner: &Inner,
-    id: ObjectId,
-    committed: ObjectRecord,
-    swaps: &[RangeSwap<'_>],
-) -> Result<bool, StoreError> {
-    let removed: Vec<_> = swaps
-        .iter()
-        .flat_map(|swap| swap.old.iter().map(|old| (swap.open.id, *old)))
-        .collect();
-    let mut added = Vec::new();
-    for swap in swaps {
-        added.extend(swap.new.iter().map(|new| (swap.open.id, *new)));
-    }
-    let new_record = Op::put(
-        metadata::object_key(id),
-        object_ranges::record_value(&committed, &added),
-    );
-    let mut applied = false;
+    mut rewritten: Vec<Rewritten<'_>>,
+) -> Result<Vec<ObjectId>, StoreError> {
+    let meta = inner.meta.as_ref();
     for _ in 0..object_ranges::MAX_ATTEMPTS {
-        let Some(edits) =
-            object_ranges::remove_ranges(inner.meta.as_ref(), removed.clone()).await?
-        else {
-            break;
-        };
-        let mut txn = Txn::new();
-        for swap in swaps {
-            txn = txn.when(Compare::Value(
-                metadata::epoch_key(swap.open.id),
-                metadata::u64_value(swap.open.epoch),
-            ));
-        }
-        if inner
-            .meta
-            .txn(edits.into_txn(txn).and_then(new_record.clone()))
-            .await?
-            .succeeded
-        {
-            applied = true;
+        if rewritten.is_empty() {
             break;
         }
-        // Refused: a stream taken over (give up), or a record another stream
-        // rewrote meanwhile (read the records again).
-        let mut owned = true;
-        for swap in swaps {
-            owned &=
-                metadata::holds_epoch(inner.meta.as_ref(), swap.open.id, swap.open.epoch).await?;
+        let swaps = || rewritten.iter().flat_map(|r| &r.swaps);
+        let removed = swaps()
+            .flat_map(|swap| swap.old.iter().map(|old| (swap.open.id, *old)))
+            .collect();
+        let edits = object_ranges::remove_ranges(meta, removed).await?;
+        let ranges_listed = edits.is_some();
+        if let Some(edits) = edits {
+            let mut txn = Txn::new();
+            for swap in swaps() {
+                txn = txn.when(Compare::Value(
+                    metadata::epoch_key(swap.open.id),
+                    metadata::u64_value(swap.open.epoch),
+                ));
+            }
+            let mut txn = edits.into_txn(txn);
+            for object in &rewritten {
+                let added: Vec<_> = object
+                    .swaps
+                    .iter()
+                    .flat_map(|swap| swap.new.iter().map(|new| (swap.open.id, *new)))
+                    .collect();
+                txn = txn.and_then(Op::put(
+                    metadata::object_key(object.id),
+                    object_ranges::record_value(&object.committed, &added),
+                ));
+            }
+            if meta.txn(txn).await?.succeeded {
+                for swap in swaps() {
+                    let mut state = swap.open.lock_state();
+                    for old in swap.old {
+                        state.ranges.remove(&old.start_offset);
+                    }
+                    for new in &swap.new {
+                        state.ranges.insert(new.start_offset, *new);
+                    }
+                }
+                return Ok(rewritten.iter().map(|object| object.id).collect());
+            }
         }
-        if !owned {
+        let mut lost = Vec::new();
+        for (at, object) in rewritten.iter().enumerate() {
+            for swap in &object.swaps {
+                if !metadata::holds_epoch(meta, swap.open.id, swap.open.epoch).await? {
+                    lost.push(at);
+                    break;
+                }
+            }
+        }
+        if lost.is_empty() && !ranges_listed {
             break;
         }
-    }
-    if !applied {
-        upload::discard_object(inner, id).await?;
-        return Ok(false);
-    }
-    for swap in swaps {
-        let mut state = swap.open.lock_state();
-        for old in swap.old {
-            state.ranges.remove(&old.start_offset);
-        }
-        for new in &swap.new {
-            state.ranges.insert(new.start_offset, *new);
+        for at in lost.into_iter().rev() {
+            upload::discard_object(inner, rewritten.remove(at).id).await?;
         }
     }
-    Ok(true)
+    for object in rewritten {
+        upload::discard_object(inner, object.id).await?;
+    }
+    Ok(Vec::new())
 }
 
 /// Streams the blocks of `group` into object `id`; returns (object size, block bytes).

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use strata_backends::Flush;
 
-use super::compaction::{RangeSwap, commit_rewrite};
+use super::compaction::{RangeSwap, Rewritten, commit_rewrites};
 use super::metadata::{ObjectRange, ObjectRecord, ObjectState, StreamId};
 use super::object_ranges;
 use super::{Inner, OpenStream, StoreError, StreamStore, read, upload};
@@ -231,11 +231,17 @@ async fn merge(inner: &Inner, group: &[Source]) -> Result<Option<u64>, StoreErro
         size,
         ..prepared
     };
-    if !commit_rewrite(inner, id, committed, &swaps).await? {
+    let streams = swaps.len();
+    let rewritten = Rewritten {
+        id,
+        committed,
+        swaps,
+    };
+    if commit_rewrites(inner, vec![rewritten]).await?.is_empty() {
         return Ok(None);
     }
     drop(exclusive);
-    tracing::debug!(object = %id, sources = group.len(), streams = swaps.len(), bytes = copied, "merged small stream-set objects");
+    tracing::debug!(object = %id, sources = group.len(), streams, bytes = copied, "merged small stream-set objects");
     Ok(Some(copied))
 }
 

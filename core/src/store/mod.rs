@@ -15,6 +15,7 @@ mod block_cache;
 mod cache;
 mod commit;
 mod compaction;
+mod compaction_round;
 mod hedge;
 mod lifecycle;
 mod merge;

@@ -182,13 +182,10 @@ async fn round(inner: &Arc<Inner>) {
     if let Err(err) = super::merge::merge_stream_sets(inner).await {
         tracing::warn!(error = %err, "merging stream-set objects failed; retrying next round");
     }
-    for open in &streams {
-        if stopping() {
-            return;
-        }
-        if let Err(err) = super::compaction::compact_stream(inner, open).await {
-            tracing::warn!(stream = open.id.0, error = %err, "compaction failed; retrying next round");
-        }
+    // Every stream at once: stream-set records shared by the streams are rewritten
+    // once per wave, not once per stream.
+    if let Err(err) = super::compaction_round::compact_open_streams(inner).await {
+        tracing::warn!(error = %err, "compaction failed; retrying next round");
     }
     if stopping() {
         return;

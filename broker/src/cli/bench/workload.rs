@@ -6,7 +6,7 @@ use futures::StreamExt;
 use opendal::Buffer;
 use strata_backends::Storage;
 use strata_core::batch::RecordBatch;
-use strata_core::store::{CompactionReport, StreamId, StreamStore};
+use strata_core::store::{StreamId, StreamStore};
 
 use super::{BySecond, Latencies, MIB, Phase};
 
@@ -245,28 +245,4 @@ pub(super) async fn read_from(
         elapsed: started.elapsed(),
         ..Phase::default()
     })
-}
-
-/// Compacts every stream, `parallel` streams at a time, as the store's maintenance
-/// would; returns the summed report and how long it took.
-pub(super) async fn compact_all(
-    store: &StreamStore,
-    streams: &[StreamId],
-    parallel: usize,
-) -> Result<(CompactionReport, Duration), String> {
-    let started = Instant::now();
-    let mut runs = futures::stream::iter(streams.iter().copied())
-        .map(|stream| {
-            let store = store.clone();
-            async move { store.compact(stream).await.map_err(|e| e.to_string()) }
-        })
-        .buffer_unordered(parallel.max(1));
-    let mut total = CompactionReport::default();
-    while let Some(report) = runs.next().await {
-        let report = report?;
-        total.ranges_merged += report.ranges_merged;
-        total.objects_written += report.objects_written;
-        total.bytes += report.bytes;
-    }
-    Ok((total, started.elapsed()))
 }
