@@ -400,6 +400,11 @@ mod tests {
         synthetic_batch(1, 100, 0).with_base_offset(base)
     }
 
+    /// The base offsets of `batches`.
+    fn offsets(batches: &[RecordBatch]) -> Vec<u64> {
+        batches.iter().map(RecordBatch::base_offset).collect()
+    }
+
     /// Appends the batches at `bases`, in that order, as the WAL would acknowledge them.
     fn insert_acked(cache: &mut LogCache, stream: StreamId, bases: impl IntoIterator<Item = u64>) {
         for base in bases {
@@ -494,12 +499,11 @@ mod tests {
         cache.mark_uploaded(b, 4);
         while cache.evict(usize::MAX).more {}
         for stream in [a, b] {
-            let kept: Vec<u64> = cache
-                .read(stream, 2, usize::MAX)
-                .expect("the newest batches stay")
-                .iter()
-                .map(RecordBatch::base_offset)
-                .collect();
+            let kept = offsets(
+                &cache
+                    .read(stream, 2, usize::MAX)
+                    .expect("the newest batches stay"),
+            );
             assert_eq!(
                 kept,
                 vec![2, 3],
@@ -527,8 +531,7 @@ mod tests {
         let kept = cache
             .read(stream, 2, usize::MAX)
             .expect("the newest two stay");
-        let offsets: Vec<u64> = kept.iter().map(RecordBatch::base_offset).collect();
-        assert_eq!(offsets, vec![2, 3]);
+        assert_eq!(offsets(&kept), vec![2, 3]);
     }
 
     #[test]
@@ -570,8 +573,11 @@ mod tests {
             .batches
             .remove(&2);
         let read = cache.read(stream, 0, usize::MAX).expect("cached");
-        let offsets: Vec<u64> = read.iter().map(RecordBatch::base_offset).collect();
-        assert_eq!(offsets, vec![0, 1], "the read went past the hole at 2");
+        assert_eq!(
+            offsets(&read),
+            vec![0, 1],
+            "the read went past the hole at 2"
+        );
     }
 
     #[test]
@@ -605,8 +611,7 @@ mod tests {
         cache.mark_uploaded(stream, 10);
         let first = cache.evict(3);
         assert_eq!((first.dropped.len(), first.more), (3, true));
-        let offsets: Vec<u64> = first.dropped.iter().map(RecordBatch::base_offset).collect();
-        assert_eq!(offsets, vec![0, 1, 2], "oldest first");
+        assert_eq!(offsets(&first.dropped), vec![0, 1, 2], "oldest first");
         let second = cache.evict(3);
         assert_eq!((second.dropped.len(), second.more), (3, true));
         let last = cache.evict(3);
@@ -615,13 +620,8 @@ mod tests {
             (2, false),
             "8 over capacity: 3 + 3 + 2"
         );
-        let kept: Vec<u64> = cache
-            .read(stream, 8, usize::MAX)
-            .expect("the newest stay")
-            .iter()
-            .map(RecordBatch::base_offset)
-            .collect();
-        assert_eq!(kept, vec![8, 9]);
+        let kept = cache.read(stream, 8, usize::MAX).expect("the newest stay");
+        assert_eq!(offsets(&kept), vec![8, 9]);
     }
 
     #[test]
@@ -640,12 +640,7 @@ mod tests {
         let pending = cache
             .pending(old, usize::MAX)
             .expect("old has pending batches");
-        let offsets: Vec<u64> = pending
-            .batches
-            .iter()
-            .map(RecordBatch::base_offset)
-            .collect();
-        assert_eq!(offsets, vec![0, 1]);
+        assert_eq!(offsets(&pending.batches), vec![0, 1]);
         let one = cache.pending(old, 1).expect("at least one batch");
         assert_eq!(one.batches.len(), 1);
         cache.mark_uploaded(old, 2);

@@ -9,8 +9,6 @@
 //! another stream rewrote meanwhile is read again, while a concurrent retention of
 //! this stream or a new owner makes it fail cleanly (the object is then discarded).
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 
 use super::metadata::{self, ObjectRange, ObjectRecord, ObjectState, StreamId};
@@ -34,41 +32,15 @@ pub struct CompactionReport {
 }
 
 impl StreamStore {
-    /// Merges runs of `stream`'s small ranges into stream objects.
+    /// Merges runs of `stream`'s small ranges into stream objects (in waves of
+    /// one stream, see [`StreamStore::compact_all`]).
     pub async fn compact(&self, stream: StreamId) -> Result<CompactionReport, StoreError> {
         let open = self
             .inner
             .open_stream_state(stream)
             .ok_or(StoreError::StreamNotOpen(stream))?;
-        compact_stream(&self.inner, &open).await
+        super::compaction_round::compact_streams(&self.inner, vec![open]).await
     }
-}
-
-async fn compact_stream(
-    inner: &Inner,
-    open: &Arc<OpenStream>,
-) -> Result<CompactionReport, StoreError> {
-    let Some(_exclusive) = open.maintenance().await else {
-        return Ok(CompactionReport::default());
-    };
-    let ranges: Vec<ObjectRange> = open.lock_state().ranges.values().copied().collect();
-    let mut report = CompactionReport::default();
-    for group in groups(
-        &ranges,
-        inner.config.stream_object_bytes,
-        inner.config.compaction_min_ranges,
-    ) {
-        if let Some(bytes) = compact_group(inner, open, group).await? {
-            report.ranges_merged += group.len();
-            report.objects_written += 1;
-            report.bytes += bytes;
-        }
-    }
-    if report.objects_written > 0 {
-        metrics::counter!("strata_compaction_runs_total").increment(1);
-        metrics::counter!("strata_compaction_read_bytes_total").increment(report.bytes);
-    }
-    Ok(report)
 }
 
 /// Runs of consecutive small ranges worth merging: each range smaller than half a
@@ -100,24 +72,6 @@ pub(super) fn groups(
         out.push(&ranges[start..]);
     }
     out
-}
-
-/// Copies `group` into a new stream object and swaps the ranges. `None` when
-/// the commit lost to a concurrent change (the new object is discarded).
-async fn compact_group(
-    inner: &Inner,
-    open: &OpenStream,
-    group: &[ObjectRange],
-) -> Result<Option<u64>, StoreError> {
-    let written = write_stream_object(inner, open.id, group).await?;
-    let copied_bytes = written.copied_bytes;
-    if commit_rewrites(inner, vec![written.rewritten(open, group)])
-        .await?
-        .is_empty()
-    {
-        return Ok(None);
-    }
-    Ok(Some(copied_bytes))
 }
 
 /// A stream object written from a group of one stream's ranges, not yet committed.

@@ -26,7 +26,15 @@ impl StreamStore {
 }
 
 pub(super) async fn compact_open_streams(inner: &Inner) -> Result<CompactionReport, StoreError> {
-    let mut streams: Vec<Arc<OpenStream>> = inner.lock_streams().values().cloned().collect();
+    let streams: Vec<Arc<OpenStream>> = inner.lock_streams().values().cloned().collect();
+    compact_streams(inner, streams).await
+}
+
+/// Compacts `streams` in waves until none has a group left (or its commit failed).
+pub(super) async fn compact_streams(
+    inner: &Inner,
+    mut streams: Vec<Arc<OpenStream>>,
+) -> Result<CompactionReport, StoreError> {
     // The order every holder of several maintenance locks takes them in.
     streams.sort_unstable_by_key(|open| open.id);
     let mut report = CompactionReport::default();
@@ -42,7 +50,7 @@ pub(super) async fn compact_open_streams(inner: &Inner) -> Result<CompactionRepo
         compacted.extend(committed);
     }
     if report.objects_written > 0 {
-        // One run per stream compacted, as `StreamStore::compact` counts.
+        // One run per stream compacted.
         metrics::counter!("strata_compaction_runs_total").increment(compacted.len() as u64);
         metrics::counter!("strata_compaction_read_bytes_total").increment(report.bytes);
     }

@@ -34,9 +34,7 @@ async fn wait_for_end(store: &StreamStore, stream: StreamId, end: u64) {
 /// second store (its own WAL directory, the same bucket and metadata).
 async fn close_while_appending(fixture: &Fixture, config: StoreConfig) {
     let meta = fixture.meta().await;
-    let old = StreamStore::open(fixture.storage(), meta.clone(), config.clone())
-        .await
-        .expect("store");
+    let old = fixture.store_on(meta.clone(), config.clone()).await;
     let streams = open_new_streams(&old, 2).await;
     let (closed, kept) = (streams[0], streams[1]);
     let appenders: Vec<_> = (0..4)
@@ -138,9 +136,7 @@ async fn closing_waits_for_the_appends_already_placed() {
     let fixture = Fixture::new();
     let meta = fixture.meta().await;
     let config = fixture.config();
-    let old = StreamStore::open(fixture.storage(), meta.clone(), config.clone())
-        .await
-        .expect("store");
+    let old = fixture.store_on(meta.clone(), config.clone()).await;
     let stream = open_new_streams(&old, 1).await[0];
     let first = old.append(stream, batch(2, 1)).await.expect("first append");
     // Placed and written to the WAL, but not settled until its caller polls it.

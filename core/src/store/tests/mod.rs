@@ -75,6 +75,13 @@ impl Fixture {
             .expect("store")
     }
 
+    /// A store on the fixture's bucket and WAL directory over `meta`, with `config`.
+    async fn store_on(&self, meta: Arc<dyn MetaStore>, config: StoreConfig) -> StreamStore {
+        StreamStore::open(self.storage(), meta, config)
+            .await
+            .expect("store")
+    }
+
     /// A second store on the fixture's bucket and `meta`, with `config` but a WAL
     /// directory of its own: the next owner of streams another store held.
     async fn next_owner(&self, meta: Arc<dyn MetaStore>, mut config: StoreConfig) -> StreamStore {

@@ -36,9 +36,7 @@ async fn an_object_wal_window_costs_one_metadata_commit() {
     let fixture = Fixture::new();
     let config = fixture.object_wal_config(5);
     let meta = fixture.meta().await;
-    let store = StreamStore::open(fixture.storage(), meta.clone(), config)
-        .await
-        .expect("store");
+    let store = fixture.store_on(meta.clone(), config).await;
     let streams = open_new_streams(&store, 2).await;
     // The first window allocates the pool's first ids.
     store.append(streams[0], batch(1, 0)).await.expect("append");

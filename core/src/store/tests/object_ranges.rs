@@ -31,17 +31,46 @@ async fn committed_objects(meta: &dyn MetaStore) -> Vec<ObjectEntry> {
         .collect()
 }
 
+/// A store over `meta` (object WAL, 50 ms windows) with `count` streams appended
+/// `waves` times, so that every object holds a range of every stream.
+async fn streams_sharing_objects(
+    fixture: &Fixture,
+    meta: &Arc<dyn MetaStore>,
+    count: usize,
+    waves: i64,
+) -> (StoreConfig, StreamStore, Vec<StreamId>) {
+    let config = fixture.object_wal_config(50);
+    let store = fixture.store_on(meta.clone(), config.clone()).await;
+    let streams = open_new_streams(&store, count).await;
+    append_in_shared_windows(&store, &streams, waves).await;
+    (config, store, streams)
+}
+
+/// Records of the earlier layout, one per stream range (`s/<stream>/r/<start>`).
+async fn legacy_range_records(meta: &dyn MetaStore) -> usize {
+    meta.scan_prefix(b"s/", 0)
+        .await
+        .expect("scan")
+        .into_iter()
+        .filter(|kv| kv.key.windows(3).any(|w| w == b"/r/"))
+        .count()
+}
+
+/// Opens `stream` on `store` and reads it from `start`; its offsets must be dense.
+async fn open_and_read(store: &StreamStore, stream: StreamId, start: u64) -> Vec<RecordBatch> {
+    store.open_stream(stream).await.expect("open");
+    let read = read_all(store, stream, start).await;
+    assert_dense(&read, start);
+    read
+}
+
 #[tokio::test]
 async fn a_window_of_many_streams_is_one_metadata_record() {
     let fixture = Fixture::new();
     let meta = fixture.meta().await;
-    let store = StreamStore::open(
-        fixture.storage(),
-        meta.clone(),
-        fixture.object_wal_config(300),
-    )
-    .await
-    .expect("store");
+    let store = fixture
+        .store_on(meta.clone(), fixture.object_wal_config(300))
+        .await;
     let streams = open_new_streams(&store, 16).await;
     append_in_shared_windows(&store, &streams, 1).await;
 
@@ -50,26 +79,18 @@ async fn a_window_of_many_streams_is_one_metadata_record() {
     let mut listed: Vec<StreamId> = committed[0].ranges.iter().map(|(s, _)| *s).collect();
     listed.sort_unstable();
     assert_eq!(listed, streams, "the record lists every stream's range");
-    let per_stream_keys = meta
-        .scan_prefix(b"s/", 0)
-        .await
-        .expect("scan")
-        .into_iter()
-        .filter(|kv| kv.key.windows(3).any(|w| w == b"/r/"))
-        .count();
-    assert_eq!(per_stream_keys, 0, "no record per stream and window");
+    assert_eq!(
+        legacy_range_records(meta.as_ref()).await,
+        0,
+        "no record per stream and window"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn trims_of_streams_sharing_objects_all_apply() {
     let fixture = Fixture::new();
     let meta = fixture.meta().await;
-    let config = fixture.object_wal_config(50);
-    let store = StreamStore::open(fixture.storage(), meta.clone(), config.clone())
-        .await
-        .expect("store");
-    let streams = open_new_streams(&store, 8).await;
-    append_in_shared_windows(&store, &streams, 6).await;
+    let (config, store, streams) = streams_sharing_objects(&fixture, &meta, 8, 6).await;
     let shared = committed_objects(meta.as_ref()).await;
     assert!(
         shared.len() >= 2 && shared.iter().all(|entry| entry.ranges.len() == 8),
@@ -109,10 +130,8 @@ async fn trims_of_streams_sharing_objects_all_apply() {
 
     let reopened = fixture.next_owner(meta, config).await;
     for (&id, &start) in &expected {
-        reopened.open_stream(id).await.expect("open");
+        let read = open_and_read(&reopened, id, start).await;
         assert_eq!(reopened.offsets(id).expect("offsets"), (start, 24));
-        let read = read_all(&reopened, id, start).await;
-        assert_dense(&read, start);
         assert_eq!(read.len() as u64, (24 - start) / 4);
     }
 }
@@ -121,9 +140,7 @@ async fn trims_of_streams_sharing_objects_all_apply() {
 async fn ranges_of_the_earlier_layout_move_into_object_records_on_open() {
     let fixture = Fixture::new();
     let meta = fixture.meta().await;
-    let store = StreamStore::open(fixture.storage(), meta.clone(), fixture.config())
-        .await
-        .expect("store");
+    let store = fixture.store_on(meta.clone(), fixture.config()).await;
     let streams = open_new_streams(&store, 3).await;
     for (i, id) in streams.iter().enumerate() {
         for seed in 0..5 {
@@ -171,26 +188,18 @@ async fn ranges_of_the_earlier_layout_move_into_object_records_on_open() {
         listed, legacy,
         "every legacy range now in its object's record"
     );
-    let left = meta
-        .scan_prefix(b"s/", 0)
-        .await
-        .expect("scan")
-        .into_iter()
-        .filter(|kv| kv.key.windows(3).any(|w| w == b"/r/"))
-        .count();
-    assert_eq!(left, 0, "the legacy records are gone");
+    assert_eq!(
+        legacy_range_records(meta.as_ref()).await,
+        0,
+        "the legacy records are gone"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn compactions_of_streams_sharing_objects_all_commit() {
     let fixture = Fixture::new();
     let meta = fixture.meta().await;
-    let config = fixture.object_wal_config(50);
-    let store = StreamStore::open(fixture.storage(), meta.clone(), config.clone())
-        .await
-        .expect("store");
-    let streams = open_new_streams(&store, 8).await;
-    append_in_shared_windows(&store, &streams, 10).await;
+    let (config, store, streams) = streams_sharing_objects(&fixture, &meta, 8, 10).await;
 
     // Every commit rewrites the ten records the seven others rewrite too.
     let runs: Vec<_> = streams
@@ -219,10 +228,7 @@ async fn compactions_of_streams_sharing_objects_all_commit() {
 
     let reopened = fixture.next_owner(meta, config).await;
     for id in &streams {
-        reopened.open_stream(*id).await.expect("open");
-        let read = read_all(&reopened, *id, 0).await;
-        assert_dense(&read, 0);
-        assert_eq!(read.len(), 10);
+        assert_eq!(open_and_read(&reopened, *id, 0).await.len(), 10);
     }
 }
 
@@ -230,12 +236,7 @@ async fn compactions_of_streams_sharing_objects_all_commit() {
 async fn compacting_all_streams_rewrites_each_shared_record_once() {
     let fixture = Fixture::new();
     let meta = fixture.meta().await;
-    let config = fixture.object_wal_config(50);
-    let store = StreamStore::open(fixture.storage(), meta.clone(), config.clone())
-        .await
-        .expect("store");
-    let streams = open_new_streams(&store, 8).await;
-    append_in_shared_windows(&store, &streams, 10).await;
+    let (config, store, streams) = streams_sharing_objects(&fixture, &meta, 8, 10).await;
     let shared: Vec<crate::object::ObjectId> = committed_objects(meta.as_ref())
         .await
         .iter()
@@ -260,9 +261,6 @@ async fn compacting_all_streams_rewrites_each_shared_record_once() {
 
     let reopened = fixture.next_owner(meta, config).await;
     for id in &streams {
-        reopened.open_stream(*id).await.expect("open");
-        let read = read_all(&reopened, *id, 0).await;
-        assert_dense(&read, 0);
-        assert_eq!(read.len(), 10);
+        assert_eq!(open_and_read(&reopened, *id, 0).await.len(), 10);
     }
 }

@@ -290,13 +290,9 @@ impl MetaStore for HeldCommit {
 async fn windows_are_written_while_a_commit_waits_for_the_metadata_store() {
     let fixture = Fixture::new();
     let meta = Arc::new(HeldCommit::new(fixture.meta().await));
-    let store = StreamStore::open(
-        fixture.storage(),
-        meta.clone(),
-        fixture.object_wal_config(5),
-    )
-    .await
-    .expect("store");
+    let store = fixture
+        .store_on(meta.clone(), fixture.object_wal_config(5))
+        .await;
     let stream = open_new_streams(&store, 1).await[0];
     let mut expected = Vec::new();
     let appended = store.append(stream, fixed_batch(0)).await.expect("append");
