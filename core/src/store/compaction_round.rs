@@ -5,14 +5,21 @@
 //! rewrote each such record 64 times (45 MiB of metadata log for 7.65 GiB in the
 //! store benchmark). A wave takes the next group of every stream, copies each into
 //! a stream object, and commits them all in one transaction: each record shared by
-//! the wave is rewritten once. A stream's maintenance lock is held for its wave,
-//! from reading its ranges to the commit (a trim of it waits that long).
+//! the wave is rewritten once. The copies run without the streams' maintenance
+//! locks (a wave copies up to one stream object per stream, seconds of work that a
+//! trim or a Kafka DeleteRecords would otherwise wait out); the locks are taken
+//! for the commit, and a stream whose ranges changed meanwhile has its copy
+//! discarded while the others commit.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::compaction::{CompactionReport, commit_rewrites, groups, write_stream_object};
-use super::metadata::ObjectRange;
+use tokio::sync::MutexGuard;
+
+use super::compaction::{
+    CompactionReport, WrittenGroup, commit_rewrites, groups, write_stream_object,
+};
+use super::metadata::{ObjectRange, StreamId};
 use super::{Inner, OpenStream, StoreError, StreamStore, upload};
 
 /// Stream objects a wave writes at once.
@@ -62,55 +69,16 @@ pub(super) async fn compact_streams(
 async fn compact_wave(
     inner: &Inner,
     streams: &[Arc<OpenStream>],
-) -> Result<(CompactionReport, HashSet<super::StreamId>), StoreError> {
-    let mut held = Vec::with_capacity(streams.len());
-    let mut planned: Vec<(&OpenStream, Vec<ObjectRange>)> = Vec::new();
-    for open in streams {
-        let Some(exclusive) = open.maintenance().await else {
-            continue;
-        };
-        let ranges: Vec<ObjectRange> = open.lock_state().ranges.values().copied().collect();
-        let next = groups(
-            &ranges,
-            inner.config.stream_object_bytes,
-            inner.config.compaction_min_ranges,
-        )
-        .first()
-        .map(|group| group.to_vec());
-        if let Some(group) = next {
-            planned.push((&**open, group));
-            held.push(exclusive);
-        }
-    }
-    // A few copies at once: each is a GET and a write at a time, latency-bound on a
-    // remote store, and holds at most two copy chunks.
-    let mut written = Vec::with_capacity(planned.len());
-    let mut failed = None;
-    for batch in planned.chunks(CONCURRENT_COPIES) {
-        let mut copies = Vec::with_capacity(batch.len());
-        for (open, group) in batch {
-            copies.push(write_stream_object(inner, open.id, group));
-        }
-        for copy in futures::future::join_all(copies).await {
-            match copy {
-                Ok(object) => written.push(object),
-                Err(err) => failed = failed.or(Some(err)),
-            }
-        }
-        if failed.is_some() {
-            break;
-        }
-    }
-    if let Some(err) = failed {
-        for object in &written {
-            upload::discard_object(inner, object.id).await?;
-        }
-        return Err(err);
-    }
-    let rewritten = written
+) -> Result<(CompactionReport, HashSet<StreamId>), StoreError> {
+    let planned: Vec<(&OpenStream, Vec<ObjectRange>)> = streams
         .iter()
-        .zip(&planned)
-        .map(|(object, (open, group))| object.rewritten(open, group))
+        .filter_map(|open| next_group(inner, open).map(|group| (&**open, group)))
+        .collect();
+    let written = write_all(inner, &planned).await?;
+    let (held, current) = still_current(inner, written).await?;
+    let rewritten = current
+        .iter()
+        .map(|(object, open, group)| object.rewritten(open, group))
         .collect();
     let ids: HashSet<_> = commit_rewrites(inner, rewritten)
         .await?
@@ -119,7 +87,7 @@ async fn compact_wave(
     drop(held);
     let mut report = CompactionReport::default();
     let mut compacted = HashSet::new();
-    for (object, (open, group)) in written.iter().zip(&planned) {
+    for (object, open, group) in current {
         if ids.contains(&object.id) {
             report.ranges_merged += group.len();
             report.objects_written += 1;
@@ -128,4 +96,88 @@ async fn compact_wave(
         }
     }
     Ok((report, compacted))
+}
+
+/// The first group of `open`'s ranges worth compacting, if any.
+fn next_group(inner: &Inner, open: &OpenStream) -> Option<Vec<ObjectRange>> {
+    if open.is_closing() {
+        return None;
+    }
+    let ranges: Vec<ObjectRange> = open.lock_state().ranges.values().copied().collect();
+    groups(
+        &ranges,
+        inner.config.stream_object_bytes,
+        inner.config.compaction_min_ranges,
+    )
+    .first()
+    .map(|group| group.to_vec())
+}
+
+/// Each planned group written into a stream object, [`CONCURRENT_COPIES`] at a
+/// time; on any error every object written is discarded.
+async fn write_all<'a>(
+    inner: &Inner,
+    planned: &'a [(&'a OpenStream, Vec<ObjectRange>)],
+) -> Result<Vec<(WrittenGroup, &'a OpenStream, &'a [ObjectRange])>, StoreError> {
+    // A few copies at once: each is a GET and a write at a time, latency-bound on a
+    // remote store, and holds at most two copy chunks.
+    let mut written = Vec::with_capacity(planned.len());
+    let mut failed = None;
+    for batch in planned.chunks(CONCURRENT_COPIES) {
+        let copies = batch.iter().map(|(open, group)| async move {
+            let object = write_stream_object(inner, open.id, group).await?;
+            Ok::<_, StoreError>((object, *open, group.as_slice()))
+        });
+        for copy in futures::future::join_all(copies).await {
+            match copy {
+                Ok(object) => written.push(object),
+                Err(err) => failed = failed.or(Some(err)),
+            }
+        }
+        if let Some(err) = failed {
+            for (object, _, _) in &written {
+                upload::discard_object(inner, object.id).await?;
+            }
+            return Err(err);
+        }
+    }
+    Ok(written)
+}
+
+/// Takes the maintenance lock of each written group's stream (in stream order, as
+/// every holder of several takes them) and keeps the groups whose ranges are still
+/// the stream's: a trim, merge or close since the plan discards that stream's
+/// object, so the others still commit. Returns the locks with the groups kept.
+async fn still_current<'a>(
+    inner: &Inner,
+    written: Vec<(WrittenGroup, &'a OpenStream, &'a [ObjectRange])>,
+) -> Result<
+    (
+        Vec<MutexGuard<'a, ()>>,
+        Vec<(WrittenGroup, &'a OpenStream, &'a [ObjectRange])>,
+    ),
+    StoreError,
+> {
+    let mut held = Vec::with_capacity(written.len());
+    let mut current = Vec::with_capacity(written.len());
+    for (object, open, group) in written {
+        let exclusive = open.maintenance().await;
+        let unchanged = exclusive.is_some() && {
+            let state = open.lock_state();
+            group
+                .iter()
+                .all(|range| state.ranges.get(&range.start_offset) == Some(range))
+        };
+        match exclusive {
+            Some(exclusive) if unchanged => {
+                held.push(exclusive);
+                current.push((object, open, group));
+            }
+            _ => {
+                tracing::debug!(stream = open.id.0, object = %object.id, "stream changed while its group was copied; discarding the copy");
+                upload::discard_object(inner, object.id).await?;
+            }
+        }
+    }
+    Ok((held, current))
 }

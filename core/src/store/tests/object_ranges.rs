@@ -1,5 +1,5 @@
 //! Stream ranges kept in their objects' records: one record per object-WAL window,
-//! trims of streams sharing records, and metadata of the earlier layout.
+//! trims and compactions of streams sharing records, and metadata of the earlier layout.
 
 use super::*;
 use crate::store::object_ranges::{self, ObjectEntry};
@@ -261,6 +261,58 @@ async fn compacting_all_streams_rewrites_each_shared_record_once() {
 
     let reopened = fixture.next_owner(meta, config).await;
     for id in &streams {
+        assert_eq!(open_and_read(&reopened, *id, 0).await.len(), 10);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trim_does_not_wait_for_the_copies_of_a_compaction_wave() {
+    let fixture = Fixture::new();
+    let meta = fixture.meta().await;
+    let stall = crate::test_support::StallLayer::new("objects/", Duration::from_secs(3));
+    let config = fixture.object_wal_config(50);
+    let store = StreamStore::open(
+        fixture.storage().with_layer(stall.clone()),
+        meta.clone(),
+        config.clone(),
+    )
+    .await
+    .expect("store");
+    let streams = open_new_streams(&store, 4).await;
+    append_in_shared_windows(&store, &streams, 10).await;
+
+    stall.stall_next(1);
+    let compaction = tokio::spawn({
+        let store = store.clone();
+        async move { store.compact_all().await }
+    });
+    stall.stalled().await;
+    let started = std::time::Instant::now();
+    // Each window gave each stream a range of 4 records: this drops two of them.
+    store.trim(streams[0], 8).await.expect("trim");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "the trim waited {took:?} for a compaction copy to end"
+    );
+
+    let report = compaction.await.expect("task").expect("compaction");
+    assert_eq!(
+        (report.objects_written, report.ranges_merged),
+        (3, 30),
+        "the trimmed stream's copy is discarded, the others commit"
+    );
+    let again = store.compact_all().await.expect("compaction");
+    assert_eq!(
+        (again.objects_written, again.ranges_merged),
+        (1, 8),
+        "the trimmed stream is compacted from its new start"
+    );
+    drop(store);
+
+    let reopened = fixture.next_owner(meta, config).await;
+    assert_eq!(open_and_read(&reopened, streams[0], 8).await.len(), 8);
+    for id in &streams[1..] {
         assert_eq!(open_and_read(&reopened, *id, 0).await.len(), 10);
     }
 }
