@@ -166,7 +166,8 @@ async fn merge(inner: &Inner, group: &[Source]) -> Result<Option<u64>, StoreErro
         Ok::<_, StoreError>((source.object, (index, data)))
     }))
     .await?;
-    let blocks: HashMap<ObjectId, (Arc<crate::object::Index>, Bytes)> = read.into_iter().collect();
+    let blocks: HashMap<ObjectId, (Arc<crate::object::Index>, HashMap<u64, Bytes>)> =
+        read.into_iter().collect();
     let mut layout: Vec<(BlockMeta, Bytes)> = Vec::new();
     for (stream, ranges) in &per_stream {
         for range in ranges {
@@ -181,7 +182,13 @@ async fn merge(inner: &Inner, group: &[Source]) -> Result<Option<u64>, StoreErro
                     break;
                 }
                 next = entry.end_offset;
-                layout.push((block_meta(entry), slice(data, entry)));
+                let block = data.get(&entry.position).ok_or_else(|| {
+                    StoreError::Task(format!(
+                        "merge: object {} has no block at {}",
+                        range.object, entry.position
+                    ))
+                })?;
+                layout.push((block_meta(entry), block.clone()));
             }
             // The merged object must hold every offset its new range will claim.
             if next != range.end_offset {
@@ -245,13 +252,13 @@ async fn merge(inner: &Inner, group: &[Source]) -> Result<Option<u64>, StoreErro
     Ok(Some(copied))
 }
 
-/// The block region of `object` (everything before its index) in one GET, each
-/// block verified against its checksum.
+/// The blocks of `object` (everything before its index) read in one GET, each
+/// verified against its checksum, by position.
 async fn read_blocks(
     inner: &Inner,
     object: ObjectId,
     entries: &[BlockEntry],
-) -> Result<Bytes, StoreError> {
+) -> Result<HashMap<u64, Bytes>, StoreError> {
     let end = entries
         .iter()
         .map(|e| e.position + u64::from(e.len))
@@ -259,20 +266,10 @@ async fn read_blocks(
         .unwrap_or(0);
     let key = crate::object::object_key(object);
     let data = read::get_range(inner, &key, 0..end).await?;
-    for entry in entries {
-        entry
-            .verify(&slice(&data, entry))
-            .map_err(|source| StoreError::Format {
-                key: key.clone(),
-                source,
-            })?;
-    }
-    Ok(data)
-}
-
-fn slice(data: &Bytes, entry: &BlockEntry) -> Bytes {
-    let at = entry.position as usize;
-    data.slice(at..at + entry.len as usize)
+    entries
+        .iter()
+        .map(|entry| Ok((entry.position, read::block_of(&data, entry, 0, &key)?)))
+        .collect()
 }
 
 fn block_meta(entry: &BlockEntry) -> BlockMeta {

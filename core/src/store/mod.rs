@@ -23,6 +23,7 @@ mod metadata;
 mod object_ids;
 mod object_ranges;
 mod object_wal;
+mod pieces;
 mod prefetch;
 mod range_migration;
 mod read;

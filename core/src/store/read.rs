@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 
 use super::metadata::{self, ObjectRecord, StreamId};
+use super::pieces::Pieces;
 use super::{Inner, StoreError};
 use crate::batch::RecordBatch;
 use crate::object::{BlockEntry, FOOTER_LEN, Footer, Index, ObjectId, object_key};
@@ -171,36 +172,59 @@ pub(super) async fn read_run(
     let data = get_range(inner, &key, start..start + len).await?;
     let mut blocks = Vec::with_capacity(count);
     for entry in &run[..count] {
-        let at = (entry.position - start) as usize;
-        let block = data.slice(at..at + entry.len as usize);
-        entry.verify(&block).map_err(|source| StoreError::Format {
-            key: key.clone(),
-            source,
-        })?;
+        let block = block_of(&data, entry, start, &key)?;
         blocks.push((*entry, block));
     }
     Ok(blocks)
 }
 
-/// One ranged GET of `key`, within the cold-read budget (`cold_read_concurrency`).
+/// The block of `entry`, verified against its checksum, out of `data` read from
+/// position `start` of object `key`.
+pub(super) fn block_of(
+    data: &Pieces,
+    entry: &BlockEntry,
+    start: u64,
+    key: &str,
+) -> Result<Bytes, StoreError> {
+    let block = entry
+        .position
+        .checked_sub(start)
+        .and_then(|at| data.slice(at as usize, entry.len as usize))
+        .ok_or_else(|| {
+            StoreError::Task(format!(
+                "object {key}: a read from {start} of {} bytes ends before block {}+{}",
+                data.len(),
+                entry.position,
+                entry.len
+            ))
+        })?;
+    entry.verify(&block).map_err(|source| StoreError::Format {
+        key: key.to_string(),
+        source,
+    })?;
+    Ok(block)
+}
+
+/// One ranged GET of `key`, within the cold-read budget (`cold_read_concurrency`),
+/// in the pieces the backend returned.
 pub(super) async fn get_range(
     inner: &Inner,
     key: &str,
     range: std::ops::Range<u64>,
-) -> Result<Bytes, StoreError> {
+) -> Result<Pieces, StoreError> {
     let _permit = inner
         .cold_reads
         .acquire()
         .await
         .map_err(|_| StoreError::Task("cold read budget closed".into()))?;
-    Ok(inner
+    inner
         .storage
         .operator()
         .read_with(key)
         .range(range)
         .await
-        .map_err(StoreError::storage("read", key))?
-        .to_bytes())
+        .map(Pieces::new)
+        .map_err(StoreError::storage("read", key))
 }
 
 pub(super) async fn load_index(inner: &Inner, id: ObjectId) -> Result<Arc<Index>, StoreError> {
