@@ -136,6 +136,7 @@ impl TopicRegistry {
             topics: RwLock::new(BTreeMap::new()),
             changes: tokio::sync::Mutex::new(()),
         };
+        let mut records = Vec::new();
         for kv in registry
             .meta
             .scan_prefix(TOPIC_PREFIX.as_bytes(), 0)
@@ -144,6 +145,16 @@ impl TopicRegistry {
             let name = String::from_utf8_lossy(&kv.key[TOPIC_PREFIX.len()..]).into_owned();
             let record: TopicRecord = serde_json::from_slice(&kv.value)
                 .map_err(|e| TopicError::Corrupt(name.clone(), e.to_string()))?;
+            records.push((name, record));
+        }
+        // Every partition's stream at once: loading a stream's ranges reads all
+        // object records, so opening them one by one read those once per partition.
+        let streams: Vec<StreamId> = records
+            .iter()
+            .flat_map(|(_, record)| record.streams.iter().map(|&id| StreamId(id)))
+            .collect();
+        registry.store.open_streams(&streams).await?;
+        for (name, record) in records {
             let topic = registry.build(&name, record).await?;
             registry.insert(topic);
         }
@@ -151,6 +162,8 @@ impl TopicRegistry {
     }
 
     async fn build(&self, name: &str, record: TopicRecord) -> Result<Arc<Topic>, TopicError> {
+        let streams: Vec<StreamId> = record.streams.iter().map(|&id| StreamId(id)).collect();
+        self.store.open_streams(&streams).await?;
         let mut partitions = Vec::with_capacity(record.streams.len());
         for (index, stream) in record.streams.iter().enumerate() {
             let index = i32::try_from(index).map_err(|_| {
@@ -350,8 +363,12 @@ impl TopicRegistry {
             return Ok(());
         }
         let mut partitions = topic.partitions.clone();
-        for index in current..total {
-            let stream = self.store.create_stream().await?;
+        let mut streams = Vec::with_capacity((total - current) as usize);
+        for _ in current..total {
+            streams.push(self.store.create_stream().await?);
+        }
+        self.store.open_streams(&streams).await?;
+        for (index, stream) in (current..total).zip(streams) {
             let partition = Partition::load(&self.store, self.meta.as_ref(), index, stream).await?;
             partitions.push(Arc::new(partition));
         }

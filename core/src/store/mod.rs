@@ -23,6 +23,7 @@ mod metadata;
 mod object_ids;
 mod object_ranges;
 mod object_wal;
+mod open;
 mod pieces;
 mod prefetch;
 mod range_migration;
@@ -234,8 +235,9 @@ struct Inner {
 struct OpenStream {
     id: StreamId,
     epoch: u64,
-    /// Serialises retention, trim and compaction of this stream: each rewrites
-    /// its ranges as the in-memory state lists them.
+    /// Serialises changes to this stream's ranges (retention, trim, deletion, and
+    /// the commits of merges and compactions): each rewrites its ranges as the
+    /// in-memory state lists them.
     maintenance: tokio::sync::Mutex<()>,
     /// Next offset to assign; held while an append is queued so offsets follow call order.
     next_offset: tokio::sync::Mutex<u64>,
@@ -400,58 +402,6 @@ impl StreamStore {
         })
         .await?;
         Ok(StreamId(id))
-    }
-
-    /// Takes ownership of `stream` (bumping its epoch) and loads its ranges.
-    pub async fn open_stream(&self, stream: StreamId) -> Result<(), StoreError> {
-        if self.inner.open_stream_state(stream).is_some() {
-            return Ok(());
-        }
-        let meta = self.inner.meta.as_ref();
-        let epoch_key = metadata::epoch_key(stream);
-        let current = meta
-            .get(&epoch_key)
-            .await?
-            .ok_or(StoreError::UnknownStream(stream))?;
-        let epoch = metadata::parse_u64(&current)? + 1;
-        let take = Txn::new()
-            .when(Compare::ModRevision(
-                epoch_key.clone(),
-                current.mod_revision,
-            ))
-            .and_then(Op::put(epoch_key, metadata::u64_value(epoch)));
-        if !meta.txn(take).await?.succeeded {
-            return Err(StoreError::Fenced { stream, epoch });
-        }
-        let start_offset = match meta.get(&metadata::start_key(stream)).await? {
-            Some(kv) => metadata::parse_u64(&kv)?,
-            None => 0,
-        };
-        let ranges = object_ranges::stream_ranges(meta, stream).await?;
-        let end = ranges
-            .values()
-            .map(|r| r.end_offset)
-            .max()
-            .unwrap_or(start_offset)
-            .max(start_offset);
-        self.inner.lock_cache().open_stream(stream, end);
-        let open = Arc::new(OpenStream {
-            id: stream,
-            epoch,
-            maintenance: tokio::sync::Mutex::new(()),
-            next_offset: tokio::sync::Mutex::new(end),
-            state: Mutex::new(StreamState {
-                start_offset,
-                retention: RetentionPolicy::default(),
-                ranges,
-            }),
-            prefetched_end: std::sync::atomic::AtomicU64::new(0),
-            fenced: std::sync::atomic::AtomicBool::new(false),
-            closing: std::sync::atomic::AtomicBool::new(false),
-            unsettled: Arc::default(),
-        });
-        self.inner.lock_streams().insert(stream, open);
-        Ok(())
     }
 
     /// Appends `batch` at the stream's end; resolves once it is durable.

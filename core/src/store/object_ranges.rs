@@ -11,7 +11,7 @@
 //! write conditional on its revision ([`remove_ranges`]); a transaction that lost
 //! such a race is refused and its caller reads again.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use bytes::Bytes;
 
@@ -97,22 +97,29 @@ pub(super) async fn objects(meta: &dyn MetaStore) -> Result<Vec<ObjectEntry>, St
         .collect()
 }
 
-/// The ranges of `stream`, by start offset, from every object record. Every open of
-/// a stream reads all records, so only the records that list the stream are parsed.
-pub(super) async fn stream_ranges(
+/// The ranges of each of `streams`, by start offset, from one read of every object
+/// record. Only the records that list one of them are parsed.
+pub(super) async fn ranges_of(
     meta: &dyn MetaStore,
-    stream: StreamId,
-) -> Result<BTreeMap<u64, ObjectRange>, StoreMetaError> {
-    let id = stream.0.to_le_bytes();
-    let mut ranges = BTreeMap::new();
+    streams: &HashSet<StreamId>,
+) -> Result<HashMap<StreamId, BTreeMap<u64, ObjectRange>>, StoreMetaError> {
+    let lists_one = |range: &[u8]| {
+        range
+            .first_chunk::<8>()
+            .is_some_and(|id| streams.contains(&StreamId(u64::from_le_bytes(*id))))
+    };
+    let mut ranges: HashMap<StreamId, BTreeMap<u64, ObjectRange>> = HashMap::new();
     for kv in meta.scan_prefix(metadata::OBJECTS_PREFIX, 0).await? {
         let listed = kv.value.get(RECORD_HEADER_LEN..).unwrap_or_default();
-        if !listed.chunks(RANGE_LEN).any(|range| range.starts_with(&id)) {
+        if !listed.chunks(RANGE_LEN).any(lists_one) {
             continue;
         }
         for (owner, range) in ObjectEntry::parse(&kv)?.ranges {
-            if owner == stream {
-                ranges.insert(range.start_offset, range);
+            if streams.contains(&owner) {
+                ranges
+                    .entry(owner)
+                    .or_default()
+                    .insert(range.start_offset, range);
             }
         }
     }

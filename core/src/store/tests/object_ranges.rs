@@ -2,6 +2,7 @@
 //! trims and compactions of streams sharing records, and metadata of the earlier layout.
 
 use super::*;
+use crate::meta::{KeyValue, LeaseId, MetaError, TxnOutcome, WatchStream};
 use crate::store::object_ranges::{self, ObjectEntry};
 use crate::store::range_migration;
 
@@ -315,4 +316,88 @@ async fn a_trim_does_not_wait_for_the_copies_of_a_compaction_wave() {
     for id in &streams[1..] {
         assert_eq!(open_and_read(&reopened, *id, 0).await.len(), 10);
     }
+}
+
+/// A metadata store counting the scans of the object records.
+struct ObjectScans {
+    inner: Arc<dyn MetaStore>,
+    scans: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl MetaStore for ObjectScans {
+    async fn get(&self, key: &[u8]) -> Result<Option<KeyValue>, MetaError> {
+        self.inner.get(key).await
+    }
+
+    async fn scan_prefix(&self, prefix: &[u8], limit: usize) -> Result<Vec<KeyValue>, MetaError> {
+        if prefix == metadata::OBJECTS_PREFIX {
+            self.scans.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.inner.scan_prefix(prefix, limit).await
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<TxnOutcome, MetaError> {
+        self.inner.txn(txn).await
+    }
+
+    async fn watch(&self, prefix: &[u8]) -> Result<WatchStream, MetaError> {
+        self.inner.watch(prefix).await
+    }
+
+    async fn grant_lease(&self, ttl: Duration) -> Result<LeaseId, MetaError> {
+        self.inner.grant_lease(ttl).await
+    }
+
+    async fn keep_alive(&self, lease: LeaseId) -> Result<(), MetaError> {
+        self.inner.keep_alive(lease).await
+    }
+
+    async fn revoke_lease(&self, lease: LeaseId) -> Result<(), MetaError> {
+        self.inner.revoke_lease(lease).await
+    }
+}
+
+#[tokio::test]
+async fn streams_opened_together_read_the_object_records_once() {
+    let fixture = Fixture::new();
+    let meta = fixture.meta().await;
+    let (config, store, mut streams) = streams_sharing_objects(&fixture, &meta, 8, 10).await;
+    store.trim(streams[3], 8).await.expect("trim");
+    drop(store);
+
+    let counted = Arc::new(ObjectScans {
+        inner: meta,
+        scans: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let reopened = fixture.next_owner(counted.clone(), config).await;
+    let scans_at_open = counted.scans.load(std::sync::atomic::Ordering::SeqCst);
+    let unknown = StreamId(1 << 40);
+    streams.push(unknown);
+    assert!(
+        matches!(
+            reopened.open_streams(&streams).await,
+            Err(StoreError::UnknownStream(id)) if id == unknown
+        ),
+        "the stream that does not exist is named"
+    );
+    assert_eq!(
+        counted.scans.load(std::sync::atomic::Ordering::SeqCst) - scans_at_open,
+        1,
+        "one read of the object records for eight streams"
+    );
+    streams.pop();
+    for (i, &id) in streams.iter().enumerate() {
+        let start = if i == 3 { 8 } else { 0 };
+        assert_eq!(reopened.offsets(id).expect("open"), (start, 40));
+        let read = read_all(&reopened, id, start).await;
+        assert_dense(&read, start);
+        assert_eq!(read.len(), 10 - start as usize / 4);
+    }
+    // Already open: nothing to take, nothing read.
+    reopened.open_streams(&streams).await.expect("open again");
+    assert_eq!(
+        counted.scans.load(std::sync::atomic::Ordering::SeqCst) - scans_at_open,
+        1
+    );
 }
