@@ -21,7 +21,22 @@ fn object_of(batch: &RecordBatch, bytes: usize) -> Buffer {
 }
 
 /// Latencies of `count` sequential PUTs of `bytes` each.
-pub(super) async fn put_latencies(
+/// PUTs timed for the object WAL's latency bound.
+pub(super) const WINDOW_PUTS: usize = 100;
+
+/// [`WINDOW_PUTS`] PUTs of one window's data at `rate_mib`: the baseline of the
+/// object WAL's append latency.
+pub(super) async fn window_puts(
+    storage: &Storage,
+    batch: &RecordBatch,
+    rate_mib: f64,
+    window: Duration,
+) -> Result<Phase, String> {
+    let window_bytes = (rate_mib * MIB * window.as_secs_f64()) as usize;
+    put_latencies(storage, batch, window_bytes.max(4096), WINDOW_PUTS).await
+}
+
+async fn put_latencies(
     storage: &Storage,
     batch: &RecordBatch,
     bytes: usize,
