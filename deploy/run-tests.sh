@@ -12,8 +12,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [ "${CI:-}" = true ] && [ -z "${CARGO_TARGET_DIR:-}" ]; then
-  # CI runs in a fresh clone: keep compiled dependencies between runs.
+  # CI runs in a fresh clone: keep compiled dependencies between runs. Without
+  # incremental data (a fresh clone rebuilds the workspace's crates anyway, and it
+  # was 4 of the cache's 12 GB), and started over past 20 GiB, so that it cannot
+  # grow without bound from run to run.
   export CARGO_TARGET_DIR="$HOME/.cache/strata/target"
+  export CARGO_INCREMENTAL=0
+  rm -rf "$CARGO_TARGET_DIR/debug/incremental"
+  if [ -d "$CARGO_TARGET_DIR" ] && [ "$(du -sm "$CARGO_TARGET_DIR" | cut -f1)" -gt 20480 ]; then
+    echo "the cargo cache $CARGO_TARGET_DIR is over 20 GiB: starting it over"
+    rm -rf "$CARGO_TARGET_DIR"
+  fi
 fi
 
 step() { printf '\n==> %s\n' "$*"; }
