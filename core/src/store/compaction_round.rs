@@ -78,7 +78,7 @@ async fn compact_wave(
     let (held, current) = still_current(inner, written).await?;
     let rewritten = current
         .iter()
-        .map(|(object, open, group)| object.rewritten(open, group))
+        .map(|copied| copied.object.rewritten(copied.open, copied.group))
         .collect();
     let ids: HashSet<_> = commit_rewrites(inner, rewritten)
         .await?
@@ -87,15 +87,22 @@ async fn compact_wave(
     drop(held);
     let mut report = CompactionReport::default();
     let mut compacted = HashSet::new();
-    for (object, open, group) in current {
-        if ids.contains(&object.id) {
-            report.ranges_merged += group.len();
+    for copied in current {
+        if ids.contains(&copied.object.id) {
+            report.ranges_merged += copied.group.len();
             report.objects_written += 1;
-            report.bytes += object.copied_bytes;
-            compacted.insert(open.id);
+            report.bytes += copied.object.copied_bytes;
+            compacted.insert(copied.open.id);
         }
     }
     Ok((report, compacted))
+}
+
+/// A stream's group copied into a stream object, not yet committed.
+struct Copied<'a> {
+    object: WrittenGroup,
+    open: &'a OpenStream,
+    group: &'a [ObjectRange],
 }
 
 /// The first group of `open`'s ranges worth compacting, if any.
@@ -118,15 +125,20 @@ fn next_group(inner: &Inner, open: &OpenStream) -> Option<Vec<ObjectRange>> {
 async fn write_all<'a>(
     inner: &Inner,
     planned: &'a [(&'a OpenStream, Vec<ObjectRange>)],
-) -> Result<Vec<(WrittenGroup, &'a OpenStream, &'a [ObjectRange])>, StoreError> {
+) -> Result<Vec<Copied<'a>>, StoreError> {
     // A few copies at once: each is a GET and a write at a time, latency-bound on a
-    // remote store, and holds at most two copy chunks.
+    // remote store, and holds a read and the writer's parts, a few copy chunks
+    // (`core/tests/compaction_memory.rs`).
     let mut written = Vec::with_capacity(planned.len());
     let mut failed = None;
     for batch in planned.chunks(CONCURRENT_COPIES) {
         let copies = batch.iter().map(|(open, group)| async move {
             let object = write_stream_object(inner, open.id, group).await?;
-            Ok::<_, StoreError>((object, *open, group.as_slice()))
+            Ok::<_, StoreError>(Copied {
+                object,
+                open,
+                group,
+            })
         });
         for copy in futures::future::join_all(copies).await {
             match copy {
@@ -135,8 +147,8 @@ async fn write_all<'a>(
             }
         }
         if let Some(err) = failed {
-            for (object, _, _) in &written {
-                upload::discard_object(inner, object.id).await?;
+            for copied in &written {
+                upload::discard_object(inner, copied.object.id).await?;
             }
             return Err(err);
         }
@@ -150,32 +162,27 @@ async fn write_all<'a>(
 /// object, so the others still commit. Returns the locks with the groups kept.
 async fn still_current<'a>(
     inner: &Inner,
-    written: Vec<(WrittenGroup, &'a OpenStream, &'a [ObjectRange])>,
-) -> Result<
-    (
-        Vec<MutexGuard<'a, ()>>,
-        Vec<(WrittenGroup, &'a OpenStream, &'a [ObjectRange])>,
-    ),
-    StoreError,
-> {
+    written: Vec<Copied<'a>>,
+) -> Result<(Vec<MutexGuard<'a, ()>>, Vec<Copied<'a>>), StoreError> {
     let mut held = Vec::with_capacity(written.len());
     let mut current = Vec::with_capacity(written.len());
-    for (object, open, group) in written {
-        let exclusive = open.maintenance().await;
+    for copied in written {
+        let exclusive = copied.open.maintenance().await;
         let unchanged = exclusive.is_some() && {
-            let state = open.lock_state();
-            group
+            let state = copied.open.lock_state();
+            copied
+                .group
                 .iter()
                 .all(|range| state.ranges.get(&range.start_offset) == Some(range))
         };
         match exclusive {
             Some(exclusive) if unchanged => {
                 held.push(exclusive);
-                current.push((object, open, group));
+                current.push(copied);
             }
             _ => {
-                tracing::debug!(stream = open.id.0, object = %object.id, "stream changed while its group was copied; discarding the copy");
-                upload::discard_object(inner, object.id).await?;
+                tracing::debug!(stream = copied.open.id.0, object = %copied.object.id, "stream changed while its group was copied; discarding the copy");
+                upload::discard_object(inner, copied.object.id).await?;
             }
         }
     }
