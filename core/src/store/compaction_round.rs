@@ -168,13 +168,7 @@ async fn still_current<'a>(
     let mut current = Vec::with_capacity(written.len());
     for copied in written {
         let exclusive = copied.open.maintenance().await;
-        let unchanged = exclusive.is_some() && {
-            let state = copied.open.lock_state();
-            copied
-                .group
-                .iter()
-                .all(|range| state.ranges.get(&range.start_offset) == Some(range))
-        };
+        let unchanged = exclusive.is_some() && copied.open.holds_ranges(copied.group);
         match exclusive {
             Some(exclusive) if unchanged => {
                 held.push(exclusive);

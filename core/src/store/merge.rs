@@ -9,12 +9,14 @@
 //! with one GET.
 //!
 //! Memory is bounded by the merged object's size: the sources are held while it is
-//! written, and its blocks are slices of theirs. All the streams involved have their
-//! maintenance lock held, and the commit compares every stream's epoch and every
-//! source's record, read again while only other streams' edits changed them, so
-//! retention, compaction or a new owner in between makes it fail cleanly (the
-//! merged object is then discarded). The sources become unreferenced
-//! and garbage collection deletes them after the grace period.
+//! written, and its blocks are slices of theirs. The object is read and written
+//! without the streams' maintenance locks; they are taken for the commit, which
+//! goes ahead only if every stream still holds the ranges it was planned from (a
+//! trim, compaction or close meanwhile discards the merged object instead of
+//! waiting for it). The commit compares every stream's epoch and every source's
+//! record, read again while only other streams' edits changed them, so a new owner
+//! makes it fail cleanly too. The sources become unreferenced and garbage
+//! collection deletes them after the grace period.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -138,23 +140,14 @@ async fn merge(inner: &Inner, group: &[Source]) -> Result<Option<u64>, StoreErro
             None => return Ok(None),
         }
     }
-    // In stream order, as every holder of several of these locks takes them.
-    let mut exclusive = Vec::with_capacity(opens.len());
-    for open in &opens {
-        match open.maintenance().await {
-            Some(guard) => exclusive.push(guard),
-            None => return Ok(None),
-        }
+    // Planned from the ranges as they are now and written without the streams'
+    // maintenance locks, which are taken for the commit only (a trim of any of
+    // these streams would otherwise wait for the whole copy).
+    if !holds_all(&opens, &per_stream) {
+        // Retention or compaction moved a stream on since the scan.
+        return Ok(None);
     }
-    for (open, ranges) in opens.iter().zip(per_stream.values_mut()) {
-        let state = open.lock_state();
-        if ranges
-            .iter()
-            .any(|r| state.ranges.get(&r.start_offset) != Some(r))
-        {
-            // Retention or compaction moved this stream on since the scan.
-            return Ok(None);
-        }
+    for ranges in per_stream.values_mut() {
         ranges.sort_by_key(|r| r.start_offset);
     }
 
@@ -224,6 +217,20 @@ async fn merge(inner: &Inner, group: &[Source]) -> Result<Option<u64>, StoreErro
     }
     metrics::counter!("strata_compaction_written_bytes_total").increment(size);
 
+    // In stream order, as every holder of several of these locks takes them.
+    let mut exclusive = Vec::with_capacity(opens.len());
+    for open in &opens {
+        match open.maintenance().await {
+            Some(guard) => exclusive.push(guard),
+            None => break,
+        }
+    }
+    if exclusive.len() < opens.len() || !holds_all(&opens, &per_stream) {
+        // A stream was trimmed, compacted or closed while the object was written.
+        drop(exclusive);
+        upload::discard_object(inner, id).await?;
+        return Ok(None);
+    }
     let swaps: Vec<RangeSwap<'_>> = opens
         .iter()
         .zip(per_stream.values())
@@ -250,6 +257,14 @@ async fn merge(inner: &Inner, group: &[Source]) -> Result<Option<u64>, StoreErro
     drop(exclusive);
     tracing::debug!(object = %id, sources = group.len(), streams, bytes = copied, "merged small stream-set objects");
     Ok(Some(copied))
+}
+
+/// Whether each of `opens` still holds its ranges in `per_stream` (in the same order).
+fn holds_all(opens: &[Arc<OpenStream>], per_stream: &BTreeMap<StreamId, Vec<ObjectRange>>) -> bool {
+    opens
+        .iter()
+        .zip(per_stream.values())
+        .all(|(open, ranges)| open.holds_ranges(ranges))
 }
 
 /// The blocks of `object` (everything before its index) read in one GET, each

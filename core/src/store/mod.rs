@@ -794,6 +794,15 @@ impl OpenStream {
         (!self.is_closing()).then_some(exclusive)
     }
 
+    /// Whether `ranges` are all still this stream's, as they were read: a merge or
+    /// a compaction planned from them may commit.
+    fn holds_ranges(&self, ranges: &[ObjectRange]) -> bool {
+        let state = self.lock_state();
+        ranges
+            .iter()
+            .all(|range| state.ranges.get(&range.start_offset) == Some(range))
+    }
+
     /// `Err` once the stream is taken over or being closed.
     fn check_accepts_appends(&self) -> Result<(), StoreError> {
         if self.is_fenced() {

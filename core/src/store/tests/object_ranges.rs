@@ -266,10 +266,17 @@ async fn compacting_all_streams_rewrites_each_shared_record_once() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_trim_does_not_wait_for_the_copies_of_a_compaction_wave() {
-    let fixture = Fixture::new();
-    let meta = fixture.meta().await;
+/// [`streams_sharing_objects`] over a bucket whose writes can be stalled.
+async fn stallable_streams_sharing_objects(
+    fixture: &Fixture,
+    meta: &Arc<dyn MetaStore>,
+    count: usize,
+) -> (
+    StoreConfig,
+    StreamStore,
+    Vec<StreamId>,
+    crate::test_support::StallLayer,
+) {
     let stall = crate::test_support::StallLayer::new("objects/", Duration::from_secs(3));
     let config = fixture.object_wal_config(50);
     let store = StreamStore::open(
@@ -279,23 +286,42 @@ async fn a_trim_does_not_wait_for_the_copies_of_a_compaction_wave() {
     )
     .await
     .expect("store");
-    let streams = open_new_streams(&store, 4).await;
+    let streams = open_new_streams(&store, count).await;
     append_in_shared_windows(&store, &streams, 10).await;
+    (config, store, streams, stall)
+}
+
+/// Trims `stream` to offset 8 (two of its ranges) while a write is stalled, and
+/// checks that the trim did not wait for it.
+async fn trim_while_stalled(
+    store: &StreamStore,
+    stream: StreamId,
+    stall: &crate::test_support::StallLayer,
+) {
+    stall.stalled().await;
+    let started = std::time::Instant::now();
+    // Each window gave each stream a range of 4 records: this drops two of them.
+    store.trim(stream, 8).await.expect("trim");
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "the trim waited {took:?} for a stalled write to end"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trim_does_not_wait_for_the_copies_of_a_compaction_wave() {
+    let fixture = Fixture::new();
+    let meta = fixture.meta().await;
+    let (config, store, streams, stall) =
+        stallable_streams_sharing_objects(&fixture, &meta, 4).await;
 
     stall.stall_next(1);
     let compaction = tokio::spawn({
         let store = store.clone();
         async move { store.compact_all().await }
     });
-    stall.stalled().await;
-    let started = std::time::Instant::now();
-    // Each window gave each stream a range of 4 records: this drops two of them.
-    store.trim(streams[0], 8).await.expect("trim");
-    let took = started.elapsed();
-    assert!(
-        took < Duration::from_secs(1),
-        "the trim waited {took:?} for a compaction copy to end"
-    );
+    trim_while_stalled(&store, streams[0], &stall).await;
 
     let report = compaction.await.expect("task").expect("compaction");
     assert_eq!(
@@ -308,6 +334,39 @@ async fn a_trim_does_not_wait_for_the_copies_of_a_compaction_wave() {
         (again.objects_written, again.ranges_merged),
         (1, 8),
         "the trimmed stream is compacted from its new start"
+    );
+    drop(store);
+
+    let reopened = fixture.next_owner(meta, config).await;
+    assert_eq!(open_and_read(&reopened, streams[0], 8).await.len(), 8);
+    for id in &streams[1..] {
+        assert_eq!(open_and_read(&reopened, *id, 0).await.len(), 10);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trim_does_not_wait_for_a_merge_and_discards_it() {
+    let fixture = Fixture::new();
+    let meta = fixture.meta().await;
+    let (config, store, streams, stall) =
+        stallable_streams_sharing_objects(&fixture, &meta, 4).await;
+
+    stall.stall_next(1);
+    let merge = tokio::spawn({
+        let store = store.clone();
+        async move { store.merge_stream_sets().await }
+    });
+    trim_while_stalled(&store, streams[0], &stall).await;
+    let report = merge.await.expect("task").expect("merge");
+    assert_eq!(
+        report.objects_written, 0,
+        "the trimmed stream's ranges changed under the merge: {report:?}"
+    );
+    let again = store.merge_stream_sets().await.expect("merge");
+    assert_eq!(
+        (again.objects_merged, again.objects_written),
+        (10, 1),
+        "the ten windows, still shared by the other streams: {again:?}"
     );
     drop(store);
 
