@@ -206,6 +206,7 @@ const LIVE_UNDER_LOAD: &[&str] = &[
     "strata_stream_fenced_total",
     "strata_stream_closed_total",
     "strata_compaction_runs_total",
+    "strata_compaction_discarded_objects_total",
     "strata_compaction_read_bytes_total",
     "strata_compaction_written_bytes_total",
     "strata_retention_trims_total",

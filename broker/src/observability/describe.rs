@@ -338,6 +338,12 @@ pub const FAMILIES: &[(&str, Kind, Unit, &str)] = &[
         "Small stream-set objects merged into larger ones.",
     ),
     (
+        "strata_compaction_discarded_objects_total",
+        Kind::Counter,
+        Unit::Count,
+        "Objects written by a merge or a compaction (job) and discarded at its commit: a stream they hold was trimmed, compacted, closed or taken over while they were written.",
+    ),
+    (
         "strata_compaction_read_bytes_total",
         Kind::Counter,
         Unit::Bytes,

@@ -72,6 +72,9 @@ pub fn register_zero_series(backend: &'static str) {
     }
     metrics::counter!("strata_object_store_connection_errors_total", "backend" => backend)
         .absolute(0);
+    for job in ["merge", "compaction"] {
+        metrics::counter!("strata_compaction_discarded_objects_total", "job" => job).absolute(0);
+    }
     for operation in [
         "get",
         "scan",

@@ -75,6 +75,7 @@ async fn compact_wave(
         .filter_map(|open| next_group(inner, open).map(|group| (&**open, group)))
         .collect();
     let written = write_all(inner, &planned).await?;
+    let written_count = written.len();
     let (held, current) = still_current(inner, written).await?;
     let rewritten = current
         .iter()
@@ -85,6 +86,11 @@ async fn compact_wave(
         .into_iter()
         .collect();
     drop(held);
+    let discarded = written_count - ids.len();
+    if discarded > 0 {
+        metrics::counter!("strata_compaction_discarded_objects_total", "job" => "compaction")
+            .increment(discarded as u64);
+    }
     let mut report = CompactionReport::default();
     let mut compacted = HashSet::new();
     for copied in current {

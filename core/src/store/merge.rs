@@ -229,6 +229,7 @@ async fn merge(inner: &Inner, group: &[Source]) -> Result<Option<u64>, StoreErro
         // A stream was trimmed, compacted or closed while the object was written.
         drop(exclusive);
         upload::discard_object(inner, id).await?;
+        count_discarded();
         return Ok(None);
     }
     let swaps: Vec<RangeSwap<'_>> = opens
@@ -252,11 +253,16 @@ async fn merge(inner: &Inner, group: &[Source]) -> Result<Option<u64>, StoreErro
         swaps,
     };
     if commit_rewrites(inner, vec![rewritten]).await?.is_empty() {
+        count_discarded();
         return Ok(None);
     }
     drop(exclusive);
     tracing::debug!(object = %id, sources = group.len(), streams, bytes = copied, "merged small stream-set objects");
     Ok(Some(copied))
+}
+
+fn count_discarded() {
+    metrics::counter!("strata_compaction_discarded_objects_total", "job" => "merge").increment(1);
 }
 
 /// Whether each of `opens` still holds its ranges in `per_stream` (in the same order).
