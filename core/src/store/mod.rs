@@ -355,17 +355,29 @@ impl StreamStore {
     }
 
     async fn replay(&self, recovered: Vec<crate::wal::RecoveredRecord>) -> Result<(), StoreError> {
-        let mut replayed = 0usize;
+        let mut records = Vec::with_capacity(recovered.len());
         for record in recovered {
             let (stream, batch) = decode_wal_record(record.record)
                 .ok_or(StoreError::MalformedWalRecord { lsn: record.lsn })?;
-            if self.inner.open_stream_state(stream).is_none() {
-                match self.open_stream(stream).await {
-                    Ok(()) => {}
-                    // Deleted after this record was written: nothing to bring back.
-                    Err(StoreError::UnknownStream(_)) => continue,
-                    Err(err) => return Err(err),
+            records.push((stream, batch, record.lsn));
+        }
+        // Every stream in the WAL at once: one read of the object records for all.
+        let streams: Vec<StreamId> = records.iter().map(|(stream, _, _)| *stream).collect();
+        let mut deleted = std::collections::HashSet::new();
+        for (stream, outcome) in self.open_each(&streams).await? {
+            match outcome {
+                Ok(()) => {}
+                // Deleted after its records were written: nothing to bring back.
+                Err(StoreError::UnknownStream(_)) => {
+                    deleted.insert(stream);
                 }
+                Err(err) => return Err(err),
+            }
+        }
+        let mut replayed = 0usize;
+        for (stream, batch, lsn) in records {
+            if deleted.contains(&stream) {
+                continue;
             }
             let open = self
                 .inner
@@ -373,7 +385,7 @@ impl StreamStore {
                 .ok_or(StoreError::StreamNotOpen(stream))?;
             // Batches already in committed objects are skipped by the cache.
             let end = batch.end_offset();
-            if self.inner.lock_cache().insert(stream, batch, record.lsn) >= end {
+            if self.inner.lock_cache().insert(stream, batch, lsn) >= end {
                 replayed += 1;
             }
             let mut next = open

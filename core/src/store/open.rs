@@ -30,6 +30,19 @@ impl StreamStore {
     /// does, reading the object records once for all of them. Every stream whose
     /// epoch could be taken is opened; the first error is returned.
     pub async fn open_streams(&self, streams: &[StreamId]) -> Result<(), StoreError> {
+        let outcomes = self.open_each(streams).await?;
+        match outcomes.into_iter().find_map(|(_, outcome)| outcome.err()) {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
+
+    /// [`StreamStore::open_streams`], with the outcome of each stream it had to take
+    /// (those already open are left out); `Err` when the ranges could not be read.
+    pub(super) async fn open_each(
+        &self,
+        streams: &[StreamId],
+    ) -> Result<Vec<(StreamId, Result<(), StoreError>)>, StoreError> {
         let mut wanted: Vec<StreamId> = streams
             .iter()
             .copied()
@@ -37,32 +50,31 @@ impl StreamStore {
             .collect();
         wanted.sort_unstable();
         wanted.dedup();
-        if wanted.is_empty() {
-            return Ok(());
-        }
         let meta = self.inner.meta.as_ref();
         let mut taken = Vec::with_capacity(wanted.len());
         for some in wanted.chunks(CONCURRENT_TAKES) {
             let takes = some.iter().map(|&stream| take(meta, stream));
             taken.extend(futures::future::join_all(takes).await);
         }
-        let mut first_error = None;
+        let mut outcomes = Vec::with_capacity(taken.len());
         let mut owned = Vec::with_capacity(taken.len());
-        for result in taken {
+        for (&stream, result) in wanted.iter().zip(taken) {
             match result {
                 Ok(taken) => owned.push(taken),
-                Err(err) => first_error = first_error.or(Some(err)),
+                Err(err) => outcomes.push((stream, Err(err))),
             }
         }
         if !owned.is_empty() {
             let ids: HashSet<StreamId> = owned.iter().map(|taken| taken.stream).collect();
             let mut ranges = object_ranges::ranges_of(meta, &ids).await?;
             for taken in owned {
-                let stream_ranges = ranges.remove(&taken.stream).unwrap_or_default();
+                let stream = taken.stream;
+                let stream_ranges = ranges.remove(&stream).unwrap_or_default();
                 install(&self.inner, taken, stream_ranges);
+                outcomes.push((stream, Ok(())));
             }
         }
-        first_error.map_or(Ok(()), Err)
+        Ok(outcomes)
     }
 }
 

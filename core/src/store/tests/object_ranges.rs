@@ -460,3 +460,59 @@ async fn streams_opened_together_read_the_object_records_once() {
         1
     );
 }
+
+#[tokio::test]
+async fn replaying_the_wal_opens_its_streams_together_and_skips_deleted_ones() {
+    let fixture = Fixture::new();
+    let meta = fixture.meta().await;
+    let store = fixture.store_on(meta.clone(), fixture.config()).await;
+    let streams = open_new_streams(&store, 8).await;
+    for (i, &id) in streams.iter().enumerate() {
+        store.append(id, batch(3, i as i64)).await.expect("append");
+    }
+    drop(store);
+    // Deleted by another owner after its records were written (no upload here).
+    let deleted = streams[5];
+    let txn = Txn::new()
+        .and_then(Op::Delete {
+            key: metadata::epoch_key(deleted),
+        })
+        .and_then(Op::Delete {
+            key: metadata::start_key(deleted),
+        });
+    assert!(meta.txn(txn).await.expect("txn").succeeded);
+
+    let counted = |inner: Arc<dyn MetaStore>| {
+        Arc::new(ObjectScans {
+            inner,
+            scans: std::sync::atomic::AtomicUsize::new(0),
+        })
+    };
+    // An open with nothing to replay, for the scans the open itself makes.
+    let mut empty_wal = fixture.config();
+    empty_wal.wal_dir = fixture.dir.path().join("empty-wal");
+    let baseline = counted(meta.clone());
+    drop(fixture.store_on(baseline.clone(), empty_wal).await);
+
+    let replaying = counted(meta);
+    let store = fixture.store_on(replaying.clone(), fixture.config()).await;
+    let scans = |m: &ObjectScans| m.scans.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        scans(&replaying),
+        scans(&baseline) + 1,
+        "the WAL's seven streams opened with one read of the object records"
+    );
+    for (i, &id) in streams.iter().enumerate() {
+        if id == deleted {
+            assert!(matches!(
+                store.offsets(id),
+                Err(StoreError::StreamNotOpen(_))
+            ));
+            continue;
+        }
+        assert_eq!(
+            read_all(&store, id, 0).await,
+            vec![batch(3, i as i64).with_base_offset(0)]
+        );
+    }
+}
