@@ -9,7 +9,7 @@ use strata_backends::Storage;
 use strata_core::meta::{
     Compare, EmbeddedMetaStore, EmbeddedOptions, MetaStore, MeteredMetaStore, Op, Txn,
 };
-use strata_core::store::StreamStore;
+use strata_core::store::{StreamStore, WalMode};
 use tokio::sync::Notify;
 
 use crate::config::{StrataConfig, store_config};
@@ -37,6 +37,8 @@ pub enum StartError {
     DataDir { dir: String, source: std::io::Error },
     #[error("config: {0}")]
     Config(String),
+    #[error(transparent)]
+    WalDir(#[from] crate::wal_dir::WalDirError),
 }
 
 /// Identity of this broker as clients see it.
@@ -89,12 +91,11 @@ impl Broker {
                 source,
             })?;
         claim_bucket(&storage, &cluster_id).await?;
-        let store = StreamStore::open(
-            storage,
-            meta.clone(),
-            store_config(&data_dir, &config.wal, &config.cache),
-        )
-        .await?;
+        let store_config = store_config(&data_dir, &config.wal, &config.cache);
+        if store_config.wal_mode == WalMode::Local {
+            crate::wal_dir::claim(meta.as_ref(), &data_dir, &store_config.wal_dir).await?;
+        }
+        let store = StreamStore::open(storage, meta.clone(), store_config).await?;
         let mut defaults = config.broker.clone();
         let dynamic = crate::dynamic_config::load(meta.as_ref())
             .await

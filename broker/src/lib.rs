@@ -17,3 +17,4 @@ pub mod observability;
 pub mod producer_ids;
 pub mod server;
 pub mod topics;
+pub mod wal_dir;

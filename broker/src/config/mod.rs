@@ -178,11 +178,16 @@ mod tests {
             vars(&[
                 ("STRATA_BROKER_LISTEN", "127.0.0.1:19092"),
                 ("STRATA_WAL_KIND", "object"),
+                ("STRATA_WAL_DIR", "/mnt/wal/strata"),
             ]),
         )
         .expect("loads");
         assert_eq!(config.broker.listen.port(), 19092);
         assert_eq!(config.wal.kind, WalKind::Object);
+        assert_eq!(
+            config.wal.dir.as_deref(),
+            Some(std::path::Path::new("/mnt/wal/strata"))
+        );
         let err = StrataConfig::load(None, vars(&[("STRATA_BROKER_LISTEN", "nowhere")]))
             .err()
             .map(|e| e.to_string())

@@ -1,6 +1,6 @@
 //! `[wal]` and `[cache]`: how the stream store under the broker is set up.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -20,6 +20,10 @@ pub enum WalKind {
 #[serde(deny_unknown_fields, default)]
 pub struct WalSection {
     pub kind: WalKind,
+    /// Local WAL: its directory, `<data_dir>/wal` when unset. On a device of its own
+    /// its fsyncs do not queue behind the object and metadata writes of the data
+    /// directory's disk.
+    pub dir: Option<PathBuf>,
     /// Object WAL: how long appends gather before they are written.
     #[serde(with = "humantime_serde")]
     pub window: Duration,
@@ -42,6 +46,7 @@ impl Default for WalSection {
     fn default() -> Self {
         WalSection {
             kind: WalKind::Local,
+            dir: None,
             window: Duration::from_millis(50),
             window_bytes: 8 << 20,
             upload_bytes: 16 << 20,
@@ -72,7 +77,8 @@ impl Default for CacheSection {
 
 /// The stream store's settings from the config sections.
 pub fn store_config(data_dir: &Path, wal: &WalSection, cache: &CacheSection) -> StoreConfig {
-    let mut config = StoreConfig::new(data_dir.join("wal"));
+    let wal_dir = wal.dir.clone().unwrap_or_else(|| data_dir.join("wal"));
+    let mut config = StoreConfig::new(wal_dir);
     config.wal_mode = match wal.kind {
         WalKind::Local => WalMode::Local,
         WalKind::Object => WalMode::Object(ObjectWalOptions {
@@ -87,4 +93,20 @@ pub fn store_config(data_dir: &Path, wal: &WalSection, cache: &CacheSection) -> 
     config.log_cache_bytes = cache.log_bytes;
     config.block_cache_bytes = cache.block_bytes;
     config
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wal_lives_in_the_data_directory_unless_given_its_own() {
+        let cache = CacheSection::default();
+        let mut wal = WalSection::default();
+        let config = store_config(Path::new("/var/lib/strata"), &wal, &cache);
+        assert_eq!(config.wal_dir, Path::new("/var/lib/strata/wal"));
+        wal.dir = Some(PathBuf::from("/mnt/nvme/strata-wal"));
+        let config = store_config(Path::new("/var/lib/strata"), &wal, &cache);
+        assert_eq!(config.wal_dir, Path::new("/mnt/nvme/strata-wal"));
+    }
 }
