@@ -2,14 +2,16 @@
 //! rewritten into one stream object each run, so cold reads of a stream touch few
 //! objects and stream-set objects become garbage once every stream has moved out.
 //!
-//! Memory stays bounded: source blocks are read a run at a time (at most
-//! `COPY_CHUNK` bytes) and streamed into a multipart writer. The commit takes the
-//! old ranges out of their objects' records and writes the new object's, in a
-//! transaction that compares the stream's epoch and each record's revision: a record
-//! another stream rewrote meanwhile is read again, while a concurrent retention of
-//! this stream or a new owner makes it fail cleanly (the object is then discarded).
+//! Memory stays bounded: source blocks are read in runs of at most `COPY_READ`
+//! bytes, `READS_AHEAD` at a time (a part's worth), and streamed into a multipart
+//! writer. The commit takes the old ranges out of their objects' records and writes
+//! the new object's, in a transaction that compares the stream's epoch and each
+//! record's revision: a record another stream rewrote meanwhile is read again, while
+//! a concurrent retention of this stream or a new owner makes it fail cleanly (the
+//! object is then discarded).
 
 use bytes::Bytes;
+use futures::StreamExt;
 
 use super::metadata::{self, ObjectRange, ObjectRecord, ObjectState, StreamId};
 use super::object_ranges;
@@ -17,8 +19,14 @@ use super::{Inner, OpenStream, StoreError, StreamStore, read, upload};
 use crate::meta::{Compare, Op, Txn};
 use crate::object::{BlockEntry, ObjectId, ObjectKind, encode_tail, object_key};
 
-/// Bytes read from a source object per request, and the writer's part size.
+/// The writer's part size.
 const COPY_CHUNK: usize = 8 << 20;
+/// GETs of one copy in flight at once. A stream's part of a source object is often a
+/// few hundred KiB (its share of a merged object, or of a large object-WAL window),
+/// and one such GET at a time left a copy waiting on a remote store's latency.
+const READS_AHEAD: usize = 4;
+/// The most one GET of a copy reads: the reads in flight hold one part's worth.
+const COPY_READ: usize = COPY_CHUNK / READS_AHEAD;
 
 /// What one compaction of a stream did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -249,8 +257,9 @@ async fn copy_blocks(
         .chunk(COPY_CHUNK)
         .await
         .map_err(StoreError::storage("write", &key))?;
-    let mut entries: Vec<BlockEntry> = Vec::new();
-    let mut position = 0u64;
+    // Every GET of the group, planned up front (the sources' indexes are mostly
+    // cached: a wave's streams share their source objects).
+    let mut runs: Vec<(ObjectId, Vec<BlockEntry>)> = Vec::new();
     for range in group {
         let index = read::load_index(inner, range.object).await?;
         let blocks: Vec<BlockEntry> = index
@@ -261,16 +270,26 @@ async fn copy_blocks(
             .collect();
         let mut next = 0;
         while next < blocks.len() {
-            let run = read::read_run(inner, range.object, &blocks[next..], COPY_CHUNK).await?;
-            next += run.len();
-            for (entry, data) in run {
-                writer
-                    .write(data)
-                    .await
-                    .map_err(StoreError::storage("write", &key))?;
-                entries.push(BlockEntry { position, ..entry });
-                position += u64::from(entry.len);
-            }
+            let len = read::run_len(&blocks[next..], COPY_READ);
+            runs.push((range.object, blocks[next..next + len].to_vec()));
+            next += len;
+        }
+    }
+    let reads: Vec<_> = runs
+        .iter()
+        .map(|(object, blocks)| read::read_contiguous(inner, *object, blocks))
+        .collect();
+    let mut fetched = futures::stream::iter(reads).buffered(READS_AHEAD);
+    let mut entries: Vec<BlockEntry> = Vec::new();
+    let mut position = 0u64;
+    while let Some(run) = fetched.next().await {
+        for (entry, data) in run? {
+            writer
+                .write(data)
+                .await
+                .map_err(StoreError::storage("write", &key))?;
+            entries.push(BlockEntry { position, ..entry });
+            position += u64::from(entry.len);
         }
     }
     let tail = encode_tail(ObjectKind::Stream, &entries, position);

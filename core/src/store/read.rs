@@ -156,8 +156,17 @@ pub(super) async fn read_run(
     run: &[BlockEntry],
     budget: usize,
 ) -> Result<Vec<(BlockEntry, Bytes)>, StoreError> {
+    read_contiguous(inner, object, &run[..run_len(run, budget)]).await
+}
+
+/// How many blocks of `run` one GET of at most `budget` bytes reads: the first, and
+/// those right after it in the object while the total stays within `budget`.
+pub(super) fn run_len(run: &[BlockEntry], budget: usize) -> usize {
+    let Some(first) = run.first() else {
+        return 0;
+    };
     let mut count = 1;
-    let mut len = u64::from(run[0].len);
+    let mut len = u64::from(first.len);
     while let Some(next) = run.get(count) {
         let previous = &run[count - 1];
         let contiguous = next.position == previous.position + u64::from(previous.len);
@@ -167,15 +176,29 @@ pub(super) async fn read_run(
         len += u64::from(next.len);
         count += 1;
     }
+    count
+}
+
+/// Reads `blocks` (back to back in `object`, as [`run_len`] counts them) with one
+/// ranged GET, each verified against its checksum.
+pub(super) async fn read_contiguous(
+    inner: &Inner,
+    object: ObjectId,
+    blocks: &[BlockEntry],
+) -> Result<Vec<(BlockEntry, Bytes)>, StoreError> {
+    let (Some(first), Some(last)) = (blocks.first(), blocks.last()) else {
+        return Ok(Vec::new());
+    };
     let key = object_key(object);
-    let start = run[0].position;
-    let data = get_range(inner, &key, start..start + len).await?;
-    let mut blocks = Vec::with_capacity(count);
-    for entry in &run[..count] {
+    let start = first.position;
+    let end = last.position + u64::from(last.len);
+    let data = get_range(inner, &key, start..end).await?;
+    let mut read = Vec::with_capacity(blocks.len());
+    for entry in blocks {
         let block = block_of(&data, entry, start, &key)?;
-        blocks.push((*entry, block));
+        read.push((*entry, block));
     }
-    Ok(blocks)
+    Ok(read)
 }
 
 /// The block of `entry`, verified against its checksum, out of `data` read from
