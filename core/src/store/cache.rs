@@ -95,6 +95,14 @@ impl LogCache {
         entry.taken_over = false;
     }
 
+    /// Whether objects already hold `stream` up to `end` (a WAL record of it being
+    /// replayed was uploaded before the restart).
+    pub(super) fn is_uploaded(&self, stream: StreamId, end: u64) -> bool {
+        self.streams
+            .get(&stream)
+            .is_some_and(|entry| end <= entry.uploaded_end)
+    }
+
     /// Takes the LSN the next queued WAL record will get.
     pub(super) fn reserve_lsn(&mut self) -> Lsn {
         let lsn = self.next_lsn;

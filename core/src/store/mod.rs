@@ -374,7 +374,7 @@ impl StreamStore {
                 Err(err) => return Err(err),
             }
         }
-        let mut replayed = 0usize;
+        let (mut replayed, mut uploaded) = (0usize, 0usize);
         for (stream, batch, lsn) in records {
             if deleted.contains(&stream) {
                 continue;
@@ -383,10 +383,16 @@ impl StreamStore {
                 .inner
                 .open_stream_state(stream)
                 .ok_or(StoreError::StreamNotOpen(stream))?;
-            // Batches already in committed objects are skipped by the cache.
+            // Batches already in committed objects stay there.
             let end = batch.end_offset();
-            if self.inner.lock_cache().insert(stream, batch, lsn) >= end {
-                replayed += 1;
+            {
+                let mut cache = self.inner.lock_cache();
+                if cache.is_uploaded(stream, end) {
+                    uploaded += 1;
+                } else {
+                    cache.insert(stream, batch, lsn);
+                    replayed += 1;
+                }
             }
             let mut next = open
                 .next_offset
@@ -398,6 +404,12 @@ impl StreamStore {
             tracing::info!(
                 batches = replayed,
                 "replayed acknowledged batches from the WAL"
+            );
+        }
+        if uploaded > 0 {
+            tracing::debug!(
+                batches = uploaded,
+                "WAL records already in objects were left there"
             );
         }
         Ok(())
