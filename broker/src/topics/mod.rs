@@ -411,15 +411,38 @@ impl TopicRegistry {
         self.replace(&topic, rebuilt).await
     }
 
-    /// Persists every partition's producer state that changed.
+    /// Persists every partition's producer state that changed or whose log grew, a
+    /// few hundred partitions per metadata transaction.
     pub async fn snapshot_producers(&self) {
+        const PER_TXN: usize = 256;
+        let mut prepared = Vec::new();
         for topic in self.list() {
             for partition in &topic.partitions {
-                if let Err(err) = partition
-                    .snapshot_producers(&self.store, self.meta.as_ref())
-                    .await
-                {
-                    tracing::warn!(topic = %topic.name, partition = partition.index, %err, "producer state snapshot failed");
+                match partition.prepare_snapshot(&self.store).await {
+                    Ok(Some(snapshot)) => prepared.push((partition.clone(), snapshot)),
+                    Ok(None) => {}
+                    Err(err) => {
+                        tracing::warn!(topic = %topic.name, partition = partition.index, %err, "producer state snapshot failed");
+                    }
+                }
+            }
+        }
+        for chunk in prepared.chunks(PER_TXN) {
+            let mut txn = Txn::new();
+            for (_, snapshot) in chunk {
+                txn = txn.and_then(Op::put(snapshot.key.clone(), snapshot.value.clone()));
+            }
+            match self.meta.txn(txn).await {
+                Ok(_) => {
+                    for (partition, snapshot) in chunk {
+                        partition.snapshot_written(snapshot);
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(partitions = chunk.len(), %err, "producer state snapshots failed; retrying next round");
+                    for (partition, _) in chunk {
+                        partition.snapshot_failed();
+                    }
                 }
             }
         }

@@ -1,6 +1,6 @@
 //! One partition: a stream of the store plus the producer state that guards it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -46,6 +46,16 @@ pub struct Partition {
     producers: tokio::sync::Mutex<ProducerTable>,
     /// Producer state changed since the last snapshot.
     dirty: AtomicBool,
+    /// The end offset the persisted snapshot covers: a load replays the log from
+    /// there, so it follows the log's end even when no idempotent producer writes.
+    snapshot_end: AtomicU64,
+}
+
+/// A partition's producer state ready to persist.
+pub struct PreparedSnapshot {
+    pub key: Bytes,
+    pub value: Bytes,
+    end_offset: u64,
 }
 
 /// The persisted producer state: the table as of `end_offset`; batches after it are
@@ -80,6 +90,7 @@ impl Partition {
             Some(s) if s.end_offset <= end => (s.table, s.end_offset.max(start)),
             _ => (ProducerTable::default(), start),
         };
+        let snapshot_end = offset;
         table.retain_below(offset);
         let mut replayed = 0usize;
         while offset < end {
@@ -103,6 +114,7 @@ impl Partition {
             stream,
             producers: tokio::sync::Mutex::new(table),
             dirty: AtomicBool::new(replayed > 0),
+            snapshot_end: AtomicU64::new(snapshot_end),
         })
     }
 
@@ -163,21 +175,24 @@ impl Partition {
         self.producers.lock().await.clone()
     }
 
-    /// Persists the producer state if it changed. Taken under the append lock, so
-    /// the table and the end offset agree.
-    pub async fn snapshot_producers(
+    /// The producer state to persist, if it changed or the log grew since the last
+    /// snapshot (without the second, data from producers that are not idempotent
+    /// was replayed at every start, however much of it there was). Taken under the
+    /// append lock, so the table and the end offset agree. Report the outcome with
+    /// [`Partition::snapshot_written`] or [`Partition::snapshot_failed`].
+    pub async fn prepare_snapshot(
         &self,
         store: &StreamStore,
-        meta: &dyn MetaStore,
-    ) -> Result<(), StoreError> {
-        if !self.dirty.swap(false, Ordering::Relaxed) {
-            return Ok(());
-        }
+    ) -> Result<Option<PreparedSnapshot>, StoreError> {
         // `end` first: every batch below it is durable and already in the table
         // cloned after; batches queued but not yet durable lie at or past `end` and
         // are dropped here, and loading replays the log from `end`, which brings them
         // back only if they were written.
         let (_, end) = store.offsets(self.stream)?;
+        let changed = self.dirty.swap(false, Ordering::Relaxed);
+        if !changed && end <= self.snapshot_end.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
         let mut table = self.producers.lock().await.clone();
         table.retain_below(end);
         let snapshot = ProducerSnapshot {
@@ -185,19 +200,115 @@ impl Partition {
             table,
         };
         let value = serde_json::to_vec(&snapshot).map_err(|e| StoreError::Task(e.to_string()))?;
-        if let Err(err) = meta
-            .put(snapshot_key(self.stream), Bytes::from(value))
-            .await
-        {
-            self.dirty.store(true, Ordering::Relaxed);
-            return Err(err.into());
-        }
-        Ok(())
+        Ok(Some(PreparedSnapshot {
+            key: snapshot_key(self.stream),
+            value: Bytes::from(value),
+            end_offset: end,
+        }))
+    }
+
+    /// `prepared` is persisted.
+    pub fn snapshot_written(&self, prepared: &PreparedSnapshot) {
+        self.snapshot_end
+            .fetch_max(prepared.end_offset, Ordering::Relaxed);
+    }
+
+    /// `prepared` could not be persisted: the next round tries again.
+    pub fn snapshot_failed(&self) {
+        self.dirty.store(true, Ordering::Relaxed);
     }
 
     /// Removes the persisted producer state (the partition is being deleted).
     pub async fn forget_snapshot(&self, meta: &dyn MetaStore) -> Result<(), StoreError> {
         meta.delete(snapshot_key(self.stream)).await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use strata_backends::{Storage, StorageConfig};
+    use strata_core::batch::synthetic_batch;
+    use strata_core::meta::{EmbeddedMetaStore, EmbeddedOptions};
+    use strata_core::store::StoreConfig;
+
+    use super::*;
+    use crate::config::BrokerSection;
+    use crate::topics::config::TopicOverrides;
+
+    async fn store_on(dir: &std::path::Path) -> (StreamStore, Arc<dyn MetaStore>) {
+        let text = format!(
+            "[storage]\nkind = \"fs\"\nroot = \"{}\"\n",
+            dir.join("bucket").display()
+        );
+        let storage =
+            Storage::open(&StorageConfig::from_document(&text).expect("config")).expect("storage");
+        let meta: Arc<dyn MetaStore> = Arc::new(
+            EmbeddedMetaStore::open(&dir.join("meta"), EmbeddedOptions::default())
+                .await
+                .expect("meta"),
+        );
+        let store = StreamStore::open(storage, meta.clone(), StoreConfig::new(dir.join("wal")))
+            .await
+            .expect("store");
+        (store, meta)
+    }
+
+    #[tokio::test]
+    async fn snapshots_follow_the_log_of_producers_that_are_not_idempotent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, meta) = store_on(dir.path()).await;
+        let stream = store.create_stream().await.expect("create");
+        let partition = Partition::load(&store, meta.as_ref(), 0, stream)
+            .await
+            .expect("load");
+        let config = TopicOverrides::default().effective(&BrokerSection::default());
+        for seed in 0..5 {
+            // Producer id -1: no producer state to keep, only the log.
+            let (pending, _) = partition
+                .append(&store, synthetic_batch(4, 100, seed), &config, 0)
+                .await
+                .expect("append");
+            partition.complete(pending).await.expect("durable");
+        }
+
+        let prepared = partition
+            .prepare_snapshot(&store)
+            .await
+            .expect("prepare")
+            .expect("the log grew: a snapshot is due");
+        meta.put(prepared.key.clone(), prepared.value.clone())
+            .await
+            .expect("put");
+        partition.snapshot_written(&prepared);
+        assert!(
+            partition
+                .prepare_snapshot(&store)
+                .await
+                .expect("prepare")
+                .is_none(),
+            "nothing changed since"
+        );
+        let persisted: ProducerSnapshot = serde_json::from_slice(
+            &meta
+                .get(&snapshot_key(stream))
+                .await
+                .expect("get")
+                .expect("snapshot")
+                .value,
+        )
+        .expect("json");
+        assert_eq!(persisted.end_offset, 20);
+
+        let reloaded = Partition::load(&store, meta.as_ref(), 0, stream)
+            .await
+            .expect("reload");
+        assert!(
+            !reloaded.dirty.load(Ordering::Relaxed),
+            "the reload replayed the log instead of starting at the snapshot"
+        );
+        assert_eq!(reloaded.snapshot_end.load(Ordering::Relaxed), 20);
     }
 }
