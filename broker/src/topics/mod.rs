@@ -122,6 +122,9 @@ pub struct TopicRegistry {
     changes: tokio::sync::Mutex<()>,
 }
 
+/// Partitions loaded at once when a topic is built.
+const CONCURRENT_LOADS: usize = 32;
+
 impl TopicRegistry {
     /// Loads every topic, opening its streams and rebuilding producer state.
     pub async fn load(
@@ -164,14 +167,24 @@ impl TopicRegistry {
     async fn build(&self, name: &str, record: TopicRecord) -> Result<Arc<Topic>, TopicError> {
         let streams: Vec<StreamId> = record.streams.iter().map(|&id| StreamId(id)).collect();
         self.store.open_streams(&streams).await?;
-        let mut partitions = Vec::with_capacity(record.streams.len());
-        for (index, stream) in record.streams.iter().enumerate() {
+        let mut indexed = Vec::with_capacity(streams.len());
+        for (index, stream) in streams.iter().enumerate() {
             let index = i32::try_from(index).map_err(|_| {
                 TopicError::Corrupt(name.to_string(), "too many partitions".to_string())
             })?;
-            let partition =
-                Partition::load(&self.store, self.meta.as_ref(), index, StreamId(*stream)).await?;
-            partitions.push(Arc::new(partition));
+            indexed.push((index, *stream));
+        }
+        // A few partitions at once: rebuilding producer state after a crash reads
+        // each partition's last seconds from objects, one latency-bound read after
+        // another on a remote store.
+        let mut partitions = Vec::with_capacity(indexed.len());
+        for some in indexed.chunks(CONCURRENT_LOADS) {
+            let loads = some.iter().map(|&(index, stream)| {
+                Partition::load(&self.store, self.meta.as_ref(), index, stream)
+            });
+            for partition in futures::future::try_join_all(loads).await? {
+                partitions.push(Arc::new(partition));
+            }
         }
         Ok(self.assemble(name, record.id, partitions, record.configs))
     }
