@@ -428,6 +428,9 @@ impl TopicRegistry {
     /// few hundred partitions per metadata transaction.
     pub async fn snapshot_producers(&self) {
         const PER_TXN: usize = 256;
+        // Topic changes wait for the round: a topic deleted between a snapshot's
+        // preparation and its write would get its producer state back.
+        let _exclusive = self.changes.lock().await;
         let mut prepared = Vec::new();
         for topic in self.list() {
             for partition in &topic.partitions {
