@@ -58,7 +58,17 @@ pub async fn describe(broker: &Arc<Broker>, req: DescribeProducersRequest) -> Re
                 );
                 continue;
             };
-            let table = partition.producers().await;
+            let table = match partition.producers(&broker.store).await {
+                Ok(table) => table,
+                Err(err) => {
+                    partitions.push(
+                        response
+                            .with_error_code(ResponseError::KafkaStorageError.code())
+                            .with_error_message(Some(str_bytes(err.to_string()))),
+                    );
+                    continue;
+                }
+            };
             let active = table
                 .entries()
                 .map(|(id, entry)| {

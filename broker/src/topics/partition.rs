@@ -43,12 +43,25 @@ pub struct Partition {
     pub stream: StreamId,
     /// Held from the sequence check until the batch is queued, so checks and offsets
     /// follow the same order.
-    producers: tokio::sync::Mutex<ProducerTable>,
+    producers: tokio::sync::Mutex<ProducerState>,
     /// Producer state changed since the last snapshot.
     dirty: AtomicBool,
     /// The end offset the persisted snapshot covers: a load replays the log from
     /// there, so it follows the log's end even when no idempotent producer writes.
     snapshot_end: AtomicU64,
+}
+
+/// The producer table, and the part of the log not yet replayed into it.
+///
+/// A load reads only the snapshot; the batches after it are replayed when the table
+/// is first needed (an append, DescribeProducers), not at start: after a crash every
+/// partition has its last seconds to read back from objects, and a broker taking
+/// over thousands of partitions would read them all before serving any.
+struct ProducerState {
+    table: ProducerTable,
+    /// Offsets from here to the end the log had when the partition was loaded are
+    /// not in the table yet.
+    unreplayed: Option<std::ops::Range<u64>>,
 }
 
 /// A partition's producer state ready to persist.
@@ -71,8 +84,8 @@ fn snapshot_key(stream: StreamId) -> Bytes {
 }
 
 impl Partition {
-    /// Opens the partition's stream and rebuilds its producer state from the last
-    /// snapshot plus the batches written after it.
+    /// Opens the partition's stream and reads its producer state's last snapshot;
+    /// the batches written after it are replayed when the state is first needed.
     pub async fn load(
         store: &StreamStore,
         meta: &dyn MetaStore,
@@ -86,36 +99,53 @@ impl Partition {
             .await
             .map_err(StoreError::from)?
             .and_then(|kv| serde_json::from_slice::<ProducerSnapshot>(&kv.value).ok());
-        let (mut table, mut offset) = match snapshot {
+        let (mut table, offset) = match snapshot {
             Some(s) if s.end_offset <= end => (s.table, s.end_offset.max(start)),
             _ => (ProducerTable::default(), start),
         };
-        let snapshot_end = offset;
         table.retain_below(offset);
-        let mut replayed = 0usize;
-        while offset < end {
-            let batches = store.fetch(stream, offset, 4 << 20).await?;
-            let Some(last) = batches.last() else { break };
-            offset = last.end_offset();
-            for batch in batches {
-                table.record(&batch, batch.base_offset());
-                replayed += 1;
+        Ok(Partition {
+            index,
+            stream,
+            producers: tokio::sync::Mutex::new(ProducerState {
+                table,
+                unreplayed: (offset < end).then_some(offset..end),
+            }),
+            dirty: AtomicBool::new(false),
+            snapshot_end: AtomicU64::new(offset),
+        })
+    }
+
+    /// The producer state, with the log after its snapshot replayed into it first if
+    /// that has not happened yet.
+    async fn producer_state(
+        &self,
+        store: &StreamStore,
+    ) -> Result<tokio::sync::MutexGuard<'_, ProducerState>, StoreError> {
+        let mut state = self.producers.lock().await;
+        if let Some(range) = state.unreplayed.clone() {
+            // Retention may have moved the start past the snapshot meanwhile.
+            let (start, _) = store.offsets(self.stream)?;
+            let mut offset = range.start.max(start);
+            let mut replayed = 0usize;
+            while offset < range.end {
+                let batches = store.fetch(self.stream, offset, 4 << 20).await?;
+                let Some(last) = batches.last() else { break };
+                offset = last.end_offset();
+                for batch in batches {
+                    state.table.record(&batch, batch.base_offset());
+                    replayed += 1;
+                }
             }
-        }
-        if replayed > 0 {
+            state.unreplayed = None;
+            self.dirty.store(replayed > 0, Ordering::Relaxed);
             tracing::debug!(
-                stream = stream.0,
+                stream = self.stream.0,
                 batches = replayed,
                 "rebuilt producer state"
             );
         }
-        Ok(Partition {
-            index,
-            stream,
-            producers: tokio::sync::Mutex::new(table),
-            dirty: AtomicBool::new(replayed > 0),
-            snapshot_end: AtomicU64::new(snapshot_end),
-        })
+        Ok(state)
     }
 
     /// Checks the batch's producer sequence, stamps it if the topic wants append
@@ -127,8 +157,8 @@ impl Partition {
         config: &EffectiveConfig,
         now_ms: i64,
     ) -> Result<(PendingAppend, i64), AppendError> {
-        let mut producers = self.producers.lock().await;
-        if let Verdict::Duplicate { base_offset } = producers.check(&batch)? {
+        let mut producers = self.producer_state(store).await?;
+        if let Verdict::Duplicate { base_offset } = producers.table.check(&batch)? {
             return Ok((PendingAppend::Duplicate { base_offset }, -1));
         }
         let (batch, append_time) = match config.timestamp_type {
@@ -137,7 +167,9 @@ impl Partition {
         };
         let producer_id = batch.producer_id();
         let queued = store.enqueue(self.stream, batch.clone()).await?;
-        producers.record(&batch, queued.placement().base_offset);
+        producers
+            .table
+            .record(&batch, queued.placement().base_offset);
         if producer_id >= 0 {
             self.dirty.store(true, Ordering::Relaxed);
         }
@@ -162,7 +194,8 @@ impl Partition {
                 Ok(Appended { base_offset, .. }) => Ok(base_offset),
                 Err(err) => {
                     if producer_id >= 0 {
-                        self.producers.lock().await.forget(producer_id);
+                        // The append replayed the log already.
+                        self.producers.lock().await.table.forget(producer_id);
                     }
                     Err(err.into())
                 }
@@ -171,8 +204,8 @@ impl Partition {
     }
 
     /// A copy of the producer table (DescribeProducers).
-    pub async fn producers(&self) -> ProducerTable {
-        self.producers.lock().await.clone()
+    pub async fn producers(&self, store: &StreamStore) -> Result<ProducerTable, StoreError> {
+        Ok(self.producer_state(store).await?.table.clone())
     }
 
     /// The producer state to persist, if it changed or the log grew since the last
@@ -193,7 +226,15 @@ impl Partition {
         if !changed && end <= self.snapshot_end.load(Ordering::Relaxed) {
             return Ok(None);
         }
-        let mut table = self.producers.lock().await.clone();
+        let mut table = {
+            let state = self.producers.lock().await;
+            if state.unreplayed.is_some() {
+                // Not loaded yet, so unchanged: the persisted snapshot still holds,
+                // and the log cannot have grown without an append replaying it.
+                return Ok(None);
+            }
+            state.table.clone()
+        };
         table.retain_below(end);
         let snapshot = ProducerSnapshot {
             end_offset: end,
@@ -306,9 +347,48 @@ mod tests {
             .await
             .expect("reload");
         assert!(
-            !reloaded.dirty.load(Ordering::Relaxed),
-            "the reload replayed the log instead of starting at the snapshot"
+            reloaded.producers.lock().await.unreplayed.is_none(),
+            "the reload has log to replay past the snapshot"
         );
         assert_eq!(reloaded.snapshot_end.load(Ordering::Relaxed), 20);
+    }
+
+    #[tokio::test]
+    async fn producer_state_is_replayed_at_the_first_append_not_at_load() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, meta) = store_on(dir.path()).await;
+        let stream = store.create_stream().await.expect("create");
+        let config = TopicOverrides::default().effective(&BrokerSection::default());
+        let first = crate::topics::producers::tests::idempotent(7, 0, 0, 5);
+        let partition = Partition::load(&store, meta.as_ref(), 0, stream)
+            .await
+            .expect("load");
+        let (pending, _) = partition
+            .append(&store, first.clone(), &config, 0)
+            .await
+            .expect("append");
+        assert_eq!(partition.complete(pending).await.expect("durable"), 0);
+        // No snapshot: a crash right after the append.
+        drop(partition);
+
+        let reloaded = Partition::load(&store, meta.as_ref(), 0, stream)
+            .await
+            .expect("reload");
+        assert_eq!(
+            reloaded.producers.lock().await.unreplayed,
+            Some(0..5),
+            "nothing replayed at load"
+        );
+        let (retry, _) = reloaded
+            .append(&store, first, &config, 0)
+            .await
+            .expect("retried append");
+        assert!(
+            matches!(retry, PendingAppend::Duplicate { base_offset: 0 }),
+            "the producer's retry is found a duplicate once the log is replayed"
+        );
+        assert_eq!(store.offsets(stream).expect("offsets"), (0, 5));
+        let table = reloaded.producers(&store).await.expect("producers");
+        assert_eq!(table.entries().count(), 1);
     }
 }

@@ -165,12 +165,18 @@ impl ProducerTable {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use bytes::Bytes;
     use strata_core::batch::synthetic_batch;
 
-    fn idempotent(producer_id: i64, epoch: i16, first_seq: i32, records: u32) -> RecordBatch {
+    /// A batch of an idempotent producer.
+    pub(crate) fn idempotent(
+        producer_id: i64,
+        epoch: i16,
+        first_seq: i32,
+        records: u32,
+    ) -> RecordBatch {
         let mut bytes = synthetic_batch(records, 10, 0).bytes().to_vec();
         bytes[43..51].copy_from_slice(&producer_id.to_be_bytes());
         bytes[51..53].copy_from_slice(&epoch.to_be_bytes());
