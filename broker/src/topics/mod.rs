@@ -126,7 +126,7 @@ pub struct TopicRegistry {
 const CONCURRENT_LOADS: usize = 32;
 
 impl TopicRegistry {
-    /// Loads every topic, opening its streams and rebuilding producer state.
+    /// Loads every topic, opening its streams and reading their producer-state snapshots.
     pub async fn load(
         meta: Arc<dyn MetaStore>,
         store: StreamStore,
@@ -174,9 +174,8 @@ impl TopicRegistry {
             })?;
             indexed.push((index, *stream));
         }
-        // A few partitions at once: rebuilding producer state after a crash reads
-        // each partition's last seconds from objects, one latency-bound read after
-        // another on a remote store.
+        // A few partitions at once: each reads its producer-state snapshot, a round
+        // trip to the metadata store (a remote one, later) per partition.
         let mut partitions = Vec::with_capacity(indexed.len());
         for some in indexed.chunks(CONCURRENT_LOADS) {
             let loads = some.iter().map(|&(index, stream)| {
