@@ -72,7 +72,7 @@ pub struct PreparedSnapshot {
 }
 
 /// The persisted producer state: the table as of `end_offset`; batches after it are
-/// replayed from the log when the partition is loaded.
+/// replayed from the log when the partition first needs its producer state.
 #[derive(Debug, Serialize, Deserialize)]
 struct ProducerSnapshot {
     end_offset: u64,
