@@ -138,12 +138,14 @@ impl Partition {
                 }
             }
             state.unreplayed = None;
-            self.dirty.store(replayed > 0, Ordering::Relaxed);
-            tracing::debug!(
-                stream = self.stream.0,
-                batches = replayed,
-                "rebuilt producer state"
-            );
+            if replayed > 0 {
+                self.dirty.store(true, Ordering::Relaxed);
+                tracing::debug!(
+                    stream = self.stream.0,
+                    batches = replayed,
+                    "rebuilt producer state"
+                );
+            }
         }
         Ok(state)
     }
