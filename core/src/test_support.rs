@@ -56,6 +56,11 @@ struct StallState {
     remaining: std::sync::atomic::AtomicUsize,
     /// Signalled as each stalled write begins.
     begun: tokio::sync::Notify,
+    /// Every read under the prefix takes at least this long (ns), so that reads
+    /// issued together are seen overlapping.
+    read_delay_ns: std::sync::atomic::AtomicU64,
+    reads_in_flight: std::sync::atomic::AtomicUsize,
+    most_reads_in_flight: std::sync::atomic::AtomicUsize,
 }
 
 impl StallLayer {
@@ -67,6 +72,9 @@ impl StallLayer {
                 stall,
                 remaining: std::sync::atomic::AtomicUsize::new(0),
                 begun: tokio::sync::Notify::new(),
+                read_delay_ns: std::sync::atomic::AtomicU64::new(0),
+                reads_in_flight: std::sync::atomic::AtomicUsize::new(0),
+                most_reads_in_flight: std::sync::atomic::AtomicUsize::new(0),
             }),
         }
     }
@@ -82,6 +90,38 @@ impl StallLayer {
     /// last call).
     pub(crate) async fn stalled(&self) {
         self.state.begun.notified().await;
+    }
+
+    /// From now on every read under the prefix takes at least `delay`, and the
+    /// most reads in flight at once is counted.
+    pub(crate) fn delay_reads(&self, delay: Duration) {
+        use std::sync::atomic::Ordering;
+        self.state
+            .read_delay_ns
+            .store(delay.as_nanos() as u64, Ordering::SeqCst);
+        self.state.most_reads_in_flight.store(0, Ordering::SeqCst);
+    }
+
+    /// The most reads under the prefix in flight at once since [`StallLayer::delay_reads`].
+    pub(crate) fn most_reads_in_flight(&self) -> usize {
+        self.state
+            .most_reads_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Holds a read of `path` for the read delay, counted as in flight meanwhile.
+    async fn delay_read(&self, path: &str) {
+        use std::sync::atomic::Ordering;
+        let delay = self.state.read_delay_ns.load(Ordering::SeqCst);
+        if delay == 0 || !path.starts_with(&self.state.prefix) {
+            return;
+        }
+        let now = self.state.reads_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.state
+            .most_reads_in_flight
+            .fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_nanos(delay)).await;
+        self.state.reads_in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 
     fn take_stall(&self, path: &str) -> Option<Duration> {
@@ -151,6 +191,25 @@ mod stall {
         }
     }
 
+    /// A reader held for the layer's read delay before it reads.
+    pub(crate) struct DelayedReader {
+        inner: oio::Reader,
+        layer: StallLayer,
+        path: String,
+    }
+
+    impl oio::Read for DelayedReader {
+        async fn open(&self, range: BytesRange) -> Result<(RpRead, Box<dyn oio::ReadStreamDyn>)> {
+            self.layer.delay_read(&self.path).await;
+            self.inner.open_dyn(range).await
+        }
+
+        async fn read(&self, range: BytesRange) -> Result<(RpRead, Buffer)> {
+            self.layer.delay_read(&self.path).await;
+            self.inner.read_dyn(range).await
+        }
+    }
+
     impl Service for StallService {
         type Reader = oio::Reader;
         type Writer = StallWriter;
@@ -181,7 +240,12 @@ mod stall {
         }
 
         fn read(&self, ctx: &OperationContext, path: &str, args: OpRead) -> Result<Self::Reader> {
-            self.inner.read(ctx, path, args)
+            let inner = self.inner.read(ctx, path, args)?;
+            Ok(Box::new(DelayedReader {
+                inner,
+                layer: self.layer.clone(),
+                path: path.to_string(),
+            }))
         }
 
         fn write(&self, ctx: &OperationContext, path: &str, args: OpWrite) -> Result<Self::Writer> {

@@ -745,6 +745,38 @@ async fn compaction_merges_small_ranges_into_stream_objects() {
     assert_dense(&read_all(&store, b, 0).await, 0);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compaction_copy_reads_ahead() {
+    let fixture = Fixture::new();
+    let stall = crate::test_support::StallLayer::new("objects/", Duration::from_secs(1));
+    let store = StreamStore::open(
+        fixture.storage().with_layer(stall.clone()),
+        fixture.meta().await,
+        fixture.config(),
+    )
+    .await
+    .expect("store");
+    let stream = open_new_streams(&store, 1).await[0];
+    let mut expected = Vec::new();
+    for i in 0..12 {
+        let appended = store.append(stream, batch(3, i)).await.expect("append");
+        expected.push(batch(3, i).with_base_offset(appended.base_offset));
+        store.flush().await.expect("flush");
+    }
+    assert_eq!(fixture.objects(), 12, "a range per object");
+
+    // One stream alone: its reads can overlap only within its copy.
+    stall.delay_reads(Duration::from_millis(20));
+    let report = store.compact(stream).await.expect("compaction");
+    assert_eq!((report.objects_written, report.ranges_merged), (1, 12));
+    assert!(
+        stall.most_reads_in_flight() >= 2,
+        "the copy read its ranges one at a time ({} at most)",
+        stall.most_reads_in_flight()
+    );
+    assert_eq!(read_all(&store, stream, 0).await, expected);
+}
+
 #[tokio::test]
 async fn object_wal_writes_one_object_per_window_for_all_streams() {
     let fixture = Fixture::new();
