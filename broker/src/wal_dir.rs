@@ -40,12 +40,13 @@ pub async fn claim(
     wal_dir: &Path,
 ) -> Result<(), WalDirError> {
     let configured = absolute(wal_dir);
-    let recorded = match meta.get(WAL_DIR_KEY.as_bytes()).await? {
+    let stored = meta.get(WAL_DIR_KEY.as_bytes()).await?;
+    let recorded = match &stored {
         Some(kv) => absolute(Path::new(&*String::from_utf8_lossy(&kv.value))),
         None => absolute(&data_dir.join("wal")),
     };
     if recorded == configured {
-        if meta.get(WAL_DIR_KEY.as_bytes()).await?.is_none() {
+        if stored.is_none() {
             record(meta, &configured).await?;
         }
         return Ok(());

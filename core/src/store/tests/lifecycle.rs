@@ -2,7 +2,6 @@
 //! outlives it.
 
 use super::*;
-use crate::test_support::StallLayer;
 
 /// Every acknowledged batch of `streams`, read back from a store opened on the
 /// same directories as the closed one (the reopen itself shows both were released).
@@ -103,13 +102,9 @@ async fn close_waits_for_the_maintenance_round_in_progress() {
     // The first round comes after the appends below (well under 3 s), so the windows
     // they leave are still small objects to merge when it comes.
     config.retention_interval = Duration::from_secs(3);
-    let store = StreamStore::open(
-        fixture.storage().with_layer(stall.clone()),
-        fixture.meta().await,
-        config.clone(),
-    )
-    .await
-    .expect("store");
+    let store = fixture
+        .stalled_store(&stall, fixture.meta().await, config.clone())
+        .await;
     let streams = open_new_streams(&store, 4).await;
     let mut expected: HashMap<StreamId, Vec<RecordBatch>> = HashMap::new();
     for round in 0..6i64 {

@@ -9,6 +9,7 @@ use strata_backends::{Flush, Storage, StorageConfig};
 use super::*;
 use crate::batch::synthetic_batch;
 use crate::meta::{EmbeddedMetaStore, EmbeddedOptions};
+use crate::test_support::StallLayer;
 
 mod close_stream;
 mod lifecycle;
@@ -78,6 +79,19 @@ impl Fixture {
     /// A store on the fixture's bucket and WAL directory over `meta`, with `config`.
     async fn store_on(&self, meta: Arc<dyn MetaStore>, config: StoreConfig) -> StreamStore {
         StreamStore::open(self.storage(), meta, config)
+            .await
+            .expect("store")
+    }
+
+    /// A store on the fixture's bucket seen through `stall` (writes held, reads
+    /// delayed when the test asks), over `meta`, with `config`.
+    async fn stalled_store(
+        &self,
+        stall: &StallLayer,
+        meta: Arc<dyn MetaStore>,
+        config: StoreConfig,
+    ) -> StreamStore {
+        StreamStore::open(self.storage().with_layer(stall.clone()), meta, config)
             .await
             .expect("store")
     }
@@ -748,14 +762,10 @@ async fn compaction_merges_small_ranges_into_stream_objects() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compaction_copy_reads_ahead() {
     let fixture = Fixture::new();
-    let stall = crate::test_support::StallLayer::new("objects/", Duration::from_secs(1));
-    let store = StreamStore::open(
-        fixture.storage().with_layer(stall.clone()),
-        fixture.meta().await,
-        fixture.config(),
-    )
-    .await
-    .expect("store");
+    let stall = StallLayer::new("objects/", Duration::from_secs(1));
+    let store = fixture
+        .stalled_store(&stall, fixture.meta().await, fixture.config())
+        .await;
     let stream = open_new_streams(&store, 1).await[0];
     let mut expected = Vec::new();
     for i in 0..12 {
@@ -918,12 +928,11 @@ async fn small_stream_set_objects_merge_into_one_with_each_stream_contiguous() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn object_wal_hedges_a_stalled_write_and_discards_the_loser() {
     let fixture = Fixture::new();
-    let stall = crate::test_support::StallLayer::new("objects/", Duration::from_secs(3));
-    let storage = fixture.storage().with_layer(stall.clone());
+    let stall = StallLayer::new("objects/", Duration::from_secs(3));
     let mut config = fixture.object_wal_config(5);
-    let store = StreamStore::open(storage, fixture.meta().await, config.clone())
-        .await
-        .expect("store");
+    let store = fixture
+        .stalled_store(&stall, fixture.meta().await, config.clone())
+        .await;
     let stream = open_new_streams(&store, 1).await[0];
     // One window per append: enough writes for a p99 to hedge on.
     let mut expected = Vec::new();

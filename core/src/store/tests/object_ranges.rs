@@ -271,21 +271,12 @@ async fn stallable_streams_sharing_objects(
     fixture: &Fixture,
     meta: &Arc<dyn MetaStore>,
     count: usize,
-) -> (
-    StoreConfig,
-    StreamStore,
-    Vec<StreamId>,
-    crate::test_support::StallLayer,
-) {
-    let stall = crate::test_support::StallLayer::new("objects/", Duration::from_secs(3));
+) -> (StoreConfig, StreamStore, Vec<StreamId>, StallLayer) {
+    let stall = StallLayer::new("objects/", Duration::from_secs(3));
     let config = fixture.object_wal_config(50);
-    let store = StreamStore::open(
-        fixture.storage().with_layer(stall.clone()),
-        meta.clone(),
-        config.clone(),
-    )
-    .await
-    .expect("store");
+    let store = fixture
+        .stalled_store(&stall, meta.clone(), config.clone())
+        .await;
     let streams = open_new_streams(&store, count).await;
     append_in_shared_windows(&store, &streams, 10).await;
     (config, store, streams, stall)
@@ -293,11 +284,7 @@ async fn stallable_streams_sharing_objects(
 
 /// Trims `stream` to offset 8 (two of its ranges) while a write is stalled, and
 /// checks that the trim did not wait for it.
-async fn trim_while_stalled(
-    store: &StreamStore,
-    stream: StreamId,
-    stall: &crate::test_support::StallLayer,
-) {
+async fn trim_while_stalled(store: &StreamStore, stream: StreamId, stall: &StallLayer) {
     stall.stalled().await;
     let started = std::time::Instant::now();
     // Each window gave each stream a range of 4 records: this drops two of them.
@@ -307,6 +294,21 @@ async fn trim_while_stalled(
         took < Duration::from_secs(1),
         "the trim waited {took:?} for a stalled write to end"
     );
+}
+
+/// The next owner reads the first of `streams` from offset 8 (after
+/// [`trim_while_stalled`]) and every other one whole.
+async fn reopen_with_the_first_trimmed(
+    fixture: &Fixture,
+    meta: Arc<dyn MetaStore>,
+    config: StoreConfig,
+    streams: &[StreamId],
+) {
+    let reopened = fixture.next_owner(meta, config).await;
+    assert_eq!(open_and_read(&reopened, streams[0], 8).await.len(), 8);
+    for id in &streams[1..] {
+        assert_eq!(open_and_read(&reopened, *id, 0).await.len(), 10);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,11 +339,7 @@ async fn a_trim_does_not_wait_for_the_copies_of_a_compaction_wave() {
     );
     drop(store);
 
-    let reopened = fixture.next_owner(meta, config).await;
-    assert_eq!(open_and_read(&reopened, streams[0], 8).await.len(), 8);
-    for id in &streams[1..] {
-        assert_eq!(open_and_read(&reopened, *id, 0).await.len(), 10);
-    }
+    reopen_with_the_first_trimmed(&fixture, meta, config, &streams).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -370,11 +368,7 @@ async fn a_trim_does_not_wait_for_a_merge_and_discards_it() {
     );
     drop(store);
 
-    let reopened = fixture.next_owner(meta, config).await;
-    assert_eq!(open_and_read(&reopened, streams[0], 8).await.len(), 8);
-    for id in &streams[1..] {
-        assert_eq!(open_and_read(&reopened, *id, 0).await.len(), 10);
-    }
+    reopen_with_the_first_trimmed(&fixture, meta, config, &streams).await;
 }
 
 /// A metadata store counting the scans of the object records.

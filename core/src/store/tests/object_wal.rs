@@ -1,7 +1,6 @@
 //! The object WAL's window pipeline: several writes at once, commits in order.
 
 use super::*;
-use crate::test_support::StallLayer;
 
 /// A batch of a fixed size: 2 records, 461 bytes.
 fn fixed_batch(seed: i64) -> RecordBatch {
@@ -12,12 +11,11 @@ fn fixed_batch(seed: i64) -> RecordBatch {
 async fn a_stalled_write_holds_the_commits_behind_it_not_their_writes() {
     let fixture = Fixture::new();
     let stall = StallLayer::new("objects/", Duration::from_secs(2));
-    let storage = fixture.storage().with_layer(stall.clone());
     let meta = fixture.meta().await;
     // A fresh store has no write latencies to hedge on: the stall runs its course.
-    let store = StreamStore::open(storage, meta.clone(), fixture.object_wal_config(5))
-        .await
-        .expect("store");
+    let store = fixture
+        .stalled_store(&stall, meta.clone(), fixture.object_wal_config(5))
+        .await;
     let stream = open_new_streams(&store, 1).await[0];
 
     stall.stall_next(1);
@@ -91,13 +89,9 @@ async fn a_taken_stream_fails_only_its_own_appends() {
     let fixture = Fixture::new();
     let stall = StallLayer::new("objects/", Duration::from_secs(1));
     let meta = fixture.meta().await;
-    let old = StreamStore::open(
-        fixture.storage().with_layer(stall.clone()),
-        meta.clone(),
-        fixture.object_wal_config(5),
-    )
-    .await
-    .expect("store");
+    let old = fixture
+        .stalled_store(&stall, meta.clone(), fixture.object_wal_config(5))
+        .await;
     let new = fixture.next_owner(meta, fixture.config()).await;
     let streams = open_new_streams(&old, 2).await;
     let (kept, taken) = (streams[0], streams[1]);
@@ -158,12 +152,11 @@ async fn a_taken_stream_fails_only_its_own_appends() {
 async fn a_backlog_goes_out_in_windows_of_at_most_the_window_size() {
     let fixture = Fixture::new();
     let stall = StallLayer::new("objects/", Duration::from_secs(1));
-    let storage = fixture.storage().with_layer(stall.clone());
     // Five 461-byte batches reach 2048 bytes (four do not).
     let config = fixture.object_wal_config_with(5, 2048);
-    let store = StreamStore::open(storage, fixture.meta().await, config)
-        .await
-        .expect("store");
+    let store = fixture
+        .stalled_store(&stall, fixture.meta().await, config)
+        .await;
     let stream = open_new_streams(&store, 1).await[0];
 
     // Every write slot stalled, one batch each.
@@ -336,14 +329,13 @@ async fn windows_are_written_while_a_commit_waits_for_the_metadata_store() {
 async fn appends_wait_once_half_the_log_cache_is_queued() {
     let fixture = Fixture::new();
     let stall = StallLayer::new("objects/", Duration::from_millis(500));
-    let storage = fixture.storage().with_layer(stall.clone());
     let mut config = fixture.object_wal_config_with(5, 1024);
     // Half of it, 2048 bytes, may be queued: four 461-byte batches are below, a fifth
     // reaches it.
     config.log_cache_bytes = 4096;
-    let store = StreamStore::open(storage, fixture.meta().await, config)
-        .await
-        .expect("store");
+    let store = fixture
+        .stalled_store(&stall, fixture.meta().await, config)
+        .await;
     let stream = open_new_streams(&store, 1).await[0];
 
     stall.stall_next(4);
