@@ -9,7 +9,7 @@ use strata_integration::cli::strata_binary;
 /// Lines every run prints, each naming a figure.
 const FIGURES: &[&str] = &[
     "raw operator     write",
-    "by second:",
+    "raw write by second:",
     "raw operator     read",
     "append unthrottled",
     "append fixed rate",
@@ -100,6 +100,7 @@ fn object_wal_run_prints_every_figure() {
         &[
             "raw PUT of one window",
             "object WAL window",
+            "bound at fixed rate: window + 2 PUT p99s",
             "object WAL hedged writes, unthrottled",
         ],
     );

@@ -98,6 +98,23 @@ impl Drop for Memory {
     }
 }
 
+impl PhasePeak {
+    /// The larger of each figure: one phase measured in parts.
+    pub(super) fn max(self, other: PhasePeak) -> PhasePeak {
+        let max = |a: Option<f64>, b: Option<f64>| match (a, b) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        PhasePeak {
+            name: self.name,
+            rss: self.rss.max(other.rss),
+            allocated: max(self.allocated, other.allocated),
+            active: max(self.active, other.active),
+            resident: max(self.resident, other.resident),
+        }
+    }
+}
+
 impl std::fmt::Display for PhasePeak {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {:.1}", self.name, self.rss)?;

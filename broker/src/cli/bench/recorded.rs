@@ -77,6 +77,7 @@ impl Recorder for BenchMetrics {
 
 /// The metrics recorded since the previous `Recorded::since_last`, which drains
 /// counters and histograms alike.
+#[derive(Default)]
 pub(super) struct Recorded {
     counters: Vec<(Key, u64)>,
     durations: Vec<(Key, Latencies)>,
@@ -104,6 +105,22 @@ impl Recorded {
         Recorded {
             counters,
             durations,
+        }
+    }
+
+    /// Adds what `later` recorded: one figure for the store's turns of a phase.
+    pub(super) fn absorb(&mut self, later: Recorded) {
+        for (key, count) in later.counters {
+            match self.counters.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, total)) => *total += count,
+                None => self.counters.push((key, count)),
+            }
+        }
+        for (key, durations) in later.durations {
+            match self.durations.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, all)) => all.merge(&durations),
+                None => self.durations.push((key, durations)),
+            }
         }
     }
 
@@ -195,5 +212,36 @@ mod tests {
         let second = Recorded::since_last(&metrics);
         assert_eq!(second.counter("strata_x_total"), 1);
         assert_eq!(second.operation_durations("write").count(), 0);
+    }
+
+    #[test]
+    fn absorbing_a_later_snapshot_adds_counters_and_durations_by_key() {
+        let metrics = BenchMetrics::default();
+        let meta = Metadata::new("bench", metrics::Level::INFO, None);
+        let write = Key::from_parts(
+            strata_backends::metric_names::OPERATION_DURATION,
+            vec![metrics::Label::new("operation", "write")],
+        );
+        let counter = metrics.register_counter(&Key::from_name("strata_x_total"), &meta);
+        let durations = metrics.register_histogram(&write, &meta);
+        counter.increment(2);
+        durations.record(0.001);
+        let mut turns = Recorded::default();
+        turns.absorb(Recorded::since_last(&metrics));
+
+        counter.increment(5);
+        // Recorded between the turns (the raw write's): drained, not absorbed.
+        durations.record(0.5);
+        Recorded::since_last(&metrics);
+        durations.record(0.003);
+        let other = metrics.register_counter(&Key::from_name("strata_y_total"), &meta);
+        other.increment(7);
+        turns.absorb(Recorded::since_last(&metrics));
+
+        assert_eq!(turns.counter("strata_x_total"), 2);
+        assert_eq!(turns.counter("strata_y_total"), 7);
+        let writes = turns.operation_durations("write");
+        assert_eq!(writes.count(), 2);
+        assert!(writes.quantile(1.0) < Duration::from_millis(10));
     }
 }

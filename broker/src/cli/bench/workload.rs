@@ -76,149 +76,206 @@ pub(super) fn drop_page_cache() -> Result<(), String> {
         .map_err(|e| format!("--drop-page-cache needs to write {CONTROL} (Linux, as root): {e}"))
 }
 
-/// The raw operator's write (16 MiB objects written for `phase`) and its read
-/// throughput in MiB/s (the objects read back in 1 MiB ranges, then removed).
-pub(super) async fn raw_operator(
-    storage: &Storage,
-    batch: &RecordBatch,
-    phase: Duration,
-    drop_cache: bool,
-) -> Result<(Phase, f64), String> {
-    let op = storage.operator().clone();
-    let object = object_of(batch, 16 << 20);
-    let started = Instant::now();
-    let mut write = Phase::default();
-    let mut n = 0u64;
-    while started.elapsed() < phase {
-        let keys: Vec<String> = (n..n + 4).map(|i| format!("raw/{i:06}")).collect();
-        n += 4;
-        let results =
-            futures::future::join_all(keys.iter().map(|k| op.write(k, object.clone()))).await;
-        for result in results {
-            result.map_err(|e| format!("raw write: {e}"))?;
-            write.bytes += object.len() as u64;
-            write.by_second.add(started.elapsed(), object.len() as u64);
+/// The raw operator's large-object write: 16 MiB objects, four at a time, each
+/// written whole before the next four start.
+pub(super) struct RawWriter {
+    op: opendal::Operator,
+    object: Buffer,
+    written: u64,
+}
+
+/// The raw objects' prefix: removed whole between turns and at the end.
+const RAW: &str = "raw/";
+
+impl RawWriter {
+    pub(super) fn new(storage: &Storage, batch: &RecordBatch) -> Self {
+        RawWriter {
+            op: storage.operator().clone(),
+            object: object_of(batch, 16 << 20),
+            written: 0,
         }
     }
-    write.elapsed = started.elapsed();
 
-    if drop_cache {
-        drop_page_cache()?;
+    /// Writes for `turn`; `by_second` counts from `clock`.
+    pub(super) async fn write_for(
+        &mut self,
+        turn: Duration,
+        clock: Instant,
+    ) -> Result<Phase, String> {
+        let started = Instant::now();
+        let mut write = Phase::default();
+        while started.elapsed() < turn {
+            self.write_four(&mut write, clock).await?;
+        }
+        write.elapsed = started.elapsed();
+        Ok(write)
     }
-    let started = Instant::now();
-    let mut read = 0u64;
-    let reads = (0..n).flat_map(|i| (0..16u64).map(move |part| (i, part)));
-    let mut in_flight = futures::stream::iter(reads)
-        .map(|(i, part)| {
-            let op = op.clone();
-            async move {
-                op.read_with(&format!("raw/{i:06}"))
+
+    async fn write_four(&mut self, write: &mut Phase, clock: Instant) -> Result<(), String> {
+        let keys: Vec<String> = (self.written..self.written + 4)
+            .map(|i| format!("{RAW}{i:06}"))
+            .collect();
+        self.written += 4;
+        let results =
+            futures::future::join_all(keys.iter().map(|k| self.op.write(k, self.object.clone())))
+                .await;
+        for result in results {
+            result.map_err(|e| format!("raw write: {e}"))?;
+            write.bytes += self.object.len() as u64;
+            write
+                .by_second
+                .add(clock.elapsed(), self.object.len() as u64);
+        }
+        Ok(())
+    }
+
+    /// Removes every object written so far. Kept, the raw objects (GiBs on a local
+    /// directory) fill the page cache, and the store's writes pay for evicting them:
+    /// on the project's VM that halved ingest.
+    pub(super) async fn remove_all(&mut self) -> Result<(), String> {
+        self.op
+            .delete_with(RAW)
+            .recursive(true)
+            .await
+            .map_err(|e| format!("removing the raw objects: {e}"))?;
+        self.written = 0;
+        Ok(())
+    }
+
+    /// The raw ranged-read throughput in MiB/s: the objects written so far read back
+    /// in 1 MiB ranges four at a time for up to `phase`, then removed.
+    pub(super) async fn read_throughput(
+        &mut self,
+        phase: Duration,
+        drop_cache: bool,
+    ) -> Result<f64, String> {
+        if drop_cache {
+            drop_page_cache()?;
+        }
+        let started = Instant::now();
+        let mut read = 0u64;
+        let reads = (0..self.written).flat_map(|i| (0..16u64).map(move |part| (i, part)));
+        let op = &self.op;
+        let mut in_flight = futures::stream::iter(reads)
+            .map(|(i, part)| async move {
+                op.read_with(&format!("{RAW}{i:06}"))
                     .range(part << 20..(part + 1) << 20)
                     .await
                     .map(|b| b.len() as u64)
+            })
+            .buffered(4);
+        while let Some(result) = in_flight.next().await {
+            read += result.map_err(|e| format!("raw read: {e}"))?;
+            if started.elapsed() >= phase {
+                break;
             }
-        })
-        .buffered(4);
-    while let Some(result) = in_flight.next().await {
-        read += result.map_err(|e| format!("raw read: {e}"))?;
-        if started.elapsed() >= phase {
-            break;
         }
+        let rate = read as f64 / MIB / started.elapsed().as_secs_f64();
+        drop(in_flight);
+        self.remove_all().await?;
+        Ok(rate)
     }
-    let read_rate = read as f64 / MIB / started.elapsed().as_secs_f64();
-    // The store's phases start from the state the raw write started from. Kept, the
-    // raw objects (several GiB on a local directory) fill the page cache, and the
-    // store's writes pay for evicting them: on the project's VM that halved ingest.
-    op.delete_with("raw/")
-        .recursive(true)
-        .await
-        .map_err(|e| format!("removing the raw objects: {e}"))?;
-    Ok((write, read_rate))
 }
 
-/// One producer per stream for `phase`; `rate_mib` spreads a total rate over them.
-pub(super) async fn ingest(
-    store: &StreamStore,
-    streams: &[StreamId],
-    batch: &RecordBatch,
-    phase: Duration,
-    rate_mib: Option<f64>,
-    in_flight: usize,
-) -> Result<Phase, String> {
-    let started = Instant::now();
-    let in_flight = in_flight.max(1);
-    let interval = rate_mib.map(|rate| {
-        let batches_per_sec = rate * MIB / batch.len() as f64 / streams.len() as f64;
-        Duration::from_secs_f64(1.0 / batches_per_sec)
-    });
-    let bytes_each = batch.len() as u64;
-    let producers: Vec<_> = streams
-        .iter()
-        .map(|&stream| {
-            let store = store.clone();
-            let batch = batch.clone();
-            tokio::spawn(async move {
-                let mut latencies = Latencies::default();
-                let mut by_second = BySecond::default();
-                let mut ticker = interval.map(|every| {
-                    let mut ticker = tokio::time::interval(every);
-                    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    ticker
-                });
-                // Like a Kafka producer's max.in.flight: up to `in_flight` appends
-                // outstanding per stream.
-                let mut outstanding: futures::stream::FuturesUnordered<
-                    tokio::task::JoinHandle<Result<Duration, String>>,
-                > = futures::stream::FuturesUnordered::new();
-                let mut done =
-                    |latency: Result<Result<Duration, String>, tokio::task::JoinError>| {
-                        latencies.record(latency.map_err(|e| e.to_string())??);
-                        by_second.add(started.elapsed(), bytes_each);
-                        Ok::<_, String>(())
-                    };
-                while started.elapsed() < phase {
-                    if outstanding.len() >= in_flight
-                        && let Some(latency) = outstanding.next().await
-                    {
+/// One producer per stream, each with up to `in_flight` appends outstanding (a Kafka
+/// producer's max.in.flight).
+pub(super) struct Producers<'a> {
+    pub(super) store: &'a StreamStore,
+    pub(super) streams: &'a [StreamId],
+    pub(super) batch: &'a RecordBatch,
+    pub(super) in_flight: usize,
+}
+
+impl Producers<'_> {
+    /// Appends for `phase` (and waits for what is outstanding then); `rate_mib`
+    /// spreads a total rate over the streams. `by_second` counts from `clock`.
+    pub(super) async fn run(
+        &self,
+        phase: Duration,
+        rate_mib: Option<f64>,
+        clock: Instant,
+    ) -> Result<Phase, String> {
+        let Producers {
+            store,
+            streams,
+            batch,
+            in_flight,
+        } = *self;
+        let started = Instant::now();
+        let in_flight = in_flight.max(1);
+        let interval = rate_mib.map(|rate| {
+            let batches_per_sec = rate * MIB / batch.len() as f64 / streams.len() as f64;
+            Duration::from_secs_f64(1.0 / batches_per_sec)
+        });
+        let bytes_each = batch.len() as u64;
+        let producers: Vec<_> = streams
+            .iter()
+            .map(|&stream| {
+                let store = store.clone();
+                let batch = batch.clone();
+                tokio::spawn(async move {
+                    let mut latencies = Latencies::default();
+                    let mut by_second = BySecond::default();
+                    let mut ticker = interval.map(|every| {
+                        let mut ticker = tokio::time::interval(every);
+                        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                        ticker
+                    });
+                    // Like a Kafka producer's max.in.flight: up to `in_flight` appends
+                    // outstanding per stream.
+                    let mut outstanding: futures::stream::FuturesUnordered<
+                        tokio::task::JoinHandle<Result<Duration, String>>,
+                    > = futures::stream::FuturesUnordered::new();
+                    let mut done =
+                        |latency: Result<Result<Duration, String>, tokio::task::JoinError>| {
+                            latencies.record(latency.map_err(|e| e.to_string())??);
+                            by_second.add(clock.elapsed(), bytes_each);
+                            Ok::<_, String>(())
+                        };
+                    while started.elapsed() < phase {
+                        if outstanding.len() >= in_flight
+                            && let Some(latency) = outstanding.next().await
+                        {
+                            done(latency)?;
+                        }
+                        if let Some(ticker) = ticker.as_mut() {
+                            ticker.tick().await;
+                        }
+                        let store = store.clone();
+                        let batch = batch.clone();
+                        let sent = Instant::now();
+                        // Spawned, so the append starts now rather than when the set
+                        // is next polled.
+                        outstanding.push(tokio::spawn(async move {
+                            store
+                                .append(stream, batch)
+                                .await
+                                .map_err(|e| e.to_string())?;
+                            Ok::<_, String>(sent.elapsed())
+                        }));
+                    }
+                    while let Some(latency) = outstanding.next().await {
                         done(latency)?;
                     }
-                    if let Some(ticker) = ticker.as_mut() {
-                        ticker.tick().await;
-                    }
-                    let store = store.clone();
-                    let batch = batch.clone();
-                    let sent = Instant::now();
-                    // Spawned, so the append starts now rather than when the set
-                    // is next polled.
-                    outstanding.push(tokio::spawn(async move {
-                        store
-                            .append(stream, batch)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                        Ok::<_, String>(sent.elapsed())
-                    }));
-                }
-                while let Some(latency) = outstanding.next().await {
-                    done(latency)?;
-                }
-                Ok::<_, String>((latencies, by_second))
+                    Ok::<_, String>((latencies, by_second))
+                })
             })
+            .collect();
+        let mut latencies = Latencies::default();
+        let mut by_second = BySecond::default();
+        for producer in producers {
+            let (produced, seconds) = producer.await.map_err(|e| e.to_string())??;
+            latencies.merge(&produced);
+            by_second.merge(seconds);
+        }
+        let bytes = latencies.count() * bytes_each;
+        Ok(Phase {
+            bytes,
+            elapsed: started.elapsed(),
+            latencies,
+            by_second,
         })
-        .collect();
-    let mut latencies = Latencies::default();
-    let mut by_second = BySecond::default();
-    for producer in producers {
-        let (produced, seconds) = producer.await.map_err(|e| e.to_string())??;
-        latencies.merge(&produced);
-        by_second.merge(seconds);
     }
-    let bytes = latencies.count() * bytes_each;
-    Ok(Phase {
-        bytes,
-        elapsed: started.elapsed(),
-        latencies,
-        by_second,
-    })
 }
 
 /// Reads every stream to its end, from its start or from `last` offsets before the
