@@ -22,11 +22,12 @@ use super::memory::{Memory, PhasePeak};
 use super::recorded::{BenchMetrics, Recorded};
 use super::workload::{Producers, RawWriter};
 
-/// How long each side writes before the other takes over: long against the time
-/// the store takes to fill and drain its pipeline (a window and its PUT, tens of
-/// ms on a local directory, a few hundred on a remote store), which counts in the
-/// store's turn; short against a phase.
-const TURN: Duration = Duration::from_secs(5);
+/// How long each side writes before the other takes over. Short, so that both
+/// share the memory's fast and slow stretches (with 5 s turns one side still had a
+/// fast turn the other did not: 60-99 % in eight runs of one build; with 2 s,
+/// 83-91 % in three); long against the store's pipeline: its first window fills
+/// for tens of ms at a turn's start, and the last PUTs drain at the disk's speed.
+const TURN: Duration = Duration::from_secs(2);
 
 /// Both sides' figures, each over its own turns only.
 pub(super) struct Turns {
