@@ -24,7 +24,7 @@ use super::workload::{Producers, RawWriter};
 
 /// How long each side writes before the other takes over. Short, so that both
 /// share the memory's fast and slow stretches (with 5 s turns one side still had a
-/// fast turn the other did not: 60-99 % in eight runs of one build; with 2 s,
+/// fast turn the other did not: 60-99 % in ten runs; with 2 s,
 /// 83-91 % in three); long against the store's pipeline: its first window fills
 /// for tens of ms at a turn's start, and the last PUTs drain at the disk's speed.
 const TURN: Duration = Duration::from_secs(2);
