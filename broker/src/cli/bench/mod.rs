@@ -1,9 +1,10 @@
 //! `strata bench store`: the stream store against the raw operator, in one run.
 //!
-//! Prints, for the configured backend: the raw operator's large-object write and
-//! ranged-read throughput; the store's append throughput and latency percentiles
-//! (unthrottled, then at a fixed rate); tail-read and cold-read throughput; object
-//! store requests per GiB ingested; and the process's peak RSS.
+//! Prints, for the configured backend: the store's append throughput and latency
+//! percentiles at a fixed rate, then unthrottled in turns with the raw operator's
+//! large-object write (`turns`); the raw operator's ranged-read throughput;
+//! tail-read and cold-read throughput; object store requests per GiB ingested; and
+//! the process's peak RSS.
 
 mod by_second;
 mod latencies;
