@@ -84,7 +84,7 @@ pub(super) struct RawWriter {
     written: u64,
 }
 
-/// The raw objects' prefix: removed whole between turns and at the end.
+/// The raw objects' prefix: removed whole once read back.
 const RAW: &str = "raw/";
 
 impl RawWriter {
@@ -129,10 +129,9 @@ impl RawWriter {
         Ok(())
     }
 
-    /// Removes every object written so far. Kept, the raw objects (GiBs on a local
-    /// directory) fill the page cache, and the store's writes pay for evicting them:
-    /// on the project's VM that halved ingest.
-    pub(super) async fn remove_all(&mut self) -> Result<(), String> {
+    /// Removes every object written so far: GiBs on a local directory, whose room
+    /// and page cache the store's later phases need.
+    async fn remove_all(&mut self) -> Result<(), String> {
         self.op
             .delete_with(RAW)
             .recursive(true)
