@@ -24,7 +24,7 @@ const COPY_CHUNK: usize = 8 << 20;
 /// GETs of one copy in flight at once. A stream's part of a source object is often a
 /// few hundred KiB (its share of a merged object, or of a large object-WAL window),
 /// and one such GET at a time left a copy waiting on a remote store's latency.
-const READS_AHEAD: usize = 4;
+pub(super) const READS_AHEAD: usize = 4;
 /// The most one GET of a copy reads: the reads in flight hold one part's worth.
 const COPY_READ: usize = COPY_CHUNK / READS_AHEAD;
 

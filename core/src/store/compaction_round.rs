@@ -42,6 +42,7 @@ pub(super) async fn compact_streams(
     inner: &Inner,
     mut streams: Vec<Arc<OpenStream>>,
 ) -> Result<CompactionReport, StoreError> {
+    let _job = inner.rewrite_job.lock().await;
     // The order every holder of several maintenance locks takes them in.
     streams.sort_unstable_by_key(|open| open.id);
     let mut report = CompactionReport::default();

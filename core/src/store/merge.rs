@@ -56,6 +56,8 @@ struct Source {
 }
 
 pub(super) async fn merge_stream_sets(inner: &Inner) -> Result<MergeReport, StoreError> {
+    // Planned once the merge or compaction before it has committed.
+    let _job = inner.rewrite_job.lock().await;
     let sources = small_stream_sets(inner, inner.config.merge_below_bytes).await?;
     let mut report = MergeReport::default();
     for group in runs(&sources, inner.config.stream_set_merge_bytes) {

@@ -218,6 +218,11 @@ struct Inner {
     /// Wakes appends waiting for room after an upload.
     uploaded: Notify,
     upload_lock: tokio::sync::Mutex<()>,
+    /// Held by a merge or a compaction for its whole run. They copy without the
+    /// streams' locks, so two at once (the maintenance round and a caller's
+    /// `compact_all`) would copy the same groups, each holding its copies' memory,
+    /// and one would discard its work at the commit.
+    rewrite_job: tokio::sync::Mutex<()>,
     /// Builds uploads away from the threads that acknowledge appends.
     background: background::Background,
     indexes: read::IndexCache,
@@ -311,6 +316,7 @@ impl StreamStore {
             upload_wanted: Arc::new(Notify::new()),
             uploaded: Notify::new(),
             upload_lock: tokio::sync::Mutex::new(()),
+            rewrite_job: tokio::sync::Mutex::new(()),
             background: background::Background::start()?,
             indexes: read::IndexCache::new(1024),
             blocks,

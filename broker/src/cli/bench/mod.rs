@@ -469,13 +469,14 @@ async fn measure(
     peaks.push(memory.peak("compaction"));
     let during_compaction = Recorded::since_last(metrics);
     println!(
-        "  compaction             {:>8.1} MiB/s  ({} ranges into {} stream objects, {:.1} s; {} GETs, {} write calls; {:.1} MiB of metadata log)",
+        "  compaction             {:>8.1} MiB/s  ({} ranges into {} stream objects, {:.1} s; {} GETs, {} write calls, {} copies discarded; {:.1} MiB of metadata log)",
         compacted.bytes as f64 / MIB / took.as_secs_f64(),
         compacted.ranges_merged,
         compacted.objects_written,
         took.as_secs_f64(),
         during_compaction.operations("read"),
         during_compaction.operations("write"),
+        during_compaction.counter("strata_compaction_discarded_objects_total"),
         during_compaction.counter("strata_meta_log_bytes_total") as f64 / MIB
     );
     // Closed, not only dropped: a dropped store leaves the object ids it allocated

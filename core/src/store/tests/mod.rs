@@ -788,6 +788,35 @@ async fn a_compaction_copy_reads_ahead() {
 }
 
 #[tokio::test]
+async fn compactions_started_together_copy_a_group_once() {
+    let fixture = Fixture::new();
+    let stall = StallLayer::new("objects/", Duration::from_secs(1));
+    let store = fixture
+        .stalled_store(&stall, fixture.meta().await, fixture.config())
+        .await;
+    let stream = open_new_streams(&store, 1).await[0];
+    let mut expected = Vec::new();
+    for i in 0..12 {
+        let appended = store.append(stream, batch(3, i)).await.expect("append");
+        expected.push(batch(3, i).with_base_offset(appended.base_offset));
+        store.flush().await.expect("flush");
+    }
+
+    // The maintenance round and a caller's compaction at once: the second plans
+    // after the first committed, and finds nothing left to copy.
+    stall.delay_reads(Duration::from_millis(20));
+    let (all, one) = tokio::join!(store.compact_all(), store.compact(stream));
+    let (all, one) = (all.expect("compaction"), one.expect("compaction"));
+    assert_eq!(all.objects_written + one.objects_written, 1);
+    assert!(
+        stall.most_reads_in_flight() <= super::compaction::READS_AHEAD,
+        "two compactions copied the group at once ({} reads in flight)",
+        stall.most_reads_in_flight()
+    );
+    assert_eq!(read_all(&store, stream, 0).await, expected);
+}
+
+#[tokio::test]
 async fn object_wal_writes_one_object_per_window_for_all_streams() {
     let fixture = Fixture::new();
     let mut config = fixture.object_wal_config(300);
