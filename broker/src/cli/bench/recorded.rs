@@ -184,9 +184,9 @@ fn has_label(key: &Key, name: &str, value: &str) -> bool {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_snapshot_drains_what_was_recorded_before_it() {
-        let metrics = BenchMetrics::default();
+    /// Registers the counter `strata_x_total` and the object store's write
+    /// durations with `metrics`.
+    fn counter_and_writes(metrics: &BenchMetrics) -> (Metadata<'static>, Counter, Histogram) {
         let meta = Metadata::new("bench", metrics::Level::INFO, None);
         let write = Key::from_parts(
             strata_backends::metric_names::OPERATION_DURATION,
@@ -194,6 +194,13 @@ mod tests {
         );
         let counter = metrics.register_counter(&Key::from_name("strata_x_total"), &meta);
         let durations = metrics.register_histogram(&write, &meta);
+        (meta, counter, durations)
+    }
+
+    #[test]
+    fn a_snapshot_drains_what_was_recorded_before_it() {
+        let metrics = BenchMetrics::default();
+        let (meta, counter, durations) = counter_and_writes(&metrics);
         let sizes = metrics.register_histogram(&Key::from_name("strata_x_bytes"), &meta);
         counter.increment(3);
         durations.record(0.002);
@@ -217,13 +224,7 @@ mod tests {
     #[test]
     fn absorbing_a_later_snapshot_adds_counters_and_durations_by_key() {
         let metrics = BenchMetrics::default();
-        let meta = Metadata::new("bench", metrics::Level::INFO, None);
-        let write = Key::from_parts(
-            strata_backends::metric_names::OPERATION_DURATION,
-            vec![metrics::Label::new("operation", "write")],
-        );
-        let counter = metrics.register_counter(&Key::from_name("strata_x_total"), &meta);
-        let durations = metrics.register_histogram(&write, &meta);
+        let (meta, counter, durations) = counter_and_writes(&metrics);
         counter.increment(2);
         durations.record(0.001);
         let mut turns = Recorded::default();

@@ -759,6 +759,18 @@ async fn compaction_merges_small_ranges_into_stream_objects() {
     assert_dense(&read_all(&store, b, 0).await, 0);
 }
 
+/// Appends `count` batches to `stream`, each uploaded into an object of its own;
+/// returns them as stored.
+async fn a_range_per_object(store: &StreamStore, stream: StreamId, count: i64) -> Vec<RecordBatch> {
+    let mut stored = Vec::new();
+    for i in 0..count {
+        let appended = store.append(stream, batch(3, i)).await.expect("append");
+        stored.push(batch(3, i).with_base_offset(appended.base_offset));
+        store.flush().await.expect("flush");
+    }
+    stored
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_compaction_copy_reads_ahead() {
     let fixture = Fixture::new();
@@ -767,12 +779,7 @@ async fn a_compaction_copy_reads_ahead() {
         .stalled_store(&stall, fixture.meta().await, fixture.config())
         .await;
     let stream = open_new_streams(&store, 1).await[0];
-    let mut expected = Vec::new();
-    for i in 0..12 {
-        let appended = store.append(stream, batch(3, i)).await.expect("append");
-        expected.push(batch(3, i).with_base_offset(appended.base_offset));
-        store.flush().await.expect("flush");
-    }
+    let expected = a_range_per_object(&store, stream, 12).await;
     assert_eq!(fixture.objects(), 12, "a range per object");
 
     // One stream alone: its reads can overlap only within its copy.
@@ -795,12 +802,7 @@ async fn compactions_started_together_copy_a_group_once() {
         .stalled_store(&stall, fixture.meta().await, fixture.config())
         .await;
     let stream = open_new_streams(&store, 1).await[0];
-    let mut expected = Vec::new();
-    for i in 0..12 {
-        let appended = store.append(stream, batch(3, i)).await.expect("append");
-        expected.push(batch(3, i).with_base_offset(appended.base_offset));
-        store.flush().await.expect("flush");
-    }
+    let expected = a_range_per_object(&store, stream, 12).await;
 
     // The maintenance round and a caller's compaction at once: the second plans
     // after the first committed, and finds nothing left to copy.
