@@ -207,16 +207,23 @@ impl Producers<'_> {
             Duration::from_secs_f64(1.0 / batches_per_sec)
         });
         let bytes_each = batch.len() as u64;
+        let count = streams.len() as u32;
         let producers: Vec<_> = streams
             .iter()
-            .map(|&stream| {
+            .zip(0u32..)
+            .map(|(&stream, index)| {
                 let store = store.clone();
                 let batch = batch.clone();
                 tokio::spawn(async move {
                     let mut latencies = Latencies::default();
                     let mut by_second = BySecond::default();
+                    // Spread over the interval, as independent producers are: started
+                    // together they would append in one burst per interval, and with
+                    // the object WAL's window equal to that interval every append's
+                    // latency would hang on where the burst falls in the window.
                     let mut ticker = interval.map(|every| {
-                        let mut ticker = tokio::time::interval(every);
+                        let first = tokio::time::Instant::now() + every * index / count;
+                        let mut ticker = tokio::time::interval_at(first, every);
                         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                         ticker
                     });
