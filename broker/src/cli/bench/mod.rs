@@ -11,6 +11,7 @@ mod latencies;
 mod memory;
 pub mod meta;
 mod recorded;
+mod room;
 mod turns;
 mod workload;
 
@@ -109,6 +110,7 @@ use latencies::Latencies;
 use memory::{Memory, PhasePeak};
 pub(super) use recorded::install_recorder;
 use recorded::{BenchMetrics, Recorded};
+use room::Room;
 use turns::Turns;
 use workload::{Producers, RawWriter, WINDOW_PUTS, drop_page_cache, read_from, window_puts};
 
@@ -133,7 +135,12 @@ pub(super) async fn run(
         args.seconds
     );
 
-    let measured = measure(&storage, &args, &metrics).await;
+    // Both sides' data stays on a local directory's disk through the turns.
+    let room = match &config.backend {
+        BackendConfig::Fs(fs) => Some(Room::new(&fs.root)),
+        _ => None,
+    };
+    let measured = measure(&storage, &args, &metrics, room.as_ref()).await;
     // Whatever the run wrote goes, however it ended: a failed phase left tens of GiB.
     let cleanup = storage
         .operator()
@@ -149,6 +156,7 @@ async fn measure(
     storage: &Storage,
     args: &BenchArgs,
     metrics: &BenchMetrics,
+    room: Option<&Room>,
 ) -> Result<(), String> {
     let phase_time = Duration::from_secs(args.seconds);
     let batch_payload = args.records_per_batch as usize * 1024;
@@ -225,8 +233,10 @@ async fn measure(
         turns,
         span,
         peak: turns_peak,
-    } = turns::raw_write_and_ingest(&mut raw, &store, &producers, phase_time, metrics, &memory)
-        .await?;
+    } = turns::raw_write_and_ingest(
+        &mut raw, &store, &producers, phase_time, metrics, &memory, room,
+    )
+    .await?;
     let ingestion = [during_full, during_paced, after_paced];
     let raw_write_rate = raw_write.mib_per_sec();
     println!(

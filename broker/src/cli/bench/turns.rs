@@ -20,6 +20,7 @@ use strata_core::store::StreamStore;
 use super::Phase;
 use super::memory::{Memory, PhasePeak};
 use super::recorded::{BenchMetrics, Recorded};
+use super::room::Room;
 use super::workload::{Producers, RawWriter};
 
 /// How long each side writes before the other takes over. Short, so that both
@@ -50,7 +51,8 @@ pub(super) struct Turns {
 /// is uploaded: a local WAL's uploads belong to the ingest they follow, and must
 /// not run in the raw write's turn. The raw objects stay until the caller reads them back: removed
 /// between turns, they would hand the side after the removal the memory they held
-/// (see the module's note).
+/// (see the module's note). With `room` (a local directory), each pair of turns
+/// starts only if what the turns left would write still fits on the disk.
 pub(super) async fn raw_write_and_ingest(
     raw: &mut RawWriter,
     store: &StreamStore,
@@ -58,19 +60,26 @@ pub(super) async fn raw_write_and_ingest(
     phase: Duration,
     metrics: &BenchMetrics,
     memory: &Memory,
+    room: Option<&Room>,
 ) -> Result<Turns, String> {
     let turns = (phase.as_secs_f64() / TURN.as_secs_f64()).round().max(1.0) as u32;
     let turn = phase / turns;
     // Not counted: memory freed just before (the previous run's page cache, on a
     // local directory) is taken up fast by whoever writes first, before the kernel
     // hands it back; this turn takes it, so neither side's first turn does.
-    raw.write_for(turn, Instant::now()).await?;
+    let warm_up = raw.write_for(turn, Instant::now()).await?;
     let clock = Instant::now();
     Recorded::since_last(metrics);
     let (mut raw_side, mut ingest) = (Phase::default(), Phase::default());
     let mut recorded = Recorded::default();
     let mut peak: Option<PhasePeak> = None;
-    for _ in 0..turns {
+    for done in 0..turns {
+        if let Some(room) = room {
+            let left = turn * (turns - done);
+            let needed = still_to_write(&warm_up, &raw_side, &ingest, left);
+            let what = format!("the {} turns left of each side", turns - done);
+            room.ensure(needed, &what)?;
+        }
         raw_side.absorb(raw.write_for(turn, clock).await?);
         Recorded::since_last(metrics);
 
@@ -95,4 +104,42 @@ pub(super) async fn raw_write_and_ingest(
         turns: turns as usize,
         span: clock.elapsed(),
     })
+}
+
+/// Bytes both sides would write in `left` more of their turns each, at the rates
+/// seen so far: the raw write's including the warm-up turn, the store's (before its
+/// first turn) taken as the raw write's, which it does not exceed.
+fn still_to_write(warm_up: &Phase, raw: &Phase, ingest: &Phase, left: Duration) -> u64 {
+    let rate = |bytes: u64, elapsed: Duration| bytes as f64 / elapsed.as_secs_f64().max(1e-3);
+    let raw_rate = rate(warm_up.bytes + raw.bytes, warm_up.elapsed + raw.elapsed);
+    let store_rate = if ingest.bytes == 0 {
+        raw_rate
+    } else {
+        rate(ingest.bytes, ingest.elapsed)
+    };
+    ((raw_rate + store_rate) * left.as_secs_f64()) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wrote(mib: u64, secs: u64) -> Phase {
+        Phase {
+            bytes: mib << 20,
+            elapsed: Duration::from_secs(secs),
+            ..Phase::default()
+        }
+    }
+
+    #[test]
+    fn room_needed_follows_the_rates_seen_so_far() {
+        let left = Duration::from_secs(10);
+        // Before the store's first turn: both sides at the raw write's 100 MiB/s.
+        let first = still_to_write(&wrote(200, 2), &Phase::default(), &Phase::default(), left);
+        assert_eq!(first, 2000 << 20);
+        // Raw 300 MiB over 3 s (warm-up included), store 50 MiB/s.
+        let later = still_to_write(&wrote(200, 2), &wrote(100, 1), &wrote(100, 2), left);
+        assert_eq!(later, 1500 << 20);
+    }
 }
