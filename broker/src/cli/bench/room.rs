@@ -6,7 +6,7 @@
 //! run on a local directory needs about as much room as both sides write: ~2 GB per
 //! second of phase on the project's VM. Without a check, a run that does not fit
 //! fills the disk halfway, the store's writes fail with "No space left on device"
-//! after their retries, and the figures printed before are from a full disk.
+//! after their retries, and the turns written on a full disk count in the figures.
 
 use std::path::{Path, PathBuf};
 
@@ -50,7 +50,8 @@ impl Room {
         }
         Err(format!(
             "{}: {:.1} GiB free, but {what} would write about {:.1} GiB, kept until the read \
-             phases; run with fewer --seconds or on a disk with more room",
+             phases; stopped before the disk fills: run with fewer --seconds or on a disk \
+             with more room",
             self.root.display(),
             available as f64 / GIB,
             needed as f64 / GIB,
@@ -68,12 +69,12 @@ mod tests {
         let room = Room::new(&dir.path().join("not/yet/created"));
         room.ensure(1 << 20, "one MiB").expect("a MiB fits");
         let refused = room
-            .ensure(u64::MAX, "the turns left")
+            .ensure(u64::MAX, "the next pair of turns")
             .expect_err("more than any disk holds");
         assert!(refused.contains("not/yet/created"), "{refused}");
         assert!(refused.contains("GiB free"), "{refused}");
         assert!(
-            refused.contains("the turns left would write about"),
+            refused.contains("the next pair of turns would write about"),
             "{refused}"
         );
         assert!(refused.contains("--seconds"), "{refused}");

@@ -52,7 +52,7 @@ pub(super) struct Turns {
 /// not run in the raw write's turn. The raw objects stay until the caller reads them back: removed
 /// between turns, they would hand the side after the removal the memory they held
 /// (see the module's note). With `room` (a local directory), each pair of turns
-/// starts only if what the turns left would write still fits on the disk.
+/// starts only if what it would write still fits on the disk.
 pub(super) async fn raw_write_and_ingest(
     raw: &mut RawWriter,
     store: &StreamStore,
@@ -75,9 +75,8 @@ pub(super) async fn raw_write_and_ingest(
     let mut peak: Option<PhasePeak> = None;
     for done in 0..turns {
         if let Some(room) = room {
-            let left = turn * (turns - done);
-            let needed = still_to_write(&warm_up, &raw_side, &ingest, left);
-            let what = format!("the {} turns left of each side", turns - done);
+            let needed = next_pair(&warm_up, &raw_side, &ingest, turn);
+            let what = format!("the next pair of turns ({done} of {turns} done)");
             room.ensure(needed, &what)?;
         }
         raw_side.absorb(raw.write_for(turn, clock).await?);
@@ -106,10 +105,13 @@ pub(super) async fn raw_write_and_ingest(
     })
 }
 
-/// Bytes both sides would write in `left` more of their turns each, at the rates
-/// seen so far: the raw write's including the warm-up turn, the store's (before its
-/// first turn) taken as the raw write's, which it does not exceed.
-fn still_to_write(warm_up: &Phase, raw: &Phase, ingest: &Phase, left: Duration) -> u64 {
+/// Bytes the next pair of turns would write, at the rates seen so far: the raw
+/// write's including the warm-up turn, the store's (before its first turn) taken as
+/// the raw write's, which it does not exceed. Only the next pair: the first turns
+/// run through memory the kernel still holds, two to three times faster than the
+/// rest, so a run's whole need cannot be told from them, but checked before every
+/// pair the run stops before the disk fills.
+fn next_pair(warm_up: &Phase, raw: &Phase, ingest: &Phase, turn: Duration) -> u64 {
     let rate = |bytes: u64, elapsed: Duration| bytes as f64 / elapsed.as_secs_f64().max(1e-3);
     let raw_rate = rate(warm_up.bytes + raw.bytes, warm_up.elapsed + raw.elapsed);
     let store_rate = if ingest.bytes == 0 {
@@ -117,7 +119,7 @@ fn still_to_write(warm_up: &Phase, raw: &Phase, ingest: &Phase, left: Duration) 
     } else {
         rate(ingest.bytes, ingest.elapsed)
     };
-    ((raw_rate + store_rate) * left.as_secs_f64()) as u64
+    ((raw_rate + store_rate) * turn.as_secs_f64()) as u64
 }
 
 #[cfg(test)]
@@ -133,13 +135,13 @@ mod tests {
     }
 
     #[test]
-    fn room_needed_follows_the_rates_seen_so_far() {
-        let left = Duration::from_secs(10);
+    fn room_for_the_next_pair_follows_the_rates_seen_so_far() {
+        let turn = Duration::from_secs(2);
         // Before the store's first turn: both sides at the raw write's 100 MiB/s.
-        let first = still_to_write(&wrote(200, 2), &Phase::default(), &Phase::default(), left);
-        assert_eq!(first, 2000 << 20);
+        let first = next_pair(&wrote(200, 2), &Phase::default(), &Phase::default(), turn);
+        assert_eq!(first, 400 << 20);
         // Raw 300 MiB over 3 s (warm-up included), store 50 MiB/s.
-        let later = still_to_write(&wrote(200, 2), &wrote(100, 1), &wrote(100, 2), left);
-        assert_eq!(later, 1500 << 20);
+        let later = next_pair(&wrote(200, 2), &wrote(100, 1), &wrote(100, 2), turn);
+        assert_eq!(later, 300 << 20);
     }
 }
