@@ -1,5 +1,7 @@
 //! Builds one object in memory.
 
+use std::collections::HashMap;
+
 use bytes::Bytes;
 
 use super::footer::Footer;
@@ -22,6 +24,10 @@ pub struct ObjectBuilder {
     parts: Vec<Bytes>,
     data_len: u64,
     entries: Vec<BlockEntry>,
+    /// Each stream's end offset so far: a stream's next block must start there or
+    /// later. Looked up, not found by scanning `entries`, which made building an
+    /// object quadratic in its blocks.
+    stream_ends: HashMap<u64, u64>,
 }
 
 /// A finished object: its bytes, in the pieces it was built from.
@@ -78,6 +84,7 @@ impl ObjectBuilder {
             parts: Vec::with_capacity(parts + 1),
             data_len: 0,
             entries: Vec::with_capacity(blocks),
+            stream_ends: HashMap::new(),
         }
     }
 
@@ -92,9 +99,9 @@ impl ObjectBuilder {
             return Err(bad("block holds no offsets"));
         }
         let overlaps = self
-            .entries
-            .iter()
-            .any(|e| e.stream_id == meta.stream_id && e.end_offset > meta.start_offset);
+            .stream_ends
+            .get(&meta.stream_id)
+            .is_some_and(|&end| end > meta.start_offset);
         if overlaps {
             return Err(bad(
                 "block does not follow the stream's previous block in this object",
@@ -118,6 +125,7 @@ impl ObjectBuilder {
         self.parts
             .extend(parts.iter().filter(|p| !p.is_empty()).cloned());
         self.data_len += u64::from(len);
+        self.stream_ends.insert(meta.stream_id, meta.end_offset);
         self.entries.push(BlockEntry {
             stream_id: meta.stream_id,
             start_offset: meta.start_offset,
@@ -147,6 +155,7 @@ impl ObjectBuilder {
             mut parts,
             data_len,
             mut entries,
+            stream_ends: _,
         } = self;
         entries.sort_by_key(|e| (e.stream_id, e.start_offset));
         let tail = encode_tail(kind, &entries, data_len);

@@ -122,6 +122,16 @@ fn builder_refuses_overlap_and_mixed_stream_objects() {
     assert!(set.add_block(meta(1, 9, 9), &[]).is_err());
     set.add_block(meta(2, 0, 1), &[Bytes::from_static(b"c")])
         .expect("another stream");
+    // A refused block leaves the stream's end where it was.
+    set.add_block(meta(1, 10, 12), &[Bytes::from_static(b"d")])
+        .expect("the block after the first");
+    assert!(
+        set.add_block(meta(1, 0, 5), &[Bytes::from_static(b"e")])
+            .is_err(),
+        "a block before the stream's earlier ones"
+    );
+    set.add_block(meta(1, 15, 20), &[Bytes::from_static(b"f")])
+        .expect("a gap is allowed");
 
     let mut single = ObjectBuilder::new(ObjectKind::Stream);
     single
