@@ -107,7 +107,7 @@ pub(super) async fn raw_write_and_ingest(
 
 /// Bytes the next pair of turns would write, at the rates seen so far: the raw
 /// write's including the warm-up turn, the store's (before its first turn) taken as
-/// the raw write's, which it does not exceed. Only the next pair: the first turns
+/// the raw write's, which it seldom exceeds. Only the next pair: the first turns
 /// run through memory the kernel still holds, two to three times faster than the
 /// rest, so a run's whole need cannot be told from them, but checked before every
 /// pair the run stops before the disk fills.
