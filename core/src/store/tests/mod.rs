@@ -771,8 +771,18 @@ async fn a_range_per_object(store: &StreamStore, stream: StreamId, count: i64) -
     stored
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_compaction_copy_reads_ahead() {
+/// One stream of twelve batches, each in an object of its own, on a store whose
+/// object reads the stall layer delays by 20 ms: a compaction's copy then has
+/// reads in flight long enough to be counted.
+struct TwelveObjects {
+    fixture: Fixture,
+    stall: StallLayer,
+    store: StreamStore,
+    stream: StreamId,
+    expected: Vec<RecordBatch>,
+}
+
+async fn twelve_objects_with_slow_reads() -> TwelveObjects {
     let fixture = Fixture::new();
     let stall = StallLayer::new("objects/", Duration::from_secs(1));
     let store = fixture
@@ -780,10 +790,28 @@ async fn a_compaction_copy_reads_ahead() {
         .await;
     let stream = open_new_streams(&store, 1).await[0];
     let expected = a_range_per_object(&store, stream, 12).await;
+    stall.delay_reads(Duration::from_millis(20));
+    TwelveObjects {
+        fixture,
+        stall,
+        store,
+        stream,
+        expected,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_compaction_copy_reads_ahead() {
+    let TwelveObjects {
+        fixture,
+        stall,
+        store,
+        stream,
+        expected,
+    } = twelve_objects_with_slow_reads().await;
     assert_eq!(fixture.objects(), 12, "a range per object");
 
     // One stream alone: its reads can overlap only within its copy.
-    stall.delay_reads(Duration::from_millis(20));
     let report = store.compact(stream).await.expect("compaction");
     assert_eq!((report.objects_written, report.ranges_merged), (1, 12));
     assert!(
@@ -796,17 +824,16 @@ async fn a_compaction_copy_reads_ahead() {
 
 #[tokio::test]
 async fn compactions_started_together_copy_a_group_once() {
-    let fixture = Fixture::new();
-    let stall = StallLayer::new("objects/", Duration::from_secs(1));
-    let store = fixture
-        .stalled_store(&stall, fixture.meta().await, fixture.config())
-        .await;
-    let stream = open_new_streams(&store, 1).await[0];
-    let expected = a_range_per_object(&store, stream, 12).await;
+    let TwelveObjects {
+        fixture: _fixture,
+        stall,
+        store,
+        stream,
+        expected,
+    } = twelve_objects_with_slow_reads().await;
 
     // The maintenance round and a caller's compaction at once: the second plans
     // after the first committed, and finds nothing left to copy.
-    stall.delay_reads(Duration::from_millis(20));
     let (all, one) = tokio::join!(store.compact_all(), store.compact(stream));
     let (all, one) = (all.expect("compaction"), one.expect("compaction"));
     assert_eq!(all.objects_written + one.objects_written, 1);
