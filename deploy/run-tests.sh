@@ -53,4 +53,13 @@ step "build the strata binary (the storage check suites run it)"
 cargo build --workspace --bins --locked
 
 step "unit tests and backend suites"
-cargo test --workspace --all-features --locked --no-fail-fast
+# Every client and tool a test runs has a deadline of its own; this one catches a
+# hang anywhere else, so that the run fails with the hung test on screen instead
+# of holding CI to its limit. timeout signals its whole process group: the test
+# binaries and the testbed servers they started go with cargo.
+status=0
+timeout 45m cargo test --workspace --all-features --locked --no-fail-fast || status=$?
+if [ "$status" -eq 124 ]; then
+  echo "error: the tests did not finish within 45 minutes: the last test started above is hung" >&2
+fi
+exit "$status"

@@ -3,6 +3,7 @@ code): every codec, a consumer group with commits, and the admin API.
 
     python kafka_python_scenarios.py BOOTSTRAP
 """
+import faulthandler
 import sys
 import uuid
 
@@ -11,6 +12,8 @@ from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions, NewTo
 from kafka.errors import InvalidConfigurationError, TopicAlreadyExistsError
 
 BOOTSTRAP = sys.argv[1]
+# Past its deadline the test harness sends SIGABRT: the stack shows where it hung.
+faulthandler.enable()
 
 
 def check(condition, message):

@@ -4,6 +4,7 @@ the reason on the first mismatch.
 
     python librdkafka_scenarios.py BOOTSTRAP SCENARIO [ARGS...]
 """
+import faulthandler
 import json
 import sys
 import threading
@@ -147,7 +148,8 @@ def scenario_group():
         seen.clear()
         group = unique(f"group-{assignor}")
         stops = {n: threading.Event() for n in ["a", "b", "static", "late"]}
-        threads = {n: threading.Thread(target=member, args=(n, stops[n], assignor))
+        threads = {n: threading.Thread(target=member, args=(n, stops[n], assignor),
+                                       daemon=True)
                    for n in stops}
         for n in ["a", "b", "static"]:
             threads[n].start()
@@ -176,23 +178,38 @@ def scenario_group():
             stops[n].set()
         for n in threads:
             threads[n].join(30)
+        stuck = [n for n in threads if threads[n].is_alive()]
+        check(not stuck, f"{assignor}: members {stuck} did not stop within 30 s")
         with lock:
             missing = wanted - set(seen)
         check(not missing, f"{assignor}: {len(missing)} records never consumed, e.g. {sorted(missing)[:5]}")
         # A member's last commit can be refused by the rebalance its stopping peers
         # cause; a last member picks up from the committed offsets (re-reading at most
         # what was not committed) and commits the end.
+        # It offers the group's assignor: a member offering none in common with the
+        # static member (which keeps its seat until its session lapses) is refused
+        # with INCONSISTENT_GROUP_PROTOCOL, as Kafka does.
         consumer = ck.Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": group,
                                 "auto.offset.reset": "earliest",
-                                "enable.auto.commit": False})
+                                "enable.auto.commit": False,
+                                "partition.assignment.strategy": assignor})
         consumer.subscribe([topic])
-        quiet_since = time.time()
-        while time.time() - quiet_since < 3:
+        # It reads until three seconds pass without a record, counted from when it
+        # got its partitions (it may wait for the static member's session to lapse).
+        quiet_since = None
+        deadline = time.time() + 60
+        while quiet_since is None or time.time() - quiet_since < 3:
+            check(time.time() < deadline,
+                  f"{assignor}: the last member has no partitions or still reads after 60 s")
+            if quiet_since is None and consumer.assignment():
+                quiet_since = time.time()
             msgs = consumer.consume(num_messages=500, timeout=0.5)
             if msgs:
                 quiet_since = time.time()
-                check(all(int(m.value()) in wanted or int(m.value()) < offset for m in msgs
-                          if not m.error()), "a record that was never produced")
+                errors = [m.error() for m in msgs if m.error()]
+                check(not errors, f"{assignor}: the last member got {errors[:3]}")
+                check(all(int(m.value()) in wanted or int(m.value()) < offset for m in msgs),
+                      "a record that was never produced")
         try:
             consumer.commit(asynchronous=False)
         except ck.KafkaException as e:
@@ -597,4 +614,7 @@ SCENARIOS = {
 }
 
 if __name__ == "__main__":
+    # The test harness sends SIGABRT to a scenario past its deadline: every
+    # thread's stack shows where it hung.
+    faulthandler.enable()
     SCENARIOS[sys.argv[2]](*sys.argv[3:])

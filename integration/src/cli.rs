@@ -2,6 +2,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
+
+use crate::bounded::Bounded;
+
+/// The longest a storage check may take: its requests to the backend time out
+/// on their own, so past this it is hung.
+const CHECK_DEADLINE: Duration = Duration::from_secs(180);
 
 /// Output of one `strata` run.
 pub struct Run {
@@ -48,21 +55,25 @@ pub fn storage_check(config_text: &str, clock_offset: Option<&str>) -> Result<Ru
             faketime
         }
     };
-    let output = command
+    let what = match clock_offset {
+        Some(offset) => format!("strata storage check under faketime {offset}"),
+        None => "strata storage check".to_owned(),
+    };
+    command
         .args(["storage", "check", "--config"])
         .arg(&path)
-        .env("STRATA_LOG", "error")
-        .output()
+        .env("STRATA_LOG", "error");
+    let finished = Bounded::spawn(what, &mut command)
         .map_err(|e| match clock_offset {
-            Some(_) => format!(
-                "cannot run faketime (Debian package faketime, installed by the testbed): {e}"
-            ),
-            None => format!("cannot run {}: {e}", strata.display()),
-        })?;
-    let run = Run {
-        success: output.status.success(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    };
-    Ok(run)
+            Some(_) => {
+                format!("{e} (faketime is the Debian package faketime, installed by the testbed)")
+            }
+            None => e,
+        })?
+        .wait(CHECK_DEADLINE)?;
+    Ok(Run {
+        success: finished.status.success(),
+        stdout: finished.stdout,
+        stderr: finished.stderr,
+    })
 }

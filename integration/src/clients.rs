@@ -1,11 +1,16 @@
 //! Real Kafka clients, as installed by `deploy/testbed/kafka-clients.sh`, running
 //! the scenario scripts of `integration/clients/`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Command;
+use std::time::Duration;
 
+use crate::bounded::Bounded;
 use crate::testbed::Testbed;
+
+/// The longest a scenario may run. The slowest pass in a few minutes on a loaded
+/// 2-core machine; past this one is hung, and fails rather than holding CI.
+const SCENARIO_DEADLINE: Duration = Duration::from_secs(420);
 
 pub struct Clients {
     python: String,
@@ -17,17 +22,16 @@ fn scripts() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("clients")
 }
 
-fn outcome(what: &str, output: std::io::Result<Output>) -> Result<String, String> {
-    let output = output.map_err(|e| format!("cannot run {what}: {e}"))?;
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    if output.status.success() {
-        Ok(stdout)
-    } else {
-        Err(format!(
-            "{what} failed ({}):\n{stdout}\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        ))
+/// A client scenario running in the background (for load during faults).
+pub struct Scenario(Bounded);
+
+impl Scenario {
+    /// Waits for the scenario's end: its output, or why it failed, named by the
+    /// `role` it played in the test.
+    pub fn finish(self, role: &str) -> Result<String, String> {
+        self.0
+            .finish(SCENARIO_DEADLINE)
+            .map_err(|e| format!("{role}: {e}"))
     }
 }
 
@@ -40,72 +44,53 @@ impl Clients {
         }
     }
 
-    fn librdkafka_command(&self, bootstrap: &str, args: &[&str]) -> Command {
-        let mut command = Command::new(&self.python);
-        command
-            .arg(scripts().join("librdkafka_scenarios.py"))
-            .arg(bootstrap)
-            .args(args);
-        command
+    /// A librdkafka scenario in the background.
+    pub fn spawn_librdkafka(&self, bootstrap: &str, args: &[&str]) -> Result<Scenario, String> {
+        Bounded::spawn(
+            format!("librdkafka scenario {args:?}"),
+            Command::new(&self.python)
+                .arg(scripts().join("librdkafka_scenarios.py"))
+                .arg(bootstrap)
+                .args(args),
+        )
+        .map(Scenario)
     }
 
     /// A librdkafka scenario to its end.
     pub fn librdkafka(&self, bootstrap: &str, args: &[&str]) -> Result<String, String> {
-        outcome(
-            &format!("librdkafka scenario {args:?}"),
-            self.librdkafka_command(bootstrap, args).output(),
-        )
-    }
-
-    /// A librdkafka scenario in the background (for load during faults).
-    pub fn spawn_librdkafka(&self, bootstrap: &str, args: &[&str]) -> Result<Child, String> {
-        self.librdkafka_command(bootstrap, args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot run librdkafka scenario {args:?}: {e}"))
+        self.spawn_librdkafka(bootstrap, args)?
+            .0
+            .finish(SCENARIO_DEADLINE)
     }
 
     pub fn kafka_python(&self, bootstrap: &str) -> Result<String, String> {
-        outcome(
+        Bounded::spawn(
             "kafka-python scenarios",
             Command::new(&self.python)
                 .arg(scripts().join("kafka_python_scenarios.py"))
-                .arg(bootstrap)
-                .output(),
-        )
+                .arg(bootstrap),
+        )?
+        .finish(SCENARIO_DEADLINE)
     }
 
     pub fn kafkajs(&self, bootstrap: &str) -> Result<String, String> {
-        outcome(
+        Bounded::spawn(
             "kafkajs scenarios",
             Command::new("node")
                 .arg(scripts().join("kafkajs_scenarios.js"))
                 .arg(bootstrap)
-                .env("NODE_PATH", &self.node_path)
-                .output(),
-        )
+                .env("NODE_PATH", &self.node_path),
+        )?
+        .finish(SCENARIO_DEADLINE)
     }
 
     /// kcat with `args`, `input` on its stdin.
     pub fn kcat(&self, args: &[&str], input: &str) -> Result<String, String> {
-        let mut child = Command::new(&self.kcat)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("cannot run kcat: {e}"))?;
-        if let Some(mut stdin) = child.stdin.take() {
-            stdin
-                .write_all(input.as_bytes())
-                .map_err(|e| format!("kcat stdin: {e}"))?;
-        }
-        outcome(&format!("kcat {args:?}"), child.wait_with_output())
+        let mut kcat = Bounded::spawn(
+            format!("kcat {args:?}"),
+            Command::new(&self.kcat).args(args),
+        )?;
+        kcat.feed(input.as_bytes())?;
+        kcat.finish(SCENARIO_DEADLINE)
     }
-}
-
-/// Waits for a background scenario and returns its output, or why it failed.
-pub fn finish(child: Child, what: &str) -> Result<String, String> {
-    outcome(what, child.wait_with_output())
 }

@@ -4,6 +4,7 @@
 //! `main`: it starts that backend's server through `deploy/testbed/`, runs the shared
 //! [`conformance`] suite and the `strata storage check` cases, then stops the server.
 
+pub mod bounded;
 pub mod broker;
 pub mod chaos;
 pub mod cli;

@@ -3,8 +3,13 @@
 //! the object WAL. Short phases: this checks the command, not the machine's speed.
 
 use std::process::Command;
+use std::time::Duration;
 
+use strata_integration::bounded::Bounded;
 use strata_integration::cli::strata_binary;
+
+/// A one-second run takes some ten seconds in a debug build; past this it is hung.
+const BENCH_DEADLINE: Duration = Duration::from_secs(300);
 
 /// Lines every run prints, each naming a figure.
 const FIGURES: &[&str] = &[
@@ -38,19 +43,17 @@ fn bench(extra: &[&str]) -> String {
     )
     .expect("config written");
     let strata = strata_binary().unwrap_or_else(|e| panic!("{e}"));
-    let output = Command::new(strata)
-        .args(["bench", "store", "--seconds", "1", "--streams", "4", "-c"])
-        .arg(&config)
-        .args(extra)
-        .output()
-        .expect("strata runs");
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "strata bench store {extra:?} failed ({}):\n{stdout}\n{stderr}",
-        output.status
-    );
+    let finished = Bounded::spawn(
+        format!("strata bench store {extra:?}"),
+        Command::new(strata)
+            .args(["bench", "store", "--seconds", "1", "--streams", "4", "-c"])
+            .arg(&config)
+            .args(extra),
+    )
+    .and_then(|bench| bench.wait(BENCH_DEADLINE))
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(finished.status.success(), "{}", finished.failure());
+    let (stdout, stderr) = (finished.stdout, finished.stderr);
     // The bench closes each store before opening the next: nothing it does looks like
     // a crash's leftovers, and nothing fails on the way.
     for unexpected in ["a crash left", "ERROR", "WARN"] {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use strata_integration::broker::{BrokerProcess, BrokerStorage};
-use strata_integration::clients::{self, Clients};
+use strata_integration::clients::Clients;
 use strata_integration::s3_document;
 
 type Check = fn(&Clients, &BrokerStorage) -> Result<(), String>;
@@ -26,32 +26,31 @@ fn broker(storage: &BrokerStorage) -> Result<Fixture, String> {
     Ok(Fixture { _dir: dir, broker })
 }
 
+impl Fixture {
+    /// A librdkafka scenario against this broker; a failure carries the broker's
+    /// log, which says what the client could not.
+    fn librdkafka(&self, clients: &Clients, args: &[&str]) -> Result<(), String> {
+        clients
+            .librdkafka(&self.broker.bootstrap(), args)
+            .map(drop)
+            .map_err(|e| format!("{e}\nbroker log:\n{}", self.broker.log_tail()))
+    }
+}
+
 fn codecs(clients: &Clients, storage: &BrokerStorage) -> Result<(), String> {
-    let f = broker(storage)?;
-    clients
-        .librdkafka(&f.broker.bootstrap(), &["codecs"])
-        .map(drop)
+    broker(storage)?.librdkafka(clients, &["codecs"])
 }
 
 fn consumer_group(clients: &Clients, storage: &BrokerStorage) -> Result<(), String> {
-    let f = broker(storage)?;
-    clients
-        .librdkafka(&f.broker.bootstrap(), &["group"])
-        .map(drop)
+    broker(storage)?.librdkafka(clients, &["group"])
 }
 
 fn admin(clients: &Clients, storage: &BrokerStorage) -> Result<(), String> {
-    let f = broker(storage)?;
-    clients
-        .librdkafka(&f.broker.bootstrap(), &["admin"])
-        .map(drop)
+    broker(storage)?.librdkafka(clients, &["admin"])
 }
 
 fn offsets(clients: &Clients, storage: &BrokerStorage) -> Result<(), String> {
-    let f = broker(storage)?;
-    clients
-        .librdkafka(&f.broker.bootstrap(), &["offsets"])
-        .map(drop)
+    broker(storage)?.librdkafka(clients, &["offsets"])
 }
 
 fn topic_configs(clients: &Clients, storage: &BrokerStorage) -> Result<(), String> {
@@ -70,10 +69,7 @@ fn topic_configs(clients: &Clients, storage: &BrokerStorage) -> Result<(), Strin
 }
 
 fn crashed_member(clients: &Clients, storage: &BrokerStorage) -> Result<(), String> {
-    let f = broker(storage)?;
-    clients
-        .librdkafka(&f.broker.bootstrap(), &["crashed-member", "driver"])
-        .map(drop)
+    broker(storage)?.librdkafka(clients, &["crashed-member", "driver"])
 }
 
 /// A second cluster (its own metadata) pointed at the first one's storage root is
@@ -182,7 +178,7 @@ fn sigkill_under_load(clients: &Clients, storage: &BrokerStorage) -> Result<(), 
         std::thread::sleep(Duration::from_millis(500));
         f.broker.restart()?;
     }
-    clients::finish(load, "producer under SIGKILL")
+    load.finish("producer under SIGKILL")
         .map_err(|e| format!("{e}\nbroker logs:\n{}", f.broker.all_logs()))?;
     f.broker.restart()?;
     clients.librdkafka(&f.broker.bootstrap(), &["verify", "load", &acked, "all"])?;
@@ -200,7 +196,7 @@ fn graceful_restart(clients: &Clients, storage: &BrokerStorage) -> Result<(), St
     std::thread::sleep(Duration::from_millis(1500));
     f.broker.stop()?;
     f.broker.restart()?;
-    clients::finish(load, "producer across a graceful restart")?;
+    load.finish("producer across a graceful restart")?;
     let ends = clients.librdkafka(&bootstrap, &["commit-offsets", "calm", "keeper"])?;
     let ends = ends.trim().lines().last().unwrap_or_default().to_string();
     f.broker.stop()?;
@@ -310,7 +306,7 @@ fn bad_input(clients: &Clients, storage: &BrokerStorage) -> Result<(), String> {
     expect_error_code(&mut s, "SaslHandshake v1", 35)?;
     s.write_all(&frame(18, 0, b"")).map_err(|e| e.to_string())?;
     expect_error_code(&mut s, "ApiVersions v0 after SaslHandshake", 0)?;
-    clients::finish(producer, "the producer on another connection")?;
+    producer.finish("the producer on another connection")?;
     let logs = f.broker.all_logs();
     for expected in [
         "exceeds socket.request.max.bytes",

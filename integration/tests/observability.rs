@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use strata_integration::broker::{BrokerProcess, BrokerStorage};
-use strata_integration::clients::{self, Clients};
+use strata_integration::clients::Clients;
 use strata_integration::dashboards;
 use strata_integration::start_or_fail;
 use strata_integration::testbed::Testbed;
@@ -147,7 +147,7 @@ fn main() {
             failures.push(format!("/metrics shows no live {family}"));
         }
     }
-    if let Err(e) = clients::finish(steady, "steady producer") {
+    if let Err(e) = steady.finish("steady producer") {
         failures.push(e);
     }
     // Cardinality: with 10,000 more partitions, all lagging in one group, the default
