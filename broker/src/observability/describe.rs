@@ -248,6 +248,12 @@ pub const FAMILIES: &[(&str, Kind, Unit, &str)] = &[
         "Hedged object WAL windows whose second write finished first.",
     ),
     (
+        "strata_object_wal_window_close_delay_seconds",
+        Kind::Histogram,
+        Unit::Seconds,
+        "How long after its scheduled close a window was taken by the object WAL's window loop (long while every write slot is busy).",
+    ),
+    (
         "strata_stream_closed_total",
         Kind::Counter,
         Unit::Count,

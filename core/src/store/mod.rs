@@ -344,7 +344,7 @@ impl StreamStore {
                 tasks.spawn(object_wal::run(
                     Arc::downgrade(inner),
                     wal.wake_handle(),
-                    options.window,
+                    object_wal::start_clock(options.window)?,
                     tasks.stop_signal(),
                 ));
             }

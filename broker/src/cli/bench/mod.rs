@@ -342,6 +342,16 @@ async fn measure(
                 recorded.counter("strata_object_wal_hedged_writes_total"),
                 recorded.counter("strata_object_wal_hedge_wins_total")
             );
+            // Part of every append's wait beyond its window: how late windows close.
+            let closes = recorded.durations("strata_object_wal_window_close_delay_seconds");
+            if closes.count() > 0 {
+                println!(
+                    "  window close delay, {:<11}    {}  ({} closed by the clock)",
+                    name,
+                    p50_p99_max(&closes),
+                    closes.count()
+                );
+            }
         }
     }
     println!(

@@ -2,13 +2,14 @@
 //! until a size), then go out as one stream-set object; each append is acknowledged
 //! after that PUT and its metadata commit. One PUT per window, whatever the number of
 //! streams. Several windows are written at once and committed in order
-//! ([`windows`]).
+//! ([`windows`]), each window closed on time by a [`clock`] thread.
 //!
 //! If a window's write fails, its appends fail, and so do those of the later windows
 //! not yet committed and the appends queued behind them on the same streams (their
 //! offsets may follow the failed ones); those streams' next offsets go back to their
 //! committed ends, so offsets stay dense.
 
+mod clock;
 mod windows;
 
 use std::collections::VecDeque;
@@ -25,6 +26,7 @@ use super::{Appended, OpenStream, StoreError};
 use crate::batch::RecordBatch;
 use crate::buffer_pool::BufferPool;
 
+pub(super) use self::clock::start as start_clock;
 pub(super) use self::windows::run;
 
 /// Settings of the object WAL.

@@ -11,13 +11,13 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use super::clock::Ticks;
 use super::{Gathered, ObjectWal, Refused};
 use crate::store::cache::PendingStream;
 use crate::store::commit::{self, Committed};
@@ -62,12 +62,9 @@ enum Event {
 pub(in crate::store) async fn run(
     store: Weak<Inner>,
     wake: Arc<Notify>,
-    window: Duration,
+    mut ticks: Ticks,
     stop: CancellationToken,
 ) {
-    let mut ticks = tokio::time::interval(window);
-    // A commit longer than a window: the next window closes as soon as it ends.
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut windows: VecDeque<Window> = VecDeque::new();
     let mut writes = FuturesUnordered::new();
     // One commit at a time, so windows commit in order. It runs beside the loop, not
@@ -86,7 +83,13 @@ pub(in crate::store) async fn run(
                 Event::Written(seq, written)
             }
             () = wake.notified(), if room => Event::Window,
-            _ = ticks.tick(), if room => Event::Window,
+            Some(scheduled) = ticks.recv(), if room => {
+                // A tick waits while every write slot is busy (a commit or PUT longer
+                // than a window); the window then closes as soon as one frees.
+                metrics::histogram!("strata_object_wal_window_close_delay_seconds")
+                    .record(scheduled.elapsed().as_secs_f64());
+                Event::Window
+            }
             () = stop.cancelled(), if !stopping => Event::Stop,
         };
         let Some(inner) = store.upgrade() else { return };
