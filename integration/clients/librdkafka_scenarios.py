@@ -179,6 +179,10 @@ def scenario_group():
         for n in threads:
             threads[n].join(30)
         stuck = [n for n in threads if threads[n].is_alive()]
+        if stuck:
+            # Where they hang (a call into librdkafka that never returns shows as
+            # its Python caller).
+            faulthandler.dump_traceback(all_threads=True)
         check(not stuck, f"{assignor}: members {stuck} did not stop within 30 s")
         with lock:
             missing = wanted - set(seen)
