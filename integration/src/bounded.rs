@@ -9,7 +9,7 @@
 
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -63,8 +63,7 @@ impl Bounded {
 
     /// Writes `input` to the child's stdin and closes it.
     pub fn feed(&mut self, input: &[u8]) -> Result<(), String> {
-        let stdin: Option<ChildStdin> = self.child.stdin.take();
-        if let Some(mut stdin) = stdin {
+        if let Some(mut stdin) = self.child.stdin.take() {
             stdin
                 .write_all(input)
                 .map_err(|e| format!("{} stdin: {e}", self.what))?;

@@ -57,7 +57,7 @@ pub fn storage_check(config_text: &str, clock_offset: Option<&str>) -> Result<Ru
     };
     let what = match clock_offset {
         Some(offset) => format!("strata storage check under faketime {offset}"),
-        None => "strata storage check".to_owned(),
+        None => format!("{} storage check", strata.display()),
     };
     command
         .args(["storage", "check", "--config"])
