@@ -297,13 +297,7 @@ async fn measure(
         100.0 * full.mib_per_sec() / raw_write_rate
     );
     let fsyncs = ingestion[1].durations("strata_wal_fsync_seconds");
-    if fsyncs.count() > 0 {
-        println!(
-            "  WAL write+fsync at fixed rate  {}  ({} group commits)",
-            p50_p99_max(&fsyncs),
-            fsyncs.count()
-        );
-    }
+    print_timings("WAL write+fsync at fixed rate  ", &fsyncs, "group commits");
     // Stalls of the store itself, beside the appends' latency: a slow PUT (or a slow
     // synced piece on a local directory) holds every append waiting for it.
     for (name, recorded) in [
@@ -311,24 +305,18 @@ async fn measure(
         ("fixed rate", &ingestion[1]),
     ] {
         let writes = recorded.operation_durations("write");
-        if writes.count() > 0 {
-            println!(
-                "  object-store writes, {:<11} {}  ({} calls)",
-                name,
-                p50_p99_max(&writes),
-                writes.count()
-            );
-        }
+        print_timings(
+            &format!("object-store writes, {name:<11} "),
+            &writes,
+            "calls",
+        );
         // Every commit waits for a metadata transaction, synced to the local disk.
         let commits = recorded.meta_durations("txn");
-        if commits.count() > 0 {
-            println!(
-                "  metadata commits, {:<11}     {}  ({} transactions)",
-                name,
-                p50_p99_max(&commits),
-                commits.count()
-            );
-        }
+        print_timings(
+            &format!("metadata commits, {name:<11}     "),
+            &commits,
+            "transactions",
+        );
         if args.object_wal_window_ms.is_none() {
             println!(
                 "  upload rounds behind the WAL, {:<11} {} (objects flushed at once, not in paced pieces)",
@@ -344,14 +332,11 @@ async fn measure(
             );
             // Part of every append's wait beyond its window: how late windows close.
             let closes = recorded.durations("strata_object_wal_window_close_delay_seconds");
-            if closes.count() > 0 {
-                println!(
-                    "  window close delay, {:<11}    {}  ({} closed by the clock)",
-                    name,
-                    p50_p99_max(&closes),
-                    closes.count()
-                );
-            }
+            print_timings(
+                &format!("window close delay, {name:<11}    "),
+                &closes,
+                "closed by the clock",
+            );
         }
     }
     println!(
@@ -575,6 +560,18 @@ fn strata_core_now() -> u128 {
 }
 
 /// "p50 … ms  p99 … ms  max … ms", widths fixed so that lines align.
+/// One line of a stall's timings, `label` then p50, p99 and max and how many
+/// `counted`; nothing when none were recorded.
+fn print_timings(label: &str, timings: &Latencies, counted: &str) {
+    if timings.count() > 0 {
+        println!(
+            "  {label}{}  ({} {counted})",
+            p50_p99_max(timings),
+            timings.count()
+        );
+    }
+}
+
 fn p50_p99_max(durations: &Latencies) -> String {
     let ms = |q: f64| durations.quantile(q).as_secs_f64() * 1000.0;
     format!(
