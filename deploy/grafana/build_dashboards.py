@@ -95,6 +95,17 @@ storage = dashboard(
         panel("Back-pressure waits and uploads behind", "ops",
               (f"sum(rate(strata_stream_backpressure_total{{{B}}}[$__rate_interval])) or vector(0)", "append waits"),
               (f"sum(rate(strata_upload_rounds_behind_total{{{B}}}[$__rate_interval])) or vector(0)", "upload rounds behind")),
+    ]), ("Object WAL", [
+        panel("Windows written", "ops", (f"sum by (instance) (rate(strata_object_wal_window_bytes_count{{{B}}}[$__rate_interval]))", "{{instance}}")),
+        panel("Window size", "bytes",
+              (f"sum(rate(strata_object_wal_window_bytes_sum{{{B}}}[$__rate_interval])) / sum(rate(strata_object_wal_window_bytes_count{{{B}}}[$__rate_interval]))", "mean"),
+              (f"histogram_quantile(0.99, sum by (le) (rate(strata_object_wal_window_bytes_bucket{{{B}}}[$__rate_interval])))", "p99")),
+        panel("Bytes gathered or not yet committed", "bytes", (f"sum by (instance) (strata_object_wal_queued_bytes{{{B}}})", "{{instance}}"), width=8),
+        panel("Window close delay p99", "s", (f"histogram_quantile(0.99, sum by (le) (rate(strata_object_wal_window_close_delay_seconds_bucket{{{B}}}[$__rate_interval])))", "p99"), width=8),
+        panel("Failed and hedged windows", "ops",
+              (f"sum(rate(strata_object_wal_failures_total{{{B}}}[$__rate_interval])) or vector(0)", "failed"),
+              (f"sum(rate(strata_object_wal_hedged_writes_total{{{B}}}[$__rate_interval])) or vector(0)", "hedged"),
+              (f"sum(rate(strata_object_wal_hedge_wins_total{{{B}}}[$__rate_interval])) or vector(0)", "hedge won"), width=8),
     ]), ("Uploads and caches", [
         panel("Upload throughput", "Bps", (f"sum(rate(strata_upload_bytes_total{{{B}}}[$__rate_interval]))", "bytes")),
         panel("Upload latency p99", "s", (f"histogram_quantile(0.99, sum by (le) (rate(strata_upload_duration_seconds_bucket{{{B}}}[$__rate_interval])))", "p99")),

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Prometheus (Debian package) scraping one Strata broker every second with the alert
+# Prometheus (Debian package) scraping Strata brokers every second with the alert
 # rules of deploy/prometheus/alerts.yml.
 #
-#   PROMETHEUS_TARGET=127.0.0.1:9644 deploy/testbed/prometheus.sh install|start|stop|env
+#   PROMETHEUS_TARGET=127.0.0.1:9644[,127.0.0.1:9645...] deploy/testbed/prometheus.sh install|start|stop|env
 TB_NAME=prometheus
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -19,6 +19,7 @@ tb_start() {
   rm -rf "$state" && mkdir -p "$state/data"
   tb_port_free "$PORT"
   cp "$TESTBED_DIR/../prometheus/alerts.yml" "$state/alerts.yml"
+  local targets; targets=$(printf '"%s", ' ${TARGET//,/ }); targets=${targets%, }
   cat >"$state/prometheus.yml" <<CONF
 global:
   scrape_interval: 1s
@@ -28,7 +29,7 @@ rule_files:
 scrape_configs:
   - job_name: strata
     static_configs:
-      - targets: ["$TARGET"]
+      - targets: [$targets]
 CONF
   tb_spawn prometheus prometheus --config.file="$state/prometheus.yml" \
     --storage.tsdb.path="$state/data" --web.listen-address="127.0.0.1:$PORT"

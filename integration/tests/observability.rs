@@ -1,8 +1,9 @@
 //! A real Prometheus (Debian's `prometheus`, started through `deploy/testbed/`)
-//! scrapes a running broker under load from a real Kafka client; then every panel
-//! query of every dashboard and every alert rule is run through Prometheus's HTTP
-//! API and must be valid and return series, and `/metrics` must show every family
-//! the load exercises with a live value.
+//! scrapes two running brokers, one with the local WAL and one with the object WAL,
+//! under load from a real Kafka client; then every panel query of every dashboard
+//! and every alert rule is run through Prometheus's HTTP API and must be valid and
+//! return series, and each broker's `/metrics` must show every family its load
+//! exercises with a live value.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -66,13 +67,22 @@ fn main() {
         ],
     )
     .unwrap_or_else(|e| fail(e));
-    let prometheus = Testbed::start_with("prometheus", &[("PROMETHEUS_TARGET", &broker.admin())])
+    // The object WAL's panels need a broker that runs it.
+    let object_wal_dir = tempfile::tempdir().unwrap_or_else(|e| fail(e.to_string()));
+    let mut object_wal_broker = BrokerProcess::start_with(
+        BrokerStorage::EmbeddedDefault,
+        object_wal_dir.path(),
+        &[("STRATA_WAL_KIND", "object")],
+    )
+    .unwrap_or_else(|e| fail(e));
+    let targets = format!("{},{}", broker.admin(), object_wal_broker.admin());
+    let prometheus = Testbed::start_with("prometheus", &[("PROMETHEUS_TARGET", &targets)])
         .unwrap_or_else(|e| fail(e));
     let url = prometheus.setting("PROMETHEUS_URL");
     let bootstrap = broker.bootstrap();
     eprintln!(
-        "=== observability: broker {bootstrap}, metrics {}, Prometheus {url}",
-        broker.admin()
+        "=== observability: broker {bootstrap} (local WAL), {} (object WAL), metrics {targets}, Prometheus {url}",
+        object_wal_broker.bootstrap()
     );
 
     // Load: produce and consume in a group with a real client, leave a group lagging,
@@ -90,12 +100,27 @@ fn main() {
             fail(e);
         }
     }
+    let object_wal_acked = dir.path().join("object-wal-acked.txt");
+    let object_wal_acked = object_wal_acked.to_string_lossy();
+    if let Err(e) = clients.librdkafka(
+        &object_wal_broker.bootstrap(),
+        &["produce-load", "traffic", "5000", &object_wal_acked],
+    ) {
+        fail(e);
+    }
     let steady = clients
         .spawn_librdkafka(&bootstrap, &["keep-producing", "steady", "20"])
         .unwrap_or_else(|e| fail(e));
-    // Wait for several scrapes and collector refreshes under the steady load.
+    let object_wal_steady = clients
+        .spawn_librdkafka(
+            &object_wal_broker.bootstrap(),
+            &["keep-producing", "steady", "20"],
+        )
+        .unwrap_or_else(|e| fail(e));
+    // Wait for several scrapes of both brokers and collector refreshes under the
+    // steady load.
     let deadline = Instant::now() + Duration::from_secs(90);
-    while query(&url, "up{job=\"strata\"} == 1").unwrap_or(0) == 0 {
+    while query(&url, "up{job=\"strata\"} == 1").unwrap_or(0) < 2 {
         if Instant::now() > deadline {
             fail(format!(
                 "Prometheus never scraped the broker; broker log:\n{}",
@@ -137,19 +162,32 @@ fn main() {
             Err(e) => failures.push(format!("alert {name}: {e} in {signal}")),
         }
     }
-    let text = curl(&[&format!("http://{}/metrics", broker.admin())]).unwrap_or_else(|e| fail(e));
-    for family in LIVE_UNDER_LOAD {
-        checked += 1;
-        let live = text
-            .lines()
-            .any(|line| line.starts_with(family) && !line.starts_with('#'));
-        if !live {
-            failures.push(format!("/metrics shows no live {family}"));
+    for (what, admin, families) in [
+        ("local-WAL broker", broker.admin(), LIVE_UNDER_LOAD),
+        (
+            "object-WAL broker",
+            object_wal_broker.admin(),
+            LIVE_UNDER_OBJECT_WAL,
+        ),
+    ] {
+        let text = curl(&[&format!("http://{admin}/metrics")]).unwrap_or_else(|e| fail(e));
+        for family in families {
+            checked += 1;
+            let live = text
+                .lines()
+                .any(|line| line.starts_with(family) && !line.starts_with('#'));
+            if !live {
+                failures.push(format!("{what}'s /metrics shows no live {family}"));
+            }
         }
     }
     if let Err(e) = steady.finish("steady producer") {
         failures.push(e);
     }
+    if let Err(e) = object_wal_steady.finish("steady producer (object WAL)") {
+        failures.push(e);
+    }
+    object_wal_broker.kill();
     // Cardinality: with 10,000 more partitions, all lagging in one group, the default
     // cap keeps the broker well under 50,000 series.
     checked += 1;
@@ -183,7 +221,7 @@ fn main() {
             "test result: ok. {checked} passed ({} panel queries, {} alert rules, {} metric families); 0 failed",
             panels.len(),
             rules.len(),
-            LIVE_UNDER_LOAD.len()
+            LIVE_UNDER_LOAD.len() + LIVE_UNDER_OBJECT_WAL.len()
         );
     } else {
         fail(format!(
@@ -199,6 +237,9 @@ fn main() {
 /// known only when an error happens, and the back-pressure wait histogram appear with
 /// their first event.
 const LIVE_UNDER_LOAD: &[&str] = &[
+    // Records per group commit in count buckets: with the seconds buckets every
+    // commit of more than ten records fell in `+Inf`.
+    "strata_wal_group_commit_records_bucket{le=\"64\"}",
     "strata_stream_backpressure_total",
     "strata_upload_failures_total",
     "strata_upload_rounds_behind_total",
@@ -226,7 +267,6 @@ const LIVE_UNDER_LOAD: &[&str] = &[
     "strata_produce_refused_total",
     "strata_stream_append_bytes_total",
     "strata_wal_bytes_total",
-    "strata_wal_group_commit_records_bucket",
     "strata_kafka_requests_total",
     "strata_kafka_request_errors_total",
     "strata_kafka_request_duration_seconds_bucket",
@@ -269,4 +309,18 @@ const LIVE_UNDER_LOAD: &[&str] = &[
     "strata_runtime_workers",
     "strata_runtime_busy_workers",
     "strata_runtime_global_queue_depth",
+];
+
+/// Families the object-WAL broker must show under its load, beside those it shares
+/// with the local-WAL broker (checked there).
+const LIVE_UNDER_OBJECT_WAL: &[&str] = &[
+    "strata_object_wal_window_bytes_bucket{le=\"1048576\"}",
+    "strata_object_wal_window_bytes_count",
+    "strata_object_wal_queued_bytes",
+    "strata_object_wal_window_close_delay_seconds_bucket",
+    "strata_object_wal_failures_total",
+    "strata_object_wal_hedged_writes_total",
+    "strata_object_wal_hedge_wins_total",
+    "strata_stream_append_duration_seconds_bucket",
+    "strata_upload_objects_total",
 ];

@@ -254,6 +254,18 @@ pub const FAMILIES: &[(&str, Kind, Unit, &str)] = &[
         "How long after its scheduled close a window was taken by the object WAL's window loop (long while every write slot is busy).",
     ),
     (
+        "strata_object_wal_window_bytes",
+        Kind::Histogram,
+        Unit::Bytes,
+        "Bytes in each object WAL window taken for writing (a full window holds `[wal] window_bytes`).",
+    ),
+    (
+        "strata_object_wal_queued_bytes",
+        Kind::Gauge,
+        Unit::Bytes,
+        "Object WAL bytes gathered for the next window or written and not yet committed; appends wait once this reaches its limit.",
+    ),
+    (
         "strata_stream_closed_total",
         Kind::Counter,
         Unit::Count,

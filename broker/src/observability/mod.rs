@@ -10,7 +10,7 @@ mod describe;
 pub mod errors;
 mod http;
 
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub use self::collector::run as run_collector;
 pub use self::http::serve as serve_admin;
@@ -21,13 +21,36 @@ const SECONDS_BUCKETS: &[f64] = &[
     5.0, 10.0,
 ];
 
+/// Buckets for histograms of counts (records per WAL group commit): 1 to 16,384 in
+/// powers of two. The seconds buckets would put every commit of more than ten
+/// records in `+Inf`.
+const COUNT_BUCKETS: &[f64] = &[
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0,
+    16384.0,
+];
+
+/// Buckets for histograms of sizes (bytes per object-WAL window): 4 KiB to 64 MiB,
+/// finer between 1 and 16 MiB, around the 8 MiB default window.
+const BYTES_BUCKETS: &[f64] = &[
+    4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 2097152.0, 4194304.0, 8388608.0, 16777216.0,
+    67108864.0,
+];
+
+/// Histograms that are not durations, with their buckets.
+const OTHER_BUCKETS: &[(&str, &[f64])] = &[
+    ("strata_wal_group_commit_records", COUNT_BUCKETS),
+    ("strata_object_wal_window_bytes", BYTES_BUCKETS),
+];
+
 /// Installs the process-wide Prometheus recorder; `None` if one is already there.
 pub fn install_recorder() -> Option<PrometheusHandle> {
-    let handle = PrometheusBuilder::new()
-        .set_buckets(SECONDS_BUCKETS)
-        .ok()?
-        .install_recorder()
-        .ok()?;
+    let mut builder = PrometheusBuilder::new().set_buckets(SECONDS_BUCKETS).ok()?;
+    for (name, buckets) in OTHER_BUCKETS {
+        builder = builder
+            .set_buckets_for_metric(Matcher::Full((*name).to_string()), buckets)
+            .ok()?;
+    }
+    let handle = builder.install_recorder().ok()?;
     describe::describe_all();
     Some(handle)
 }
@@ -42,6 +65,8 @@ pub fn register_zero_series(backend: &'static str) {
         "strata_upload_failures_total",
         "strata_upload_rounds_behind_total",
         "strata_object_wal_failures_total",
+        "strata_object_wal_hedged_writes_total",
+        "strata_object_wal_hedge_wins_total",
         "strata_stream_fenced_total",
         "strata_stream_closed_total",
         "strata_compaction_runs_total",

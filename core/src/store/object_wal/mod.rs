@@ -134,6 +134,13 @@ impl ObjectWal {
             .store(queue.gathered_bytes + queue.taken_bytes, Ordering::Relaxed);
     }
 
+    /// Exports the queued bytes. Once per window taken or settled, not per append:
+    /// a gauge sampled every window is what a scrape can show anyway.
+    fn export_queued(&self, queue: &Queue) {
+        metrics::gauge!("strata_object_wal_queued_bytes")
+            .set((queue.gathered_bytes + queue.taken_bytes) as f64);
+    }
+
     /// Takes the oldest gathered appends, up to the window size (at least one), as
     /// the next window; its bytes count as taken until [`ObjectWal::settled`] is
     /// called with them.
@@ -155,6 +162,7 @@ impl ObjectWal {
         }
         queue.gathered_bytes -= bytes;
         queue.taken_bytes += bytes;
+        self.export_queued(&queue);
         (queue.gathered.drain(..count).collect(), bytes)
     }
 
@@ -164,6 +172,7 @@ impl ObjectWal {
             let mut queue = self.lock();
             queue.taken_bytes = queue.taken_bytes.saturating_sub(bytes);
             self.publish(&queue);
+            self.export_queued(&queue);
         }
         self.room.notify_waiters();
     }
@@ -177,6 +186,7 @@ impl ObjectWal {
             queue.gathered = keep;
             queue.gathered_bytes -= removed.iter().map(|g| g.batch.len()).sum::<usize>();
             self.publish(&queue);
+            self.export_queued(&queue);
             removed
         };
         self.room.notify_waiters();

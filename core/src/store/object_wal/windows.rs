@@ -153,6 +153,7 @@ fn start(
             }),
         }
     }
+    metrics::histogram!("strata_object_wal_window_bytes").record(bytes as f64);
     let streams = pending.iter().map(|p| p.stream).collect();
     let write = inner.tasks.spawn(hedge::write_window(
         inner.clone(),
