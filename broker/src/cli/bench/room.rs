@@ -14,6 +14,10 @@ use super::MIB;
 
 const GIB: f64 = MIB * 1024.0;
 
+/// Room the raw write's warm-up leaves for the store's first turn and its metadata:
+/// that turn is checked at the rates seen in the warm-up, which has to end first.
+pub(super) const RESERVE: u64 = 1 << 30;
+
 /// The filesystem a local-directory store writes to.
 pub(super) struct Room {
     /// The store's root, which may not exist yet.

@@ -67,7 +67,8 @@ pub(super) async fn raw_write_and_ingest(
     // Not counted: memory freed just before (the previous run's page cache, on a
     // local directory) is taken up fast by whoever writes first, before the kernel
     // hands it back; this turn takes it, so neither side's first turn does.
-    let warm_up = raw.write_for(turn, Instant::now()).await?;
+    // Checked object by object: before it, no rate is known to check a turn with.
+    let warm_up = raw.write_for(turn, Instant::now(), room).await?;
     let clock = Instant::now();
     Recorded::since_last(metrics);
     let (mut raw_side, mut ingest) = (Phase::default(), Phase::default());
@@ -79,7 +80,7 @@ pub(super) async fn raw_write_and_ingest(
             let what = format!("the next pair of turns ({done} of {turns} done)");
             room.ensure(needed, &what)?;
         }
-        raw_side.absorb(raw.write_for(turn, clock).await?);
+        raw_side.absorb(raw.write_for(turn, clock, None).await?);
         Recorded::since_last(metrics);
 
         memory.reset();

@@ -8,6 +8,7 @@ use strata_backends::Storage;
 use strata_core::batch::RecordBatch;
 use strata_core::store::{StreamId, StreamStore};
 
+use super::room::{self, Room};
 use super::{BySecond, Latencies, MIB, Phase};
 
 /// An object of `bytes` holding `batch` back to back: the raw baselines write the
@@ -96,15 +97,21 @@ impl RawWriter {
         }
     }
 
-    /// Writes for `turn`; `by_second` counts from `clock`.
+    /// Writes for `turn`; `by_second` counts from `clock`. With `room` (a local
+    /// directory), every four objects start only if they fit beside a reserve.
     pub(super) async fn write_for(
         &mut self,
         turn: Duration,
         clock: Instant,
+        room: Option<&Room>,
     ) -> Result<Phase, String> {
         let started = Instant::now();
         let mut write = Phase::default();
         while started.elapsed() < turn {
+            if let Some(room) = room {
+                let needed = 4 * self.object.len() as u64 + room::RESERVE;
+                room.ensure(needed, "the raw write's next four objects")?;
+            }
             self.write_four(&mut write, clock).await?;
         }
         write.elapsed = started.elapsed();
