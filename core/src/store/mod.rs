@@ -1,10 +1,12 @@
-//! The stream store: append-only streams of record batches, durable in a local WAL,
-//! served from a log cache, and uploaded as stream-set objects to the bucket.
+//! The stream store: append-only streams of record batches, made durable by a WAL
+//! (a local file with group commit, or the object WAL's windows), served from a log
+//! cache, and kept as stream-set and stream objects in the bucket.
 //!
 //! Guarantees:
-//! - [`StreamStore::append`] resolves `Ok` only once the batch is fsynced in the WAL;
-//!   after a crash, recovery replays every such batch that was not yet in a committed
-//!   object, so no acknowledged batch is lost, and none appears twice.
+//! - [`StreamStore::append`] resolves `Ok` only once the batch is durable: fsynced
+//!   in the local WAL, or in a committed object with the object WAL. After a crash,
+//!   recovery replays every local-WAL batch that was not yet in a committed object,
+//!   so no acknowledged batch is lost, and none appears twice.
 //! - Offsets of a stream are dense and assigned in the order appends are called.
 //! - A stream has one owner at a time: opening it bumps its epoch, and every metadata
 //!   commit compares the epoch, so a stale owner can never change it.
@@ -16,6 +18,8 @@ mod cache;
 mod commit;
 mod compaction;
 mod compaction_round;
+mod config;
+mod error;
 mod hedge;
 mod lifecycle;
 mod merge;
@@ -29,170 +33,31 @@ mod prefetch;
 mod range_migration;
 mod read;
 mod retention;
+mod startup;
 mod upload;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes};
 use strata_backends::Storage;
 use tokio::sync::Notify;
 
-use crate::batch::{BatchError, RecordBatch};
-use crate::buffer_pool::{BufferPool, Layout};
+use crate::batch::RecordBatch;
+use crate::buffer_pool::BufferPool;
 use crate::meta::{Compare, MetaStore, Op, Txn};
-use crate::object::FormatError;
-use crate::wal::{LocalWal, LocalWalOptions, Lsn, WalError};
+use crate::wal::{LocalWal, WalError};
 
 use self::append::Unsettled;
 pub use self::append::{Appended, QueuedAppend};
 use self::cache::LogCache;
 pub use self::compaction::CompactionReport;
+pub use self::config::{StoreConfig, WalMode};
+pub use self::error::StoreError;
 pub use self::merge::MergeReport;
 pub use self::metadata::{ObjectRange, StoreMetaError, StreamId};
 pub use self::object_wal::ObjectWalOptions;
 pub use self::retention::{GcReport, RetentionPolicy};
-
-/// Where appends become durable before they are acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum WalMode {
-    /// A local file with group-commit fsync (`wal_dir`); uploads follow later.
-    #[default]
-    Local,
-    /// No local state: each window of appends is one stream-set object.
-    Object(ObjectWalOptions),
-}
-
-/// Settings of the stream store.
-#[derive(Debug, Clone)]
-pub struct StoreConfig {
-    pub wal_mode: WalMode,
-    /// Directory of the local WAL (local mode only).
-    pub wal_dir: PathBuf,
-    pub wal: LocalWalOptions,
-    /// Upload once this much acknowledged data waits (the target object size).
-    pub upload_bytes: usize,
-    /// Upload at least this often while data waits.
-    pub upload_interval: Duration,
-    /// Largest block inside an object: the unit of a ranged read.
-    pub block_bytes: usize,
-    /// Log cache size (acknowledged batches, uploaded or not).
-    pub log_cache_bytes: usize,
-    /// Appends wait while this much data is not yet uploaded.
-    pub max_unuploaded_bytes: usize,
-    /// Block cache size (verified blocks read from objects).
-    pub block_cache_bytes: usize,
-    /// A cold read fetches up to this many bytes of the stream's following blocks in
-    /// the same request.
-    pub read_ahead_bytes: usize,
-    /// Storage reads for cold fetches in flight at once.
-    pub cold_read_concurrency: usize,
-    /// A stream with at least this much data in an upload gets a stream object of its
-    /// own instead of a share of the stream-set object.
-    pub stream_split_bytes: usize,
-    /// Size a compacted stream object grows to.
-    pub stream_object_bytes: u64,
-    /// Stream-set objects holding less data than this are merged (object-WAL
-    /// windows, uploads on a timer); those of a size-triggered upload are not.
-    pub merge_below_bytes: u64,
-    /// Size a merged stream-set object grows to (held in memory while written).
-    pub stream_set_merge_bytes: u64,
-    /// Consecutive small ranges of a stream needed before compaction merges them.
-    pub compaction_min_ranges: usize,
-    /// How often retention policies are applied, streams compacted and garbage
-    /// collected.
-    pub retention_interval: Duration,
-    /// How long an unreferenced object stays in the bucket before deletion.
-    pub deletion_grace: Duration,
-}
-
-impl StoreConfig {
-    pub fn new(wal_dir: PathBuf) -> Self {
-        StoreConfig {
-            wal_mode: WalMode::Local,
-            wal_dir,
-            wal: LocalWalOptions::default(),
-            upload_bytes: 16 << 20,
-            upload_interval: Duration::from_secs(5),
-            block_bytes: 1 << 20,
-            log_cache_bytes: 256 << 20,
-            max_unuploaded_bytes: 256 << 20,
-            block_cache_bytes: 128 << 20,
-            read_ahead_bytes: 4 << 20,
-            cold_read_concurrency: 16,
-            stream_split_bytes: 8 << 20,
-            stream_object_bytes: 64 << 20,
-            merge_below_bytes: 8 << 20,
-            stream_set_merge_bytes: 32 << 20,
-            compaction_min_ranges: 8,
-            retention_interval: Duration::from_secs(60),
-            deletion_grace: Duration::from_secs(60),
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error(transparent)]
-    Meta(#[from] StoreMetaError),
-    #[error(transparent)]
-    Wal(#[from] WalError),
-    #[error(transparent)]
-    Batch(#[from] BatchError),
-    #[error("object {key}: {source}")]
-    Format { key: String, source: FormatError },
-    #[error("object store {operation} {key}: {source}")]
-    Storage {
-        operation: &'static str,
-        key: String,
-        source: Box<opendal::Error>,
-    },
-    #[error("stream {0:?} is not open on this store")]
-    StreamNotOpen(StreamId),
-    #[error("stream {0:?} is being closed on this store")]
-    StreamClosing(StreamId),
-    #[error("stream {0:?} does not exist (never created, or deleted)")]
-    UnknownStream(StreamId),
-    #[error("stream {stream:?} was taken over by a newer owner (our epoch {epoch})")]
-    Fenced { stream: StreamId, epoch: u64 },
-    #[error("offset {offset} of stream {stream:?} is outside {start}..{end}")]
-    OffsetOutOfRange {
-        stream: StreamId,
-        offset: u64,
-        start: u64,
-        end: u64,
-    },
-    #[error("object WAL write failed: {0}")]
-    ObjectWal(String),
-    #[error("a background task of the store failed: {0}")]
-    Task(String),
-    #[error("WAL record {lsn:?} is malformed")]
-    MalformedWalRecord { lsn: Lsn },
-    #[error("the store is closing or closed")]
-    Closed,
-}
-
-impl StoreError {
-    fn storage(
-        operation: &'static str,
-        key: &str,
-    ) -> impl FnOnce(opendal::Error) -> StoreError + use<> {
-        let key = key.to_string();
-        move |source| StoreError::Storage {
-            operation,
-            key,
-            source: Box::new(source),
-        }
-    }
-}
-
-impl From<crate::meta::MetaError> for StoreError {
-    fn from(err: crate::meta::MetaError) -> Self {
-        StoreError::Meta(StoreMetaError::Meta(err))
-    }
-}
+use self::startup::encode_wal_record;
 
 /// The stream store. Cheap to clone.
 #[derive(Clone)]
@@ -266,161 +131,6 @@ struct StreamState {
 }
 
 impl StreamStore {
-    /// Opens the store: replays the WAL (every acknowledged batch not yet in an
-    /// object goes back into the cache and is uploaded), removes objects a crash left
-    /// uncommitted, and starts the uploader.
-    pub async fn open(
-        storage: Storage,
-        meta: Arc<dyn MetaStore>,
-        config: StoreConfig,
-    ) -> Result<StreamStore, StoreError> {
-        let (wal, recovered, first_lsn) = match config.wal_mode {
-            WalMode::Local => {
-                let (wal, recovered) = LocalWal::open(&config.wal_dir, config.wal).await?;
-                let first = wal.first_lsn();
-                (Wal::Local(wal), recovered, first)
-            }
-            WalMode::Object(options) => (
-                Wal::Object(object_wal::ObjectWal::new(options, config.log_cache_bytes)),
-                Vec::new(),
-                Lsn(0),
-            ),
-        };
-        let mut cache = LogCache::new(config.log_cache_bytes, first_lsn);
-        if let Wal::Object(wal) = &wal {
-            cache.charge(wal.queued_bytes());
-        }
-        // The log cache turns its batches over at the ingest rate; a quarter of its
-        // size kept free covers what one eviction releases before appends reuse it.
-        // The object WAL's cache drops batches in the order windows committed them,
-        // about the order they were copied, so batches can share chunks; the local
-        // WAL's uploads take one stream's backlog at a time, and a chunk would live
-        // as long as the batch of its most lagging stream (the benchmark's
-        // local-WAL ingest: 481 MiB live in chunks against 281 a buffer each).
-        let layout = match config.wal_mode {
-            WalMode::Object(_) => Layout::Carved,
-            WalMode::Local => Layout::PerBatch,
-        };
-        let batch_buffers = BufferPool::new(config.log_cache_bytes / 4, layout);
-        let blocks = block_cache::BlockCache::new(config.block_cache_bytes);
-        let cold_reads = tokio::sync::Semaphore::new(config.cold_read_concurrency.max(1));
-        // A quarter of the cold-read budget may go to reading ahead of readers.
-        let config_prefetches = config.cold_read_concurrency / 4;
-        let inner = Arc::new(Inner {
-            storage,
-            meta,
-            wal,
-            config,
-            cache: Mutex::new(cache),
-            streams: Mutex::new(HashMap::new()),
-            upload_wanted: Arc::new(Notify::new()),
-            uploaded: Notify::new(),
-            upload_lock: tokio::sync::Mutex::new(()),
-            rewrite_job: tokio::sync::Mutex::new(()),
-            background: background::Background::start()?,
-            indexes: read::IndexCache::new(1024),
-            blocks,
-            cold_reads,
-            prefetches: prefetch::Prefetches::new(config_prefetches),
-            object_ids: Arc::default(),
-            batch_buffers,
-            tasks: lifecycle::Tasks::new(),
-        });
-        let store = StreamStore { inner };
-        range_migration::migrate_range_keys(store.inner.meta.as_ref()).await?;
-        upload::remove_uncommitted_objects(&store.inner).await?;
-        store.replay(recovered).await?;
-        if store.inner.lock_cache().unuploaded_bytes() > 0 {
-            upload::upload_all(&store.inner).await?;
-        }
-        let (inner, tasks) = (&store.inner, &store.inner.tasks);
-        tasks.spawn(retention::run(
-            Arc::downgrade(inner),
-            inner.config.retention_interval,
-            tasks.stop_signal(),
-        ));
-        match (&inner.wal, inner.config.wal_mode) {
-            (Wal::Object(wal), WalMode::Object(options)) => {
-                tasks.spawn(object_wal::run(
-                    Arc::downgrade(inner),
-                    wal.wake_handle(),
-                    object_wal::start_clock(options.window)?,
-                    tasks.stop_signal(),
-                ));
-            }
-            _ => {
-                tasks.spawn(upload::run(
-                    Arc::downgrade(inner),
-                    inner.upload_wanted.clone(),
-                    inner.config.upload_interval,
-                    tasks.stop_signal(),
-                ));
-            }
-        }
-        Ok(store)
-    }
-
-    async fn replay(&self, recovered: Vec<crate::wal::RecoveredRecord>) -> Result<(), StoreError> {
-        let mut records = Vec::with_capacity(recovered.len());
-        for record in recovered {
-            let (stream, batch) = decode_wal_record(record.record)
-                .ok_or(StoreError::MalformedWalRecord { lsn: record.lsn })?;
-            records.push((stream, batch, record.lsn));
-        }
-        // Every stream in the WAL at once: one read of the object records for all.
-        let streams: Vec<StreamId> = records.iter().map(|(stream, _, _)| *stream).collect();
-        let mut deleted = std::collections::HashSet::new();
-        for (stream, outcome) in self.open_each(&streams).await? {
-            match outcome {
-                Ok(()) => {}
-                // Deleted after its records were written: nothing to bring back.
-                Err(StoreError::UnknownStream(_)) => {
-                    deleted.insert(stream);
-                }
-                Err(err) => return Err(err),
-            }
-        }
-        let (mut replayed, mut uploaded) = (0usize, 0usize);
-        for (stream, batch, lsn) in records {
-            if deleted.contains(&stream) {
-                continue;
-            }
-            let open = self
-                .inner
-                .open_stream_state(stream)
-                .ok_or(StoreError::StreamNotOpen(stream))?;
-            // Batches already in committed objects stay there.
-            let end = batch.end_offset();
-            {
-                let mut cache = self.inner.lock_cache();
-                if cache.is_uploaded(stream, end) {
-                    uploaded += 1;
-                } else {
-                    cache.insert(stream, batch, lsn);
-                    replayed += 1;
-                }
-            }
-            let mut next = open
-                .next_offset
-                .try_lock()
-                .map_err(|_| StoreError::StreamNotOpen(stream))?;
-            *next = (*next).max(end);
-        }
-        if replayed > 0 {
-            tracing::info!(
-                batches = replayed,
-                "replayed acknowledged batches from the WAL"
-            );
-        }
-        if uploaded > 0 {
-            tracing::debug!(
-                batches = uploaded,
-                "WAL records already in objects were left there"
-            );
-        }
-        Ok(())
-    }
-
     /// Creates a new, empty stream and returns its id (not yet open).
     pub async fn create_stream(&self) -> Result<StreamId, StoreError> {
         let id = metadata::next_id(self.inner.meta.as_ref(), "c/stream", |id| {
@@ -850,22 +560,6 @@ impl OpenStream {
             epoch: self.epoch,
         }
     }
-}
-
-/// `[stream id: u64 LE][batch]`.
-fn encode_wal_record(stream: StreamId, batch: &RecordBatch) -> Bytes {
-    let mut out = Vec::with_capacity(8 + batch.len());
-    out.put_u64_le(stream.0);
-    out.extend_from_slice(batch.bytes());
-    Bytes::from(out)
-}
-
-fn decode_wal_record(mut record: Bytes) -> Option<(StreamId, RecordBatch)> {
-    if record.len() < 8 {
-        return None;
-    }
-    let stream = StreamId(record.get_u64_le());
-    RecordBatch::parse(record).ok().map(|batch| (stream, batch))
 }
 
 #[cfg(test)]
