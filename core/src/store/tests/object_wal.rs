@@ -1,4 +1,6 @@
-//! The object WAL's window pipeline: several writes at once, commits in order.
+//! The object WAL: one object per window for all streams, failed and hedged writes,
+//! the tail kept in the log cache, and the window pipeline (several writes at once,
+//! commits in order).
 
 use super::*;
 
@@ -366,4 +368,174 @@ async fn appends_wait_once_half_the_log_cache_is_queued() {
         expected.push(fixed_batch(i as i64).with_base_offset(appended.base_offset));
     }
     assert_eq!(read_all(&store, stream, 0).await, expected);
+}
+
+#[tokio::test]
+async fn object_wal_writes_one_object_per_window_for_all_streams() {
+    let fixture = Fixture::new();
+    let mut config = fixture.object_wal_config(300);
+    let store = fixture.store_with(config.clone()).await;
+    let streams = open_new_streams(&store, 16).await;
+    let appends: Vec<_> = streams
+        .iter()
+        .map(|&id| {
+            let store = store.clone();
+            tokio::spawn(async move { store.append(id, batch(3, id.0 as i64)).await })
+        })
+        .collect();
+    for append in appends {
+        assert_eq!(append.await.expect("task").expect("append").base_offset, 0);
+    }
+    assert_eq!(fixture.objects(), 1, "16 streams in one window: one PUT");
+    assert_eq!(
+        store.unuploaded_bytes(),
+        0,
+        "nothing waits for upload in object mode"
+    );
+    assert_eq!(
+        read_all(&store, streams[3], 0).await.len(),
+        1,
+        "tail read from the cache"
+    );
+    drop(store);
+
+    // Nothing local: a new store on fresh local state reads everything from objects.
+    config.wal_dir = fixture.dir.path().join("unused");
+    let store = fixture.store_with(config).await;
+    for id in &streams {
+        store.open_stream(*id).await.expect("open");
+        let read = read_all(&store, *id, 0).await;
+        assert_eq!(read, vec![batch(3, id.0 as i64)]);
+    }
+}
+
+#[tokio::test]
+async fn object_wal_failures_fail_appends_and_keep_offsets_dense() {
+    let fixture = Fixture::new();
+    let unreachable = "[storage]\nkind = \"minio\"\nbucket = \"b-1\"\nendpoint = \"http://127.0.0.1:1\"\n\
+                       access_key_id = \"a\"\nsecret_access_key = \"b\"\n[storage.retry]\nmax_retries = 0\n";
+    let storage = Storage::open(&StorageConfig::from_document(unreachable).expect("config"))
+        .expect("storage");
+    let config = fixture.object_wal_config(20);
+    let store = StreamStore::open(storage, fixture.meta().await, config)
+        .await
+        .expect("store");
+    let stream = open_new_streams(&store, 1).await[0];
+    let results: Vec<_> = (0..5)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move { store.append(stream, batch(2, i)).await })
+        })
+        .collect();
+    for result in results {
+        assert!(matches!(
+            result.await.expect("task"),
+            Err(StoreError::ObjectWal(_))
+        ));
+    }
+    assert_eq!(
+        store.offsets(stream).expect("offsets"),
+        (0, 0),
+        "failed appends left no offsets behind"
+    );
+    let again = store.append(stream, batch(2, 9)).await;
+    assert!(again.is_err());
+    assert_eq!(store.offsets(stream).expect("offsets"), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_wal_hedges_a_stalled_write_and_discards_the_loser() {
+    let fixture = Fixture::new();
+    let stall = StallLayer::new("objects/", Duration::from_secs(3));
+    let mut config = fixture.object_wal_config(5);
+    let store = fixture
+        .stalled_store(&stall, fixture.meta().await, config.clone())
+        .await;
+    let stream = open_new_streams(&store, 1).await[0];
+    // One window per append: enough writes for a p99 to hedge on.
+    let mut expected = Vec::new();
+    for i in 0..40 {
+        let appended = store.append(stream, batch(2, i)).await.expect("append");
+        expected.push(batch(2, i).with_base_offset(appended.base_offset));
+    }
+    assert_eq!(fixture.objects(), 40);
+
+    stall.stall_next(1);
+    let started = std::time::Instant::now();
+    let appended = store.append(stream, batch(2, 40)).await.expect("append");
+    let took = started.elapsed();
+    expected.push(batch(2, 40).with_base_offset(appended.base_offset));
+    assert!(
+        took < Duration::from_secs(1),
+        "the append waited {took:?}: its stalled write was not hedged"
+    );
+
+    // The stalled write ends 3 s after it began; its object is then discarded.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while fixture.objects() != 41 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        fixture.objects(),
+        41,
+        "one object per window, the loser gone"
+    );
+    assert_eq!(read_all(&store, stream, 0).await, expected);
+    drop(store);
+
+    config.wal_dir = fixture.dir.path().join("fresh");
+    let store = fixture.store_with(config).await;
+    store.open_stream(stream).await.expect("open");
+    assert_eq!(
+        read_all(&store, stream, 0).await,
+        expected,
+        "every acknowledged batch, once, from objects"
+    );
+    assert_eq!(fixture.objects(), 41, "reopening found nothing to remove");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_wal_tail_stays_in_the_log_cache() {
+    let fixture = Fixture::new();
+    let mut config = fixture.object_wal_config(5);
+    config.log_cache_bytes = 256 * 1024;
+    let store = fixture.store_with(config).await;
+    let streams = open_new_streams(&store, 4).await;
+    let producers: Vec<_> = streams
+        .iter()
+        .map(|&id| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut outstanding = append_in_waves(&store, id).await;
+                outstanding.sort_unstable();
+                outstanding
+            })
+        })
+        .collect();
+    for producer in producers {
+        producer.await.expect("producer");
+    }
+    for id in &streams {
+        let (_, end) = store.offsets(*id).expect("offsets");
+        let cached = store.inner.lock_cache().read(*id, end - 8, usize::MAX);
+        assert!(
+            cached.is_some(),
+            "stream {id:?}: the newest batch is not in the log cache"
+        );
+    }
+}
+
+/// 200 appends with 8 in flight; returns their base offsets.
+async fn append_in_waves(store: &StreamStore, id: StreamId) -> Vec<u64> {
+    let mut offsets = Vec::new();
+    for chunk in 0..25 {
+        let pending: Vec<_> = (0..8)
+            .map(|k| store.append(id, batch(2, chunk * 8 + k)))
+            .collect();
+        for append in pending {
+            offsets.push(append.await.expect("append").base_offset);
+        }
+    }
+    offsets
 }
