@@ -12,6 +12,7 @@ use crate::meta::{EmbeddedMetaStore, EmbeddedOptions};
 use crate::test_support::StallLayer;
 
 mod close_stream;
+mod cold_reads;
 mod compaction;
 mod crash;
 mod lifecycle;
