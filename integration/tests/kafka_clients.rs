@@ -162,6 +162,22 @@ fn kcat(clients: &Clients, storage: &BrokerStorage) -> Result<(), String> {
     Ok(())
 }
 
+/// The broker's startup line says how produced data becomes durable: the local WAL
+/// and its directory, or the object WAL and its window.
+fn startup_line_names_the_wal(_: &Clients, storage: &BrokerStorage) -> Result<(), String> {
+    let f = broker(storage)?;
+    let expected = match storage {
+        BrokerStorage::Document(text) if text.contains("kind = \"object\"") => "object WAL (",
+        _ => "local WAL in ",
+    };
+    let logs = f.broker.all_logs();
+    if logs.contains(expected) {
+        Ok(())
+    } else {
+        Err(format!("the broker log does not say {expected:?}:\n{logs}"))
+    }
+}
+
 /// Idempotent producing while the broker is SIGKILLed twice: afterwards every
 /// acknowledged record is there exactly once, at its acknowledged offset, in order.
 fn sigkill_under_load(clients: &Clients, storage: &BrokerStorage) -> Result<(), String> {
@@ -361,6 +377,7 @@ fn main() {
             graceful_restart,
         ),
         ("bad_input_closes_only_its_connection", bad_input),
+        ("startup_line_names_the_wal", startup_line_names_the_wal),
         (
             "a_second_cluster_on_the_same_storage_root_is_refused",
             second_cluster_refused,
@@ -385,23 +402,47 @@ fn main() {
             graceful_restart,
         ),
     ];
+    // The object WAL (the mode for clusters: no local state) under the same clients:
+    // acknowledgements follow a window's PUT and commit, and a SIGKILL loses the
+    // windows not yet committed, never an acknowledged record.
+    let on_s3_object_wal: &[(&str, Check)] = &[
+        ("startup_line_names_the_wal", startup_line_names_the_wal),
+        ("librdkafka_codecs_keys_headers_large_records", codecs),
+        (
+            "sigkill_under_load_loses_nothing_acknowledged",
+            sigkill_under_load,
+        ),
+        (
+            "graceful_restart_keeps_offsets_and_producer_state",
+            graceful_restart,
+        ),
+    ];
     let mut trials = Vec::new();
     let run = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
-    for (label, checks) in [("embedded-default", embedded), ("s3-seaweedfs", on_s3)] {
+    for (label, checks) in [
+        ("embedded-default", embedded),
+        ("s3-seaweedfs", on_s3),
+        ("s3-seaweedfs-object-wal", on_s3_object_wal),
+    ] {
         for (name, check) in checks {
             let clients = clients.clone();
             // Each broker is a cluster of its own: on S3 it gets a root of its own in
             // the shared bucket (a shared root is refused, see above).
-            let storage = if label == "s3-seaweedfs" {
-                BrokerStorage::Document(s3_base.replacen(
-                    "[storage]\n",
-                    &format!("[storage]\nroot = \"/kafka-{run}-{name}\"\n"),
-                    1,
-                ))
-            } else {
-                BrokerStorage::EmbeddedDefault
+            let on_s3 = |wal: &str| {
+                BrokerStorage::Document(
+                    s3_base.replacen(
+                        "[storage]\n",
+                        &format!("[storage]\nroot = \"/kafka-{run}-{label}-{name}\"\n"),
+                        1,
+                    ) + wal,
+                )
+            };
+            let storage = match label {
+                "s3-seaweedfs" => on_s3(""),
+                "s3-seaweedfs-object-wal" => on_s3("\n[wal]\nkind = \"object\"\n"),
+                _ => BrokerStorage::EmbeddedDefault,
             };
             let check = *check;
             trials.push(Trial::test(format!("{label}/{name}"), move || {

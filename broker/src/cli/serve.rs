@@ -6,7 +6,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::broker::Broker;
-use crate::config::StrataConfig;
+use crate::config::{StrataConfig, describe_wal, store_config};
 use crate::{observability, server};
 
 pub async fn run(config: StrataConfig) -> ExitCode {
@@ -33,6 +33,12 @@ pub async fn run(config: StrataConfig) -> ExitCode {
     observability::register_zero_series(config.storage.backend.kind().as_str());
     let (set_ready, ready) = watch::channel(false);
     tokio::spawn(observability::serve_admin(admin, metrics.clone(), ready));
+    let storage = config.storage.backend.kind().as_str();
+    let wal = describe_wal(&store_config(
+        &config.broker.data_dir,
+        &config.wal,
+        &config.cache,
+    ));
     let broker = match Broker::start(config).await {
         Ok(broker) => broker,
         Err(err) => {
@@ -44,10 +50,12 @@ pub async fn run(config: StrataConfig) -> ExitCode {
         %listen,
         advertised = %format!("{}:{}", broker.node.host, broker.node.port),
         node_id = broker.node.node_id,
+        storage,
+        %wal,
         "strata broker serving Kafka clients"
     );
     eprintln!(
-        "strata: serving Kafka on {listen} (advertised as {}:{}); metrics on http://{admin_addr}/metrics",
+        "strata: serving Kafka on {listen} (advertised as {}:{}); {storage} storage, {wal}; metrics on http://{admin_addr}/metrics",
         broker.node.host, broker.node.port
     );
     tokio::spawn(observability::run_collector(std::sync::Arc::downgrade(

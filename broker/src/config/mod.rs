@@ -12,7 +12,7 @@ mod store;
 
 pub use self::admin::{AdminSection, MetricsSection};
 pub use self::broker::BrokerSection;
-pub use self::store::{CacheSection, WalKind, WalSection, store_config};
+pub use self::store::{CacheSection, WalKind, WalSection, describe_wal, store_config};
 
 /// The embedded default: `conf/strata.toml`, used when no `--config` is given.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../../conf/strata.toml");

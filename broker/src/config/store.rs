@@ -76,6 +76,19 @@ impl Default for CacheSection {
 }
 
 /// The stream store's settings from the config sections.
+/// How produced data becomes durable, for the startup line: `local WAL in <dir>`,
+/// or the object WAL with its window.
+pub fn describe_wal(config: &StoreConfig) -> String {
+    match config.wal_mode {
+        WalMode::Local => format!("local WAL in {}", config.wal_dir.display()),
+        WalMode::Object(options) => format!(
+            "object WAL ({:?} windows, written early at {} MiB)",
+            options.window,
+            options.max_bytes as f64 / f64::from(1 << 20)
+        ),
+    }
+}
+
 pub fn store_config(data_dir: &Path, wal: &WalSection, cache: &CacheSection) -> StoreConfig {
     let wal_dir = wal.dir.clone().unwrap_or_else(|| data_dir.join("wal"));
     let mut config = StoreConfig::new(wal_dir);
@@ -98,6 +111,20 @@ pub fn store_config(data_dir: &Path, wal: &WalSection, cache: &CacheSection) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_startup_line_says_which_wal_makes_data_durable() {
+        let cache = CacheSection::default();
+        let mut wal = WalSection::default();
+        let local = store_config(Path::new("/var/lib/strata"), &wal, &cache);
+        assert_eq!(describe_wal(&local), "local WAL in /var/lib/strata/wal");
+        wal.kind = WalKind::Object;
+        let object = store_config(Path::new("/var/lib/strata"), &wal, &cache);
+        assert_eq!(
+            describe_wal(&object),
+            "object WAL (50ms windows, written early at 8 MiB)"
+        );
+    }
 
     #[test]
     fn the_wal_lives_in_the_data_directory_unless_given_its_own() {
