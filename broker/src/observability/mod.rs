@@ -10,7 +10,7 @@ mod describe;
 pub mod errors;
 mod http;
 
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub use self::collector::run as run_collector;
 pub use self::http::serve as serve_admin;
@@ -42,15 +42,18 @@ const OTHER_BUCKETS: &[(&str, &[f64])] = &[
     ("strata_object_wal_window_bytes", BYTES_BUCKETS),
 ];
 
+/// The recorder's settings: the buckets of every histogram.
+fn builder() -> Result<PrometheusBuilder, BuildError> {
+    let mut builder = PrometheusBuilder::new().set_buckets(SECONDS_BUCKETS)?;
+    for (name, buckets) in OTHER_BUCKETS {
+        builder = builder.set_buckets_for_metric(Matcher::Full((*name).to_string()), buckets)?;
+    }
+    Ok(builder)
+}
+
 /// Installs the process-wide Prometheus recorder; `None` if one is already there.
 pub fn install_recorder() -> Option<PrometheusHandle> {
-    let mut builder = PrometheusBuilder::new().set_buckets(SECONDS_BUCKETS).ok()?;
-    for (name, buckets) in OTHER_BUCKETS {
-        builder = builder
-            .set_buckets_for_metric(Matcher::Full((*name).to_string()), buckets)
-            .ok()?;
-    }
-    let handle = builder.install_recorder().ok()?;
+    let handle = builder().ok()?.install_recorder().ok()?;
     describe::describe_all();
     Some(handle)
 }
@@ -110,5 +113,37 @@ pub fn register_zero_series(backend: &'static str) {
         "revoke_lease",
     ] {
         metrics::counter!("strata_meta_errors_total", "operation" => operation).absolute(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Renders what `record` records through the broker's recorder settings.
+    fn rendered(record: impl FnOnce()) -> String {
+        let recorder = builder().expect("valid buckets").build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, record);
+        handle.render()
+    }
+
+    #[test]
+    fn counts_and_sizes_have_buckets_of_their_own() {
+        let text = rendered(|| {
+            metrics::histogram!("strata_wal_group_commit_records").record(40.0);
+            metrics::histogram!("strata_object_wal_window_bytes").record(3e6);
+            metrics::histogram!("strata_wal_fsync_seconds").record(0.003);
+        });
+        for line in [
+            "strata_wal_group_commit_records_bucket{le=\"32\"} 0",
+            "strata_wal_group_commit_records_bucket{le=\"64\"} 1",
+            "strata_object_wal_window_bytes_bucket{le=\"2097152\"} 0",
+            "strata_object_wal_window_bytes_bucket{le=\"4194304\"} 1",
+            "strata_wal_fsync_seconds_bucket{le=\"0.0025\"} 0",
+            "strata_wal_fsync_seconds_bucket{le=\"0.005\"} 1",
+        ] {
+            assert!(text.contains(line), "no {line:?} in\n{text}");
+        }
     }
 }
