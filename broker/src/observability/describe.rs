@@ -239,7 +239,7 @@ pub const FAMILIES: &[(&str, Kind, Unit, &str)] = &[
         "strata_object_wal_hedged_writes_total",
         Kind::Counter,
         Unit::Count,
-        "Object WAL windows written a second time because the first write ran past the recent p95.",
+        "Object WAL windows written a second time because the first write ran past the recent p95 and twice the median.",
     ),
     (
         "strata_object_wal_hedge_wins_total",
