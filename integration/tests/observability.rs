@@ -123,8 +123,9 @@ fn main() {
     while query(&url, "up{job=\"strata\"} == 1").unwrap_or(0) < 2 {
         if Instant::now() > deadline {
             fail(format!(
-                "Prometheus never scraped the broker; broker log:\n{}",
-                broker.log_tail()
+                "Prometheus did not scrape both brokers; local-WAL broker log:\n{}\nobject-WAL broker log:\n{}",
+                broker.log_tail(),
+                object_wal_broker.log_tail()
             ));
         }
         std::thread::sleep(Duration::from_millis(500));

@@ -75,7 +75,6 @@ impl Default for CacheSection {
     }
 }
 
-/// The stream store's settings from the config sections.
 /// How produced data becomes durable, for the startup line: `local WAL in <dir>`,
 /// or the object WAL with its window.
 pub fn describe_wal(config: &StoreConfig) -> String {
@@ -89,6 +88,7 @@ pub fn describe_wal(config: &StoreConfig) -> String {
     }
 }
 
+/// The stream store's settings from the config sections.
 pub fn store_config(data_dir: &Path, wal: &WalSection, cache: &CacheSection) -> StoreConfig {
     let wal_dir = wal.dir.clone().unwrap_or_else(|| data_dir.join("wal"));
     let mut config = StoreConfig::new(wal_dir);

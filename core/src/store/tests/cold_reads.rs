@@ -40,9 +40,14 @@ async fn appends_finish_while_a_cold_read_waits(fixture: &Fixture, config: Store
     let reader = store.clone();
     let read_stream = streams[0];
     let read = tokio::spawn(async move { reader.fetch(read_stream, 0, usize::MAX).await });
-    while stall.most_reads_in_flight() == 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let reading = async {
+        while stall.most_reads_in_flight() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), reading)
+        .await
+        .expect("the cold read reaches the object store");
 
     // Both streams take appends, the one being read included, and they are uploaded.
     let mut appended = Vec::new();
