@@ -22,7 +22,8 @@ use crate::wal::{LocalWal, Lsn};
 impl StreamStore {
     /// Opens the store: replays the WAL (every acknowledged batch not yet in an
     /// object goes back into the cache and is uploaded), removes objects a crash left
-    /// uncommitted, and starts the uploader.
+    /// uncommitted, and starts the background tasks (the uploader or the object WAL's
+    /// window loop, and the maintenance round).
     pub async fn open(
         storage: Storage,
         meta: Arc<dyn MetaStore>,
