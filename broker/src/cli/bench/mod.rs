@@ -559,7 +559,6 @@ fn strata_core_now() -> u128 {
         .map_or(0, |d| d.as_nanos())
 }
 
-/// "p50 … ms  p99 … ms  max … ms", widths fixed so that lines align.
 /// One line of a stall's timings, `label` then p50, p99 and max and how many
 /// `counted`; nothing when none were recorded.
 fn print_timings(label: &str, timings: &Latencies, counted: &str) {
@@ -572,6 +571,7 @@ fn print_timings(label: &str, timings: &Latencies, counted: &str) {
     }
 }
 
+/// "p50 … ms  p99 … ms  max … ms", widths fixed so that lines align.
 fn p50_p99_max(durations: &Latencies) -> String {
     let ms = |q: f64| durations.quantile(q).as_secs_f64() * 1000.0;
     format!(
