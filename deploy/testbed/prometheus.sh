@@ -19,7 +19,9 @@ tb_start() {
   rm -rf "$state" && mkdir -p "$state/data"
   tb_port_free "$PORT"
   cp "$TESTBED_DIR/../prometheus/alerts.yml" "$state/alerts.yml"
-  local targets; targets=$(printf '"%s", ' ${TARGET//,/ }); targets=${targets%, }
+  # Split on commas only, into an array: no word splitting or globbing of the list.
+  local -a listed; IFS=, read -r -a listed <<<"$TARGET"
+  local targets; targets=$(printf '"%s", ' "${listed[@]}"); targets=${targets%, }
   cat >"$state/prometheus.yml" <<CONF
 global:
   scrape_interval: 1s
