@@ -30,9 +30,18 @@ def variables(*extra):
     return out
 
 
-def panel(title, unit, *targets, kind="timeseries", width=12):
-    return {"title": title, "type": kind, "datasource": DS, "unit": unit, "width": width,
-            "targets": [{"expr": expr, "legendFormat": legend} for expr, legend in targets]}
+def panel(title, unit, *targets, kind="timeseries", width=12, description=None):
+    out = {"title": title, "type": kind, "datasource": DS, "unit": unit, "width": width,
+           "targets": [{"expr": expr, "legendFormat": legend} for expr, legend in targets]}
+    if description:
+        out["description"] = description
+    return out
+
+
+# Shown in a panel's tooltip, so that a panel with no data on a broker running the
+# other WAL kind reads as expected rather than as a broken query.
+LOCAL_WAL_ONLY = 'Local WAL only ([wal] kind = "local"): no data on a broker with the object WAL.'
+OBJECT_WAL_ONLY = 'Object WAL only ([wal] kind = "object"): no data on a broker with the local WAL.'
 
 
 def dashboard(uid, title, description, templating, rows):
@@ -90,22 +99,24 @@ storage = dashboard(
         panel("Append latency p50 / p99", "s",
               (f"histogram_quantile(0.5, sum by (le) (rate(strata_stream_append_duration_seconds_bucket{{{B}}}[$__rate_interval])))", "p50"),
               (f"histogram_quantile(0.99, sum by (le) (rate(strata_stream_append_duration_seconds_bucket{{{B}}}[$__rate_interval])))", "p99")),
-        panel("WAL fsync p99", "s", (f"histogram_quantile(0.99, sum by (le) (rate(strata_wal_fsync_seconds_bucket{{{B}}}[$__rate_interval])))", "p99")),
+        panel("WAL fsync p99", "s", (f"histogram_quantile(0.99, sum by (le) (rate(strata_wal_fsync_seconds_bucket{{{B}}}[$__rate_interval])))", "p99"),
+              description=LOCAL_WAL_ONLY),
         panel("Bytes not yet uploaded", "bytes", (f"sum by (instance) (strata_wal_unuploaded_bytes{{{B}}})", "{{instance}}")),
         panel("Back-pressure waits and uploads behind", "ops",
               (f"sum(rate(strata_stream_backpressure_total{{{B}}}[$__rate_interval])) or vector(0)", "append waits"),
               (f"sum(rate(strata_upload_rounds_behind_total{{{B}}}[$__rate_interval])) or vector(0)", "upload rounds behind")),
     ]), ("Object WAL", [
-        panel("Windows written", "ops", (f"sum by (instance) (rate(strata_object_wal_window_bytes_count{{{B}}}[$__rate_interval]))", "{{instance}}")),
+        panel("Windows written", "ops", (f"sum by (instance) (rate(strata_object_wal_window_bytes_count{{{B}}}[$__rate_interval]))", "{{instance}}"), description=OBJECT_WAL_ONLY),
         panel("Window size", "bytes",
               (f"sum(rate(strata_object_wal_window_bytes_sum{{{B}}}[$__rate_interval])) / sum(rate(strata_object_wal_window_bytes_count{{{B}}}[$__rate_interval]))", "mean"),
-              (f"histogram_quantile(0.99, sum by (le) (rate(strata_object_wal_window_bytes_bucket{{{B}}}[$__rate_interval])))", "p99")),
-        panel("Bytes gathered or not yet committed", "bytes", (f"sum by (instance) (strata_object_wal_queued_bytes{{{B}}})", "{{instance}}"), width=8),
-        panel("Window close delay p99", "s", (f"histogram_quantile(0.99, sum by (le) (rate(strata_object_wal_window_close_delay_seconds_bucket{{{B}}}[$__rate_interval])))", "p99"), width=8),
+              (f"histogram_quantile(0.99, sum by (le) (rate(strata_object_wal_window_bytes_bucket{{{B}}}[$__rate_interval])))", "p99"), description=OBJECT_WAL_ONLY),
+        panel("Bytes gathered or not yet committed", "bytes", (f"sum by (instance) (strata_object_wal_queued_bytes{{{B}}})", "{{instance}}"), width=8, description=OBJECT_WAL_ONLY),
+        panel("Window close delay p99", "s", (f"histogram_quantile(0.99, sum by (le) (rate(strata_object_wal_window_close_delay_seconds_bucket{{{B}}}[$__rate_interval])))", "p99"), width=8, description=OBJECT_WAL_ONLY),
         panel("Failed and hedged windows", "ops",
               (f"sum(rate(strata_object_wal_failures_total{{{B}}}[$__rate_interval])) or vector(0)", "failed"),
               (f"sum(rate(strata_object_wal_hedged_writes_total{{{B}}}[$__rate_interval])) or vector(0)", "hedged"),
-              (f"sum(rate(strata_object_wal_hedge_wins_total{{{B}}}[$__rate_interval])) or vector(0)", "hedge won"), width=8),
+              (f"sum(rate(strata_object_wal_hedge_wins_total{{{B}}}[$__rate_interval])) or vector(0)", "hedge won"), width=8,
+              description=OBJECT_WAL_ONLY),
     ]), ("Uploads and caches", [
         panel("Upload throughput", "Bps", (f"sum(rate(strata_upload_bytes_total{{{B}}}[$__rate_interval]))", "bytes")),
         panel("Upload latency p99", "s", (f"histogram_quantile(0.99, sum by (le) (rate(strata_upload_duration_seconds_bucket{{{B}}}[$__rate_interval])))", "p99")),
