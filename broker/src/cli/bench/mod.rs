@@ -12,6 +12,7 @@ mod memory;
 pub mod meta;
 mod recorded;
 mod room;
+mod targets;
 mod turns;
 mod workload;
 
@@ -280,8 +281,11 @@ async fn measure(
         "    unthrottled by second: {} MiB/s",
         full.by_second.line(span)
     );
-    if let (Some(window_ms), Some(put_p99)) = (args.object_wal_window_ms, window_put_p99) {
-        let bound = Duration::from_millis(window_ms) + 2 * put_p99;
+    let object_wal_bound = args
+        .object_wal_window_ms
+        .zip(window_put_p99)
+        .map(|(window_ms, put_p99)| Duration::from_millis(window_ms) + 2 * put_p99);
+    if let Some(bound) = object_wal_bound {
         println!(
             "    bound at fixed rate: window + 2 PUT p99s {:>7.2} ms: {}",
             ms(bound),
@@ -292,10 +296,8 @@ async fn measure(
             }
         );
     }
-    println!(
-        "  ingest vs raw write          {:>6.0} %",
-        100.0 * full.mib_per_sec() / raw_write_rate
-    );
+    let ingest_share = 100.0 * full.mib_per_sec() / raw_write_rate;
+    println!("  ingest vs raw write          {ingest_share:>6.0} %");
     let fsyncs = ingestion[1].durations("strata_wal_fsync_seconds");
     print_timings("WAL write+fsync at fixed rate  ", &fsyncs, "group commits");
     // Stalls of the store itself, beside the appends' latency: a slow PUT (or a slow
@@ -339,9 +341,10 @@ async fn measure(
             );
         }
     }
+    let puts_per_gib = objects as f64 / ingested_gib;
     println!(
         "  PUTs per GiB ingested        {:>8.1}  ({} objects, {:.2} GiB, {:.1} MiB per object; {} operator write calls)",
-        objects as f64 / ingested_gib,
+        puts_per_gib,
         objects,
         ingested_gib,
         ingested_gib * 1024.0 / objects.max(1) as f64,
@@ -351,6 +354,19 @@ async fn measure(
         "  metadata log per GiB ingested {:>7.1} KiB",
         meta_bytes as f64 / 1024.0 / ingested_gib
     );
+    // One object per window whatever the number of streams: windows counted as the
+    // object WAL starts writing them, objects as they are committed.
+    let object_wal = object_wal_bound.map(|bound| targets::ObjectWalFigures {
+        bound,
+        windows: total(&|r| r.counter("strata_object_wal_window_bytes_count")),
+        objects,
+    });
+    if let Some(object_wal) = &object_wal {
+        println!(
+            "  object WAL windows written   {:>8}  ({} objects committed for them)",
+            object_wal.windows, object_wal.objects
+        );
+    }
 
     // The newest quarter of the log cache, spread over the streams: what a consumer
     // keeping up with producers reads.
@@ -445,11 +461,10 @@ async fn measure(
         metrics,
         drop_page_cache: args.drop_page_cache,
     };
-    peaks.push(
-        cold_read
-            .run(&cold, "cold read (objects)", "cold read")
-            .await?,
-    );
+    let (peak, cold_share) = cold_read
+        .run(&cold, "cold read (objects)", "cold read")
+        .await?;
+    peaks.push(peak);
 
     // What the store's maintenance does to old data within a minute: small
     // stream-set objects are merged, then each stream's small ranges become stream
@@ -490,11 +505,10 @@ async fn measure(
     drop(cold);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let cold = open_cold("wal-compacted").await?;
-    peaks.push(
-        cold_read
-            .run(&cold, "cold read, compacted", "cold read, compacted")
-            .await?,
-    );
+    let (peak, compacted_share) = cold_read
+        .run(&cold, "cold read, compacted", "cold read, compacted")
+        .await?;
+    peaks.push(peak);
     // The store's budget: what its caches may hold, plus 128 MiB for everything else.
     let budget = (cache_bytes + block_cache_bytes) as f64 / MIB + 128.0;
     let store_peak = peaks.iter().map(|p| p.rss).fold(0.0, f64::max);
@@ -506,6 +520,21 @@ async fn measure(
     );
     for peak in &peaks {
         println!("    {peak}");
+    }
+    println!("  targets (docs/benchmarks.md), judged on this run:");
+    let figures = targets::Figures {
+        fixed_rate_mib: paced.mib_per_sec(),
+        fixed_p99: paced.percentile(0.99),
+        object_wal,
+        ingest_share,
+        puts_per_gib,
+        cold_share,
+        compacted_share,
+        peak_rss_mib: store_peak,
+        cache_mib: (cache_bytes + block_cache_bytes) as f64 / MIB,
+    };
+    for verdict in targets::judge(&figures) {
+        println!("{verdict}");
     }
     cold.close().await.map_err(|e| e.to_string())
 }
@@ -523,13 +552,13 @@ struct ColdRead<'a> {
 
 impl ColdRead<'_> {
     /// Reads, prints throughput, GETs per GiB and the share of the raw read, and
-    /// returns the phase's memory peak as `phase`.
+    /// returns the phase's memory peak as `phase` and that share (percent).
     async fn run(
         &self,
         store: &StreamStore,
         name: &str,
         phase: &'static str,
-    ) -> Result<PhasePeak, String> {
+    ) -> Result<(PhasePeak, f64), String> {
         if self.drop_page_cache {
             drop_page_cache()?;
         }
@@ -544,12 +573,9 @@ impl ColdRead<'_> {
             gets as f64 / (read.bytes as f64 / (MIB * 1024.0)),
             self.readers,
         );
-        println!(
-            "  {:<28} {:>6.0} %",
-            format!("{name} vs raw read"),
-            100.0 * read.mib_per_sec() / self.raw_read
-        );
-        Ok(peak)
+        let share = 100.0 * read.mib_per_sec() / self.raw_read;
+        println!("  {:<28} {share:>6.0} %", format!("{name} vs raw read"));
+        Ok((peak, share))
     }
 }
 

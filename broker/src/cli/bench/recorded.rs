@@ -45,6 +45,15 @@ impl HistogramFn for Durations {
 }
 
 /// The bench prints durations only; other histograms (sizes, counts) are dropped.
+/// Counts the samples of a histogram whose values the bench does not keep.
+struct Samples(Arc<AtomicU64>);
+
+impl HistogramFn for Samples {
+    fn record(&self, _: f64) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 fn is_duration(key: &Key) -> bool {
     key.name().ends_with("_seconds")
 }
@@ -65,7 +74,16 @@ impl Recorder for BenchMetrics {
 
     fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
         if !is_duration(key) {
-            return Histogram::noop();
+            // Sizes and counts (object WAL windows, group commits): only how many
+            // samples, as the counter `<name>_count`, as Prometheus names it.
+            let count = Key::from_parts(
+                format!("{}_count", key.name()),
+                key.labels().cloned().collect::<Vec<_>>(),
+            );
+            let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+            return Histogram::from_arc(Arc::new(Samples(
+                counters.entry(count).or_default().clone(),
+            )));
         }
         let mut durations = self
             .durations
@@ -213,7 +231,9 @@ mod tests {
         assert_eq!(writes.count(), 2);
         assert!(writes.quantile(1.0) >= Duration::from_millis(249));
         assert_eq!(first.operation_durations("read").count(), 0);
+        // A size is not a duration: only its samples are counted.
         assert_eq!(first.durations("strata_x_bytes").count(), 0);
+        assert_eq!(first.counter("strata_x_bytes_count"), 1);
 
         counter.increment(1);
         let second = Recorded::since_last(&metrics);
