@@ -510,7 +510,7 @@ async fn measure(
         .await?;
     peaks.push(peak);
     // The store's budget: what its caches may hold, plus 128 MiB for everything else.
-    let budget = (cache_bytes + block_cache_bytes) as f64 / MIB + 128.0;
+    let budget = (cache_bytes + block_cache_bytes) as f64 / MIB + targets::RSS_ALLOWANCE_MIB;
     let store_peak = peaks.iter().map(|p| p.rss).fold(0.0, f64::max);
     println!(
         "  peak RSS               {:>8.1} MiB  (budget {budget:.0} MiB = caches {} + {} MiB + 128)",

@@ -17,7 +17,7 @@ const SHARE_OF_RAW: f64 = 80.0;
 /// Objects per GiB ingested with the local WAL (objects averaging 8 MiB or more).
 const MAX_PUTS_PER_GIB: f64 = 128.0;
 /// Peak RSS above the configured caches.
-const RSS_ALLOWANCE_MIB: f64 = 128.0;
+pub(super) const RSS_ALLOWANCE_MIB: f64 = 128.0;
 
 /// What one run measured, as its figures were printed.
 pub(super) struct Figures {
