@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use strata_backends::config::BackendConfig;
-use strata_backends::{Storage, StorageConfig};
+use strata_backends::{Storage, StorageConfig, StorageKind};
 use strata_core::batch::synthetic_batch;
 use strata_core::meta::{EmbeddedMetaStore, EmbeddedOptions, MetaStore, MeteredMetaStore};
 use strata_core::store::{ObjectWalOptions, StoreConfig, StreamId, StreamStore, WalMode};
@@ -535,6 +535,13 @@ async fn measure(
     };
     for verdict in targets::judge(&figures) {
         println!("{verdict}");
+    }
+    if storage.kind() == StorageKind::Fs && !args.drop_page_cache {
+        // Then the raw read is a copy out of memory, which no read that checks every
+        // block's checksum matches (docs/benchmarks.md, cold reads).
+        println!(
+            "    (the local directory's reads came from the page cache; --drop-page-cache reads the disk)"
+        );
     }
     cold.close().await.map_err(|e| e.to_string())
 }
