@@ -30,10 +30,10 @@ pub async fn run(config: StrataConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    observability::register_zero_series(config.storage.backend.kind().as_str());
+    let storage = config.storage.backend.kind().as_str();
+    observability::register_zero_series(storage);
     let (set_ready, ready) = watch::channel(false);
     tokio::spawn(observability::serve_admin(admin, metrics.clone(), ready));
-    let storage = config.storage.backend.kind().as_str();
     let wal = describe_wal(&store_config(
         &config.broker.data_dir,
         &config.wal,

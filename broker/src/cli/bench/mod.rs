@@ -531,7 +531,7 @@ async fn measure(
         cold_share,
         compacted_share,
         peak_rss_mib: store_peak,
-        cache_mib: (cache_bytes + block_cache_bytes) as f64 / MIB,
+        rss_budget_mib: budget,
     };
     for verdict in targets::judge(&figures) {
         println!("{verdict}");

@@ -28,6 +28,9 @@ pub(in crate::cli) fn install_recorder() -> Option<BenchMetrics> {
 pub(in crate::cli) struct BenchMetrics {
     counters: Arc<Mutex<HashMap<Key, Arc<AtomicU64>>>>,
     durations: Arc<Mutex<HashMap<Key, Arc<Durations>>>>,
+    /// Histograms that are not durations, by their own key: each counts into the
+    /// counter `<name>_count`.
+    samples: Arc<Mutex<HashMap<Key, Arc<Samples>>>>,
 }
 
 /// A histogram of durations recorded in seconds, as every `_seconds` metric is.
@@ -75,15 +78,19 @@ impl Recorder for BenchMetrics {
     fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
         if !is_duration(key) {
             // Sizes and counts (object WAL windows, group commits): only how many
-            // samples, as the counter `<name>_count`, as Prometheus names it.
-            let count = Key::from_parts(
-                format!("{}_count", key.name()),
-                key.labels().cloned().collect::<Vec<_>>(),
-            );
-            let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
-            return Histogram::from_arc(Arc::new(Samples(
-                counters.entry(count).or_default().clone(),
-            )));
+            // samples, as the counter `<name>_count`, as Prometheus names it. Looked
+            // up by the histogram's own key: `histogram!` registers at every record
+            // (a group commit's), and the counter's key is built only the first time.
+            let mut samples = self.samples.lock().unwrap_or_else(PoisonError::into_inner);
+            let counted = samples.entry(key.clone()).or_insert_with(|| {
+                let count = Key::from_parts(
+                    format!("{}_count", key.name()),
+                    key.labels().cloned().collect::<Vec<_>>(),
+                );
+                let mut counters = self.counters.lock().unwrap_or_else(PoisonError::into_inner);
+                Arc::new(Samples(counters.entry(count).or_default().clone()))
+            });
+            return Histogram::from_arc(counted.clone());
         }
         let mut durations = self
             .durations
