@@ -61,6 +61,8 @@ struct StallState {
     read_delay_ns: std::sync::atomic::AtomicU64,
     reads_in_flight: std::sync::atomic::AtomicUsize,
     most_reads_in_flight: std::sync::atomic::AtomicUsize,
+    /// Reads under the prefix so far (each GET, delayed or not).
+    reads: std::sync::atomic::AtomicUsize,
 }
 
 impl StallLayer {
@@ -75,6 +77,7 @@ impl StallLayer {
                 read_delay_ns: std::sync::atomic::AtomicU64::new(0),
                 reads_in_flight: std::sync::atomic::AtomicUsize::new(0),
                 most_reads_in_flight: std::sync::atomic::AtomicUsize::new(0),
+                reads: std::sync::atomic::AtomicUsize::new(0),
             }),
         }
     }
@@ -109,11 +112,21 @@ impl StallLayer {
             .load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Holds a read of `path` for the read delay, counted as in flight meanwhile.
+    /// Reads under the prefix so far.
+    pub(crate) fn reads(&self) -> usize {
+        self.state.reads.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Counts a read of `path` and holds it for the read delay, counted as in flight
+    /// meanwhile.
     async fn delay_read(&self, path: &str) {
         use std::sync::atomic::Ordering;
+        if !path.starts_with(&self.state.prefix) {
+            return;
+        }
+        self.state.reads.fetch_add(1, Ordering::SeqCst);
         let delay = self.state.read_delay_ns.load(Ordering::SeqCst);
-        if delay == 0 || !path.starts_with(&self.state.prefix) {
+        if delay == 0 {
             return;
         }
         let now = self.state.reads_in_flight.fetch_add(1, Ordering::SeqCst) + 1;

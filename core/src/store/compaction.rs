@@ -2,31 +2,18 @@
 //! rewritten into one stream object each run, so cold reads of a stream touch few
 //! objects and stream-set objects become garbage once every stream has moved out.
 //!
-//! Memory stays bounded: source blocks are read in runs of at most `COPY_READ`
-//! bytes, `READS_AHEAD` at a time (a part's worth), and streamed into a multipart
-//! writer. The commit takes the old ranges out of their objects' records and writes
+//! The copies themselves, a batch of streams at a time with bounded memory, are in
+//! `compaction_copy`. The commit takes the old ranges out of their objects' records and writes
 //! the new object's, in a transaction that compares the stream's epoch and each
 //! record's revision: a record another stream rewrote meanwhile is read again, while
 //! a concurrent retention of this stream or a new owner makes it fail cleanly (the
 //! object is then discarded).
 
-use bytes::Bytes;
-use futures::StreamExt;
-
-use super::metadata::{self, ObjectRange, ObjectRecord, ObjectState, StreamId};
+use super::metadata::{self, ObjectRange, ObjectRecord, StreamId};
 use super::object_ranges;
-use super::{Inner, OpenStream, StoreError, StreamStore, read, upload};
+use super::{Inner, OpenStream, StoreError, StreamStore, upload};
 use crate::meta::{Compare, Op, Txn};
-use crate::object::{BlockEntry, ObjectId, ObjectKind, encode_tail, object_key};
-
-/// The writer's part size.
-const COPY_CHUNK: usize = 8 << 20;
-/// GETs of one copy in flight at once. A stream's part of a source object is often a
-/// few hundred KiB (its share of a merged object, or of a large object-WAL window),
-/// and one such GET at a time left a copy waiting on a remote store's latency.
-pub(super) const READS_AHEAD: usize = 4;
-/// The most one GET of a copy reads: the reads in flight hold one part's worth.
-const COPY_READ: usize = COPY_CHUNK / READS_AHEAD;
+use crate::object::ObjectId;
 
 /// What one compaction of a stream did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -108,46 +95,6 @@ impl WrittenGroup {
             }],
         }
     }
-}
-
-/// Copies `group` of `stream` into a new stream object; discarded again on error.
-pub(super) async fn write_stream_object(
-    inner: &Inner,
-    stream: StreamId,
-    group: &[ObjectRange],
-) -> Result<WrittenGroup, StoreError> {
-    let (id, prepared) = inner
-        .new_object(crate::object::ObjectKind::Stream, 0)
-        .await?;
-    let (size, copied_bytes) = match copy_blocks(inner, stream, id, group).await {
-        Ok(sizes) => sizes,
-        Err(err) => {
-            upload::discard_object(inner, id).await?;
-            return Err(err);
-        }
-    };
-    let merged = ObjectRange {
-        start_offset: group[0].start_offset,
-        end_offset: group[group.len() - 1].end_offset,
-        object: id,
-        bytes: group.iter().map(|r| r.bytes).sum(),
-        max_timestamp: group
-            .iter()
-            .map(|r| r.max_timestamp)
-            .max()
-            .unwrap_or(i64::MIN),
-    };
-    tracing::debug!(stream = stream.0, object = %id, ranges = group.len(), bytes = copied_bytes, "compacted ranges into a stream object");
-    Ok(WrittenGroup {
-        id,
-        committed: ObjectRecord {
-            state: ObjectState::Committed,
-            size,
-            ..prepared
-        },
-        merged,
-        copied_bytes,
-    })
 }
 
 /// One stream's ranges rewritten into a new object: `old` give way to `new`.
@@ -240,70 +187,6 @@ pub(super) async fn commit_rewrites(
         upload::discard_object(inner, object.id).await?;
     }
     Ok(Vec::new())
-}
-
-/// Streams the blocks of `group` into object `id`; returns (object size, block bytes).
-async fn copy_blocks(
-    inner: &Inner,
-    stream: StreamId,
-    id: ObjectId,
-    group: &[ObjectRange],
-) -> Result<(u64, u64), StoreError> {
-    let key = object_key(id);
-    let mut writer = inner
-        .storage
-        .operator()
-        .writer_with(&key)
-        .chunk(COPY_CHUNK)
-        .await
-        .map_err(StoreError::storage("write", &key))?;
-    // Every GET of the group, planned up front (the sources' indexes are mostly
-    // cached: a wave's streams share their source objects).
-    let mut runs: Vec<(ObjectId, Vec<BlockEntry>)> = Vec::new();
-    for range in group {
-        let index = read::load_index(inner, range.object).await?;
-        let blocks: Vec<BlockEntry> = index
-            .blocks_of(stream.0)
-            .iter()
-            .filter(|e| e.start_offset >= range.start_offset && e.end_offset <= range.end_offset)
-            .copied()
-            .collect();
-        let mut next = 0;
-        while next < blocks.len() {
-            let len = read::run_len(&blocks[next..], COPY_READ);
-            runs.push((range.object, blocks[next..next + len].to_vec()));
-            next += len;
-        }
-    }
-    let reads: Vec<_> = runs
-        .iter()
-        .map(|(object, blocks)| read::read_contiguous(inner, *object, blocks))
-        .collect();
-    let mut fetched = futures::stream::iter(reads).buffered(READS_AHEAD);
-    let mut entries: Vec<BlockEntry> = Vec::new();
-    let mut position = 0u64;
-    while let Some(run) = fetched.next().await {
-        for (entry, data) in run? {
-            writer
-                .write(data)
-                .await
-                .map_err(StoreError::storage("write", &key))?;
-            entries.push(BlockEntry { position, ..entry });
-            position += u64::from(entry.len);
-        }
-    }
-    let tail = encode_tail(ObjectKind::Stream, &entries, position);
-    let size = position + tail.len() as u64;
-    metrics::counter!("strata_compaction_written_bytes_total").increment(size);
-    writer
-        .write(Bytes::from(tail))
-        .await
-        .map_err(StoreError::storage("write", &key))?;
-    writer
-        .close()
-        .await
-        .map_err(StoreError::storage("write", &key))?;
-    Ok((size, position))
 }
 
 #[cfg(test)]

@@ -16,14 +16,10 @@ use std::sync::Arc;
 
 use tokio::sync::MutexGuard;
 
-use super::compaction::{
-    CompactionReport, WrittenGroup, commit_rewrites, groups, write_stream_object,
-};
+use super::compaction::{CompactionReport, WrittenGroup, commit_rewrites, groups};
+use super::compaction_copy::{Planned, STREAMS_PER_BATCH, write_stream_objects};
 use super::metadata::{ObjectRange, StreamId};
 use super::{Inner, OpenStream, StoreError, StreamStore, upload};
-
-/// Stream objects a wave writes at once.
-const CONCURRENT_COPIES: usize = 4;
 
 impl StreamStore {
     /// Compacts every open stream, a wave at a time, as the background round does.
@@ -127,37 +123,42 @@ fn next_group(inner: &Inner, open: &OpenStream) -> Option<Vec<ObjectRange>> {
     .map(|group| group.to_vec())
 }
 
-/// Each planned group written into a stream object, [`CONCURRENT_COPIES`] at a
-/// time; on any error every object written is discarded.
+/// Each planned group written into a stream object, [`STREAMS_PER_BATCH`] at a
+/// time (their reads shared); on any error every object written is discarded.
 async fn write_all<'a>(
     inner: &Inner,
     planned: &'a [(&'a OpenStream, Vec<ObjectRange>)],
 ) -> Result<Vec<Copied<'a>>, StoreError> {
-    // A few copies at once: each is a GET and a write at a time, latency-bound on a
-    // remote store, and holds a read and the writer's parts, a few copy chunks
+    // A few copies at once: each holds its writer's parts, the batch its reads
     // (`core/tests/compaction_memory.rs`).
     let mut written = Vec::with_capacity(planned.len());
-    let mut failed = None;
-    for batch in planned.chunks(CONCURRENT_COPIES) {
-        let copies = batch.iter().map(|(open, group)| async move {
-            let object = write_stream_object(inner, open.id, group).await?;
-            Ok::<_, StoreError>(Copied {
-                object,
-                open,
+    for batch in planned.chunks(STREAMS_PER_BATCH) {
+        let copies: Vec<Planned<'_>> = batch
+            .iter()
+            .map(|(open, group)| Planned {
+                stream: open.id,
                 group,
             })
-        });
-        for copy in futures::future::join_all(copies).await {
-            match copy {
-                Ok(object) => written.push(object),
-                Err(err) => failed = failed.or(Some(err)),
+            .collect();
+        match write_stream_objects(inner, &copies).await {
+            Ok(objects) => {
+                written.extend(
+                    objects
+                        .into_iter()
+                        .zip(batch)
+                        .map(|(object, (open, group))| Copied {
+                            object,
+                            open,
+                            group,
+                        }),
+                );
             }
-        }
-        if let Some(err) = failed {
-            for copied in &written {
-                upload::discard_object(inner, copied.object.id).await?;
+            Err(err) => {
+                for copied in &written {
+                    upload::discard_object(inner, copied.object.id).await?;
+                }
+                return Err(err);
             }
-            return Err(err);
         }
     }
     Ok(written)

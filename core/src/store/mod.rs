@@ -17,6 +17,7 @@ mod block_cache;
 mod cache;
 mod commit;
 mod compaction;
+mod compaction_copy;
 mod compaction_round;
 mod config;
 mod error;

@@ -133,7 +133,7 @@ async fn compactions_started_together_copy_a_group_once() {
     let (all, one) = (all.expect("compaction"), one.expect("compaction"));
     assert_eq!(all.objects_written + one.objects_written, 1);
     assert!(
-        stall.most_reads_in_flight() <= crate::store::compaction::READS_AHEAD,
+        stall.most_reads_in_flight() <= crate::store::compaction_copy::READS_AHEAD,
         "two compactions copied the group at once ({} reads in flight)",
         stall.most_reads_in_flight()
     );
@@ -200,6 +200,51 @@ async fn small_stream_set_objects_merge_into_one_with_each_stream_contiguous() {
             read_all(&store, *id, 0).await,
             expected[id],
             "{id:?} read back from the merged object"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_compacted_together_share_their_reads_of_each_object() {
+    const STREAMS: usize = 8;
+    const OBJECTS: usize = 12;
+    let fixture = Fixture::new();
+    let stall = StallLayer::new("objects/", Duration::from_secs(1));
+    let store = fixture
+        .stalled_store(&stall, fixture.meta().await, fixture.config())
+        .await;
+    let streams = open_new_streams(&store, STREAMS).await;
+    let mut expected: Vec<Vec<RecordBatch>> = vec![Vec::new(); STREAMS];
+    for round in 0..OBJECTS {
+        for (at, &stream) in streams.iter().enumerate() {
+            let sent = batch(3, (round * STREAMS + at) as i64);
+            let appended = store.append(stream, sent.clone()).await.expect("append");
+            expected[at].push(sent.with_base_offset(appended.base_offset));
+        }
+        store.flush().await.expect("flush");
+    }
+    assert_eq!(fixture.objects(), OBJECTS, "every stream in every object");
+
+    let before = stall.reads();
+    let report = store.compact_all().await.expect("compaction");
+    let reads = stall.reads() - before;
+    assert_eq!(
+        (report.objects_written, report.ranges_merged),
+        (STREAMS, STREAMS * OBJECTS)
+    );
+    // Each source object's index once, then one GET per object per batch of
+    // streams copied together; a stream at a time would read each object once per
+    // stream (96 GETs, besides the indexes).
+    let batches = STREAMS.div_ceil(super::super::compaction_copy::STREAMS_PER_BATCH);
+    assert!(
+        reads <= OBJECTS + OBJECTS * batches,
+        "{reads} reads compacting {STREAMS} streams out of {OBJECTS} objects"
+    );
+    for (at, &stream) in streams.iter().enumerate() {
+        assert_eq!(
+            read_all(&store, stream, 0).await,
+            expected[at],
+            "stream {at}"
         );
     }
 }
