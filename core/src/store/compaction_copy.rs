@@ -5,21 +5,21 @@
 //! streams (taken in stream order) mostly share their source objects. Copied one
 //! stream at a time, each stream's part of each source object was a GET of its own:
 //! a few hundred KiB when 64 streams share 16 MiB uploads, about 1,700 GETs per GiB
-//! compacted. A batch plans its GETs together instead: a GET takes the next blocks of
-//! every stream of the batch that lie back to back in one source object, so the
-//! batch's streams cost one GET per source object where their parts are adjacent.
+//! compacted. A batch plans its GETs together instead (`compaction_reads`): a GET
+//! takes the blocks of the batch that lie back to back in one source object, so the
+//! batch costs about one GET per source object.
 //!
 //! Memory stays bounded: GETs of at most [`SHARED_READ`] bytes, [`READS_AHEAD`] in
-//! flight, and one multipart writer per stream of the batch. A read shared by several
-//! streams is copied out into one buffer per stream, so that a writer's part never
-//! holds on to the other streams' share of a read.
+//! flight, blocks read ahead of their stream's order held up to a budget, and one
+//! multipart writer per stream of the batch. A read shared by several streams is
+//! copied out into one buffer per stream, so that a writer's part never holds on to
+//! the other streams' share of a read.
 
-use std::collections::VecDeque;
-
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 
 use super::compaction::WrittenGroup;
+use super::compaction_reads::{InOrder, Source, plan_reads, split_by_owner};
 use super::metadata::{ObjectRange, ObjectRecord, ObjectState, StreamId};
 use super::{Inner, StoreError, read, upload};
 use crate::object::{BlockEntry, ObjectId, ObjectKind, encode_tail, object_key};
@@ -49,42 +49,37 @@ pub(super) async fn write_stream_objects(
     batch: &[Planned<'_>],
 ) -> Result<Vec<WrittenGroup>, StoreError> {
     let mut copies = Vec::with_capacity(batch.len());
-    let mut result = Ok(());
-    for _ in batch {
-        match Copy::begin(inner).await {
-            Ok(copy) => copies.push(copy),
-            Err(err) => {
-                result = Err(err);
-                break;
-            }
-        }
-    }
-    if result.is_ok() {
-        result = copy_blocks(inner, batch, &mut copies).await;
-    }
-    let mut written = Vec::with_capacity(copies.len());
-    if result.is_ok() {
-        let finishes: Vec<_> = copies.iter_mut().map(Copy::finish).collect();
-        let finished = futures::future::join_all(finishes).await;
-        result = finished.into_iter().collect::<Result<(), _>>();
-        if result.is_ok() {
-            written = copies
-                .iter()
-                .zip(batch)
-                .map(|(copy, planned)| copy.written(planned.group))
-                .collect();
-        }
-    }
-    if let Err(err) = result {
-        for copy in &copies {
-            upload::discard_object(inner, copy.id).await?;
+    if let Err(err) = copy_batch(inner, batch, &mut copies).await {
+        for copy in &mut copies {
+            copy.discard(inner).await?;
         }
         return Err(err);
     }
+    let written: Vec<WrittenGroup> = copies
+        .iter()
+        .zip(batch)
+        .map(|(copy, planned)| copy.written(planned.group))
+        .collect();
     for (object, planned) in written.iter().zip(batch) {
         tracing::debug!(stream = planned.stream.0, object = %object.id, ranges = planned.group.len(), bytes = object.copied_bytes, "compacted ranges into a stream object");
     }
     Ok(written)
+}
+
+/// Begins a copy per stream of `batch` into `copies`, copies their blocks and
+/// completes their objects.
+async fn copy_batch(
+    inner: &Inner,
+    batch: &[Planned<'_>],
+    copies: &mut Vec<Copy>,
+) -> Result<(), StoreError> {
+    for _ in batch {
+        copies.push(Copy::begin(inner).await?);
+    }
+    copy_blocks(inner, batch, copies).await?;
+    let finishes: Vec<_> = copies.iter_mut().map(Copy::finish).collect();
+    futures::future::try_join_all(finishes).await?;
+    Ok(())
 }
 
 /// One stream's new object being written.
@@ -97,6 +92,8 @@ struct Copy {
     entries: Vec<BlockEntry>,
     position: u64,
     size: u64,
+    /// Whether the object is complete (its writer closed).
+    finished: bool,
 }
 
 impl Copy {
@@ -124,6 +121,7 @@ impl Copy {
             entries: Vec::new(),
             position: 0,
             size: 0,
+            finished: false,
         })
     }
 
@@ -155,8 +153,21 @@ impl Copy {
             .close()
             .await
             .map_err(StoreError::storage("write", &self.key))?;
+        self.finished = true;
         metrics::counter!("strata_compaction_written_bytes_total").increment(self.size);
         Ok(())
+    }
+
+    /// Removes the object, aborting its writer first if it is still open (a remote
+    /// store would otherwise keep the multipart upload's parts).
+    async fn discard(&mut self, inner: &Inner) -> Result<(), StoreError> {
+        if !self.finished
+            && let Err(err) = self.writer.abort().await
+            && err.kind() != opendal::ErrorKind::Unsupported
+        {
+            tracing::debug!(object = %self.id, error = %err, "aborting a compaction's writer failed; the object is removed anyway");
+        }
+        upload::discard_object(inner, self.id).await
     }
 
     /// The finished object, holding `group` as one range.
@@ -192,40 +203,45 @@ async fn copy_blocks(
     batch: &[Planned<'_>],
     copies: &mut [Copy],
 ) -> Result<(), StoreError> {
-    let mut queues = Vec::with_capacity(batch.len());
+    let mut sources = Vec::with_capacity(batch.len());
     for planned in batch {
-        queues.push(blocks_to_copy(inner, planned).await?);
+        sources.push(blocks_to_copy(inner, planned).await?);
     }
-    let reads = plan_reads(queues, SHARED_READ);
+    let reads = plan_reads(&sources, SHARED_READ);
+    let mut in_order: Vec<InOrder> = sources.iter().map(|blocks| InOrder::new(blocks)).collect();
     // Collected first: a stream over a closure borrowing `reads`, held across the
     // awaits below, makes the future not `Send` for the compiler.
     let fetches: Vec<_> = reads
         .iter()
         .map(|planned| async move {
             let read = read::read_contiguous(inner, planned.object, &planned.blocks).await;
-            (read, &planned.owners)
+            (read, planned)
         })
         .collect();
     let mut fetched = futures::stream::iter(fetches).buffered(READS_AHEAD);
-    while let Some((read, owners)) = fetched.next().await {
-        let shares = split_by_owner(read?, owners, copies.len());
+    while let Some((read, planned)) = fetched.next().await {
+        let shares = split_by_owner(read?, &planned.owners, copies.len());
         let writes: Vec<_> = copies
             .iter_mut()
+            .zip(&mut in_order)
             .zip(shares)
             .filter(|(_, share)| !share.is_empty())
-            .map(|(copy, share)| copy.write(share))
+            .map(|((copy, in_order), share)| copy.write(in_order.arrive(planned.object, share)))
             .collect();
         futures::future::try_join_all(writes).await?;
+    }
+    if let Some(owner) = in_order.iter().position(|copy| !copy.is_complete()) {
+        return Err(StoreError::Task(format!(
+            "compaction of stream {} planned reads that missed some of its blocks",
+            batch[owner].stream.0
+        )));
     }
     Ok(())
 }
 
 /// Every block of `planned`'s group, in offset order, with its source object.
-async fn blocks_to_copy(
-    inner: &Inner,
-    planned: &Planned<'_>,
-) -> Result<VecDeque<(ObjectId, BlockEntry)>, StoreError> {
-    let mut blocks = VecDeque::new();
+async fn blocks_to_copy(inner: &Inner, planned: &Planned<'_>) -> Result<Vec<Source>, StoreError> {
+    let mut blocks = Vec::new();
     for range in planned.group {
         let index = read::load_index(inner, range.object).await?;
         blocks.extend(
@@ -239,257 +255,4 @@ async fn blocks_to_copy(
         );
     }
     Ok(blocks)
-}
-
-/// One GET of a batch: blocks back to back in `object`, `owners[i]` the copy that
-/// takes `blocks[i]`.
-#[derive(Debug, PartialEq, Eq)]
-struct SharedRead {
-    object: ObjectId,
-    blocks: Vec<BlockEntry>,
-    owners: Vec<usize>,
-}
-
-/// Plans the GETs that read every block of `queues` (one per copy, each in the
-/// order the copy writes them) at most `budget` bytes each (a single larger block
-/// alone). Only the next block of a copy is ever taken, so each copy receives its
-/// blocks in order whatever the sources' layout.
-///
-/// The copies move through their sources together: a copy that ran ahead would read
-/// alone the parts the others reach later. A GET starts at the next block of the
-/// copy least far through its bytes (ties: the object most copies wait in, then the
-/// first block there), and grows while some copy's next block starts where it ends.
-/// A merged object holds each stream's parts from several uploads together, between
-/// which the stream's parts in other objects come: its copies read it a part at a
-/// time and catch up with the others before they move on.
-fn plan_reads(mut queues: Vec<VecDeque<(ObjectId, BlockEntry)>>, budget: usize) -> Vec<SharedRead> {
-    let totals: Vec<u128> = queues
-        .iter()
-        .map(|queue| {
-            queue
-                .iter()
-                .map(|(_, e)| u128::from(e.len))
-                .sum::<u128>()
-                .max(1)
-        })
-        .collect();
-    let mut taken = vec![0u128; queues.len()];
-    let mut reads = Vec::new();
-    loop {
-        let heads: Vec<(ObjectId, u64, usize)> = queues
-            .iter()
-            .enumerate()
-            .filter_map(|(owner, queue)| queue.front().map(|(o, e)| (*o, e.position, owner)))
-            .collect();
-        let waiting_in = |object: ObjectId| heads.iter().filter(|(o, _, _)| *o == object).count();
-        // Least far through: the smallest share taken, compared without division.
-        let behind = |a: usize, b: usize| (taken[a] * totals[b]).cmp(&(taken[b] * totals[a]));
-        let first = heads
-            .iter()
-            .min_by(|(oa, pa, a), (ob, pb, b)| {
-                behind(*a, *b)
-                    .then(waiting_in(*ob).cmp(&waiting_in(*oa)))
-                    .then((oa, pa).cmp(&(ob, pb)))
-            })
-            .copied();
-        let Some((object, _, owner)) = first else {
-            return reads;
-        };
-        let mut read = SharedRead {
-            object,
-            blocks: Vec::new(),
-            owners: Vec::new(),
-        };
-        let mut next_owner = Some(owner);
-        let mut bytes = 0u64;
-        while let Some(owner) = next_owner {
-            let Some((_, entry)) = queues[owner].pop_front() else {
-                break;
-            };
-            let end = entry.position + u64::from(entry.len);
-            bytes += u64::from(entry.len);
-            taken[owner] += u128::from(entry.len);
-            read.blocks.push(entry);
-            read.owners.push(owner);
-            next_owner = queues.iter().position(|queue| {
-                queue.front().is_some_and(|(o, e)| {
-                    *o == object && e.position == end && bytes + u64::from(e.len) <= budget as u64
-                })
-            });
-        }
-        reads.push(read);
-    }
-}
-
-/// `blocks` (as read, in the read's order) shared out between `copies` copies by
-/// `owners`. A read taken by one copy is handed over as read; shares of a read taken
-/// by several are each copied into a buffer of their own, so that no copy keeps the
-/// whole read alive.
-fn split_by_owner(
-    blocks: Vec<(BlockEntry, Bytes)>,
-    owners: &[usize],
-    copies: usize,
-) -> Vec<Vec<(BlockEntry, Bytes)>> {
-    let mut shares: Vec<Vec<(BlockEntry, Bytes)>> = (0..copies).map(|_| Vec::new()).collect();
-    let shared = owners.iter().any(|&owner| owner != owners[0]);
-    if !shared {
-        if let Some(&owner) = owners.first() {
-            shares[owner] = blocks;
-        }
-        return shares;
-    }
-    let mut buffers: Vec<BytesMut> = (0..copies).map(|_| BytesMut::new()).collect();
-    let mut lens: Vec<Vec<BlockEntry>> = (0..copies).map(|_| Vec::new()).collect();
-    for ((entry, data), &owner) in blocks.iter().zip(owners) {
-        buffers[owner].extend_from_slice(data);
-        lens[owner].push(*entry);
-    }
-    drop(blocks);
-    for (owner, (buffer, entries)) in buffers.into_iter().zip(lens).enumerate() {
-        let mut buffer = buffer.freeze();
-        shares[owner] = entries
-            .into_iter()
-            .map(|entry| (entry, buffer.split_to(entry.len as usize)))
-            .collect();
-    }
-    shares
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry(position: u64, len: u32, start_offset: u64) -> BlockEntry {
-        BlockEntry {
-            stream_id: 0,
-            start_offset,
-            end_offset: start_offset + 1,
-            position,
-            len,
-            record_count: 1,
-            max_timestamp: 0,
-            checksum: 0,
-        }
-    }
-
-    /// Two source objects, each holding streams 0..3 back to back (100 bytes each).
-    fn two_objects(copies: usize) -> Vec<VecDeque<(ObjectId, BlockEntry)>> {
-        (0..copies)
-            .map(|copy| {
-                [ObjectId(7), ObjectId(9)]
-                    .into_iter()
-                    .enumerate()
-                    .map(|(at, object)| (object, entry(copy as u64 * 100, 100, at as u64)))
-                    .collect()
-            })
-            .collect()
-    }
-
-    #[test]
-    fn adjacent_parts_of_the_batch_share_a_read() {
-        let reads = plan_reads(two_objects(3), 1 << 20);
-        assert_eq!(reads.len(), 2, "{reads:?}");
-        assert_eq!(reads[0].object, ObjectId(7));
-        assert_eq!(reads[0].owners, vec![0, 1, 2]);
-        assert_eq!(reads[1].object, ObjectId(9));
-        assert_eq!(reads[1].owners, vec![0, 1, 2]);
-    }
-
-    #[test]
-    fn copies_move_through_their_sources_together() {
-        // Uploads 1, 2, 4 and 6 hold the four streams back to back; uploads 3 and 5
-        // were merged into object 96, which holds each stream's two parts together.
-        let queues: Vec<VecDeque<(ObjectId, BlockEntry)>> = (0..4u64)
-            .map(|copy| {
-                let upload = |object: u64, n: u64| (ObjectId(object), entry(copy * 100, 100, n));
-                let merged =
-                    |part: u64, n: u64| (ObjectId(96), entry(copy * 200 + part * 100, 100, n));
-                VecDeque::from([
-                    upload(1, 0),
-                    upload(2, 1),
-                    merged(0, 2),
-                    upload(4, 3),
-                    merged(1, 4),
-                    upload(6, 5),
-                ])
-            })
-            .collect();
-        let reads = plan_reads(queues, 1 << 20);
-        let shared: Vec<(u64, usize)> =
-            reads.iter().map(|r| (r.object.0, r.owners.len())).collect();
-        // Each upload one GET for the four; the merged object a GET per stream and
-        // part (a stream's parts there are apart in its offsets).
-        assert_eq!(
-            shared,
-            [
-                vec![(1, 4), (2, 4)],
-                vec![(96, 1); 4],
-                vec![(4, 4)],
-                vec![(96, 1); 4],
-                vec![(6, 4)]
-            ]
-            .concat(),
-            "{reads:?}"
-        );
-    }
-
-    #[test]
-    fn reads_stop_at_the_budget_but_take_a_larger_block_alone() {
-        let reads = plan_reads(two_objects(3), 250);
-        assert_eq!(
-            reads.iter().map(|r| r.owners.clone()).collect::<Vec<_>>(),
-            vec![vec![0, 1], vec![2], vec![0, 1], vec![2]]
-        );
-        let alone = plan_reads(two_objects(2), 50);
-        assert_eq!(alone.len(), 4, "each 100-byte block a read of its own");
-    }
-
-    #[test]
-    fn each_copy_gets_its_blocks_in_order_whatever_the_layout() {
-        // Copy 0 reads object 9 before 7 (a merged object of a higher id holding
-        // older offsets); copy 1 the other way round.
-        let queues = vec![
-            VecDeque::from([
-                (ObjectId(9), entry(0, 10, 0)),
-                (ObjectId(7), entry(0, 10, 1)),
-            ]),
-            VecDeque::from([
-                (ObjectId(7), entry(10, 10, 0)),
-                (ObjectId(9), entry(10, 10, 1)),
-            ]),
-        ];
-        let reads = plan_reads(queues, 1 << 20);
-        for owner in 0..2 {
-            let offsets: Vec<u64> = reads
-                .iter()
-                .flat_map(|r| r.blocks.iter().zip(&r.owners))
-                .filter(|(_, o)| **o == owner)
-                .map(|(e, _)| e.start_offset)
-                .collect();
-            assert_eq!(offsets, vec![0, 1], "copy {owner}: {reads:?}");
-        }
-    }
-
-    #[test]
-    fn shared_reads_are_split_into_buffers_of_their_own() {
-        let read = Bytes::from_static(b"aaabbbbcc");
-        let blocks = vec![
-            (entry(0, 3, 0), read.slice(0..3)),
-            (entry(3, 4, 0), read.slice(3..7)),
-            (entry(7, 2, 1), read.slice(7..9)),
-        ];
-        let shares = split_by_owner(blocks.clone(), &[1, 1, 0], 3);
-        assert_eq!(shares[1].len(), 2);
-        assert_eq!(&shares[1][0].1[..], b"aaa");
-        assert_eq!(&shares[1][1].1[..], b"bbbb");
-        assert_eq!(&shares[0][0].1[..], b"cc");
-        assert!(shares[2].is_empty());
-        let alone = split_by_owner(blocks, &[2, 2, 2], 3);
-        assert_eq!(alone[2].len(), 3);
-        assert_eq!(
-            alone[2][2].1.as_ptr(),
-            read[7..].as_ptr(),
-            "one copy's read is handed over as read"
-        );
-    }
 }

@@ -18,6 +18,7 @@ mod cache;
 mod commit;
 mod compaction;
 mod compaction_copy;
+mod compaction_reads;
 mod compaction_round;
 mod config;
 mod error;
