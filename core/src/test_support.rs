@@ -63,6 +63,9 @@ struct StallState {
     most_reads_in_flight: std::sync::atomic::AtomicUsize,
     /// Reads under the prefix so far (each GET, delayed or not).
     reads: std::sync::atomic::AtomicUsize,
+    /// Reads under the prefix that still succeed before every further one fails
+    /// (negative: none fails).
+    reads_before_failing: std::sync::atomic::AtomicI64,
 }
 
 impl StallLayer {
@@ -78,6 +81,7 @@ impl StallLayer {
                 reads_in_flight: std::sync::atomic::AtomicUsize::new(0),
                 most_reads_in_flight: std::sync::atomic::AtomicUsize::new(0),
                 reads: std::sync::atomic::AtomicUsize::new(0),
+                reads_before_failing: std::sync::atomic::AtomicI64::new(-1),
             }),
         }
     }
@@ -112,22 +116,44 @@ impl StallLayer {
             .load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// After `count` more reads under the prefix succeed, every further one fails
+    /// (an unexpected error, as a broken disk or a store's 500 after its retries);
+    /// `None`: reads succeed again.
+    pub(crate) fn fail_reads_after(&self, count: Option<u32>) {
+        let count = count.map_or(-1, i64::from);
+        self.state
+            .reads_before_failing
+            .store(count, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Reads under the prefix so far.
     pub(crate) fn reads(&self) -> usize {
         self.state.reads.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Counts a read of `path` and holds it for the read delay, counted as in flight
-    /// meanwhile.
-    async fn delay_read(&self, path: &str) {
+    /// meanwhile; fails it once the reads before failing are used up.
+    async fn delay_read(&self, path: &str) -> opendal::Result<()> {
         use std::sync::atomic::Ordering;
         if !path.starts_with(&self.state.prefix) {
-            return;
+            return Ok(());
         }
         self.state.reads.fetch_add(1, Ordering::SeqCst);
+        let left =
+            self.state
+                .reads_before_failing
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                    (n > 0).then(|| n - 1)
+                });
+        if left == Err(0) {
+            return Err(opendal::Error::new(
+                opendal::ErrorKind::Unexpected,
+                "read failed by the test's layer",
+            ));
+        }
         let delay = self.state.read_delay_ns.load(Ordering::SeqCst);
         if delay == 0 {
-            return;
+            return Ok(());
         }
         let now = self.state.reads_in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.state
@@ -135,6 +161,7 @@ impl StallLayer {
             .fetch_max(now, Ordering::SeqCst);
         tokio::time::sleep(Duration::from_nanos(delay)).await;
         self.state.reads_in_flight.fetch_sub(1, Ordering::SeqCst);
+        Ok(())
     }
 
     fn take_stall(&self, path: &str) -> Option<Duration> {
@@ -213,12 +240,12 @@ mod stall {
 
     impl oio::Read for DelayedReader {
         async fn open(&self, range: BytesRange) -> Result<(RpRead, Box<dyn oio::ReadStreamDyn>)> {
-            self.layer.delay_read(&self.path).await;
+            self.layer.delay_read(&self.path).await?;
             self.inner.open_dyn(range).await
         }
 
         async fn read(&self, range: BytesRange) -> Result<(RpRead, Buffer)> {
-            self.layer.delay_read(&self.path).await;
+            self.layer.delay_read(&self.path).await?;
             self.inner.read_dyn(range).await
         }
     }

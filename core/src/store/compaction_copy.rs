@@ -10,13 +10,14 @@
 //! batch costs about one GET per source object.
 //!
 //! Memory stays bounded: GETs of at most [`SHARED_READ`] bytes, [`READS_AHEAD`] in
-//! flight, blocks read ahead of their stream's order held up to a budget, and one
+//! flight (16 MiB), blocks read ahead of their stream's order held up to a budget, and one
 //! multipart writer per stream of the batch. A read shared by several streams is
 //! copied out into one buffer per stream, so that a writer's part never holds on to
 //! the other streams' share of a read.
 
 use bytes::Bytes;
 use futures::StreamExt;
+use tokio::sync::mpsc;
 
 use super::compaction::WrittenGroup;
 use super::compaction_reads::{InOrder, Source, plan_reads, split_by_owner};
@@ -28,13 +29,12 @@ use crate::object::{BlockEntry, ObjectId, ObjectKind, encode_tail, object_key};
 pub(super) const STREAMS_PER_BATCH: usize = 4;
 /// The writers' part size.
 const COPY_CHUNK: usize = 8 << 20;
-/// GETs of a batch in flight at once. A stream's part of a source object is often a
-/// few hundred KiB, and one GET at a time left a copy waiting on a remote store's
-/// latency.
-pub(super) const READS_AHEAD: usize = 4;
-/// The most one GET of a batch reads: the reads in flight hold a part's worth,
-/// beside the writers' parts.
-const SHARED_READ: usize = COPY_CHUNK / READS_AHEAD;
+/// GETs of a batch in flight at once: a remote store's GET is latency-bound, and a
+/// batch's GETs are fewer and larger than its copies' were one stream at a time.
+pub(super) const READS_AHEAD: usize = 8;
+/// The most one GET of a batch reads (a single larger block alone): four streams'
+/// parts of a 16 MiB upload shared by 32 streams, about 1.8 MiB.
+const SHARED_READ: usize = 2 << 20;
 
 /// One stream's group to copy into a new stream object.
 pub(super) struct Planned<'a> {
@@ -197,7 +197,9 @@ impl Copy {
 }
 
 /// Reads every block of `batch`'s groups, a planned GET at a time ([`READS_AHEAD`]
-/// in flight), and hands each copy its blocks in order.
+/// in flight), and hands each copy its blocks in order. Each copy writes on its own
+/// (a few reads' worth queued): a writer waiting for its part to be stored holds up
+/// neither the reads nor the other copies.
 async fn copy_blocks(
     inner: &Inner,
     batch: &[Planned<'_>],
@@ -207,7 +209,40 @@ async fn copy_blocks(
     for planned in batch {
         sources.push(blocks_to_copy(inner, planned).await?);
     }
-    let reads = plan_reads(&sources, SHARED_READ);
+    let (queues, received): (Vec<_>, Vec<_>) = (0..copies.len())
+        .map(|_| mpsc::channel::<Vec<(BlockEntry, Bytes)>>(QUEUED_READS))
+        .unzip();
+    let writes: Vec<_> = copies
+        .iter_mut()
+        .zip(received)
+        .map(|(copy, mut received)| async move {
+            while let Some(blocks) = received.recv().await {
+                copy.write(blocks).await?;
+            }
+            Ok::<_, StoreError>(())
+        })
+        .collect();
+    let (read, written) = futures::join!(
+        read_in_order(inner, batch, &sources, queues),
+        futures::future::try_join_all(writes)
+    );
+    // A writer's error first: the reads stop when a writer does.
+    written?;
+    read
+}
+
+/// Blocks queued per copy, in reads' worth.
+const QUEUED_READS: usize = 1;
+
+/// Reads the blocks of `sources` (one list per copy of `batch`) and queues each
+/// copy's blocks to it in order.
+async fn read_in_order(
+    inner: &Inner,
+    batch: &[Planned<'_>],
+    sources: &[Vec<Source>],
+    queues: Vec<mpsc::Sender<Vec<(BlockEntry, Bytes)>>>,
+) -> Result<(), StoreError> {
+    let reads = plan_reads(sources, SHARED_READ);
     let mut in_order: Vec<InOrder> = sources.iter().map(|blocks| InOrder::new(blocks)).collect();
     // Collected first: a stream over a closure borrowing `reads`, held across the
     // awaits below, makes the future not `Send` for the compiler.
@@ -220,15 +255,16 @@ async fn copy_blocks(
         .collect();
     let mut fetched = futures::stream::iter(fetches).buffered(READS_AHEAD);
     while let Some((read, planned)) = fetched.next().await {
-        let shares = split_by_owner(read?, &planned.owners, copies.len());
-        let writes: Vec<_> = copies
-            .iter_mut()
-            .zip(&mut in_order)
-            .zip(shares)
-            .filter(|(_, share)| !share.is_empty())
-            .map(|((copy, in_order), share)| copy.write(in_order.arrive(planned.object, share)))
-            .collect();
-        futures::future::try_join_all(writes).await?;
+        let shares = split_by_owner(read?, &planned.owners, queues.len());
+        for ((queue, in_order), share) in queues.iter().zip(&mut in_order).zip(shares) {
+            if share.is_empty() {
+                continue;
+            }
+            let due = in_order.arrive(planned.object, share);
+            if !due.is_empty() && queue.send(due).await.is_err() {
+                return Err(StoreError::Task("a compaction copy stopped writing".into()));
+            }
+        }
     }
     if let Some(owner) = in_order.iter().position(|copy| !copy.is_complete()) {
         return Err(StoreError::Task(format!(

@@ -248,3 +248,56 @@ async fn streams_compacted_together_share_their_reads_of_each_object() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_reads_fail_leaves_no_object_and_the_next_round_compacts() {
+    const STREAMS: usize = 6;
+    const OBJECTS: usize = 10;
+    let fixture = Fixture::new();
+    let stall = StallLayer::new("objects/", Duration::from_secs(1));
+    let store = fixture
+        .stalled_store(&stall, fixture.meta().await, fixture.config())
+        .await;
+    let streams = open_new_streams(&store, STREAMS).await;
+    let mut expected: Vec<Vec<RecordBatch>> = vec![Vec::new(); STREAMS];
+    for round in 0..OBJECTS {
+        for (at, &stream) in streams.iter().enumerate() {
+            let sent = batch(3, (round * STREAMS + at) as i64);
+            let appended = store.append(stream, sent.clone()).await.expect("append");
+            expected[at].push(sent.with_base_offset(appended.base_offset));
+        }
+        store.flush().await.expect("flush");
+    }
+
+    // The first batch (four streams) reads its indexes and a few objects, then the
+    // store fails every read: its copies are written in part.
+    stall.fail_reads_after(Some(OBJECTS as u32 + 4));
+    let failed = store.compact_all().await;
+    assert!(
+        matches!(failed, Err(StoreError::Storage { .. })),
+        "{failed:?}"
+    );
+    stall.fail_reads_after(None);
+    assert_eq!(
+        fixture.objects(),
+        OBJECTS,
+        "the failed batch's stream objects are removed"
+    );
+    for (at, &stream) in streams.iter().enumerate() {
+        assert_eq!(
+            read_all(&store, stream, 0).await,
+            expected[at],
+            "stream {at}"
+        );
+    }
+
+    let report = store.compact_all().await.expect("compaction");
+    assert_eq!(report.objects_written, STREAMS);
+    for (at, &stream) in streams.iter().enumerate() {
+        assert_eq!(
+            read_all(&store, stream, 0).await,
+            expected[at],
+            "stream {at}"
+        );
+    }
+}
