@@ -3,11 +3,11 @@
 //! objects and stream-set objects become garbage once every stream has moved out.
 //!
 //! The copies themselves, a batch of streams at a time with bounded memory, are in
-//! `compaction_copy`. The commit takes the old ranges out of their objects' records and writes
-//! the new object's, in a transaction that compares the stream's epoch and each
-//! record's revision: a record another stream rewrote meanwhile is read again, while
-//! a concurrent retention of this stream or a new owner makes it fail cleanly (the
-//! object is then discarded).
+//! `compaction_copy`. The commit takes the old ranges out of their objects' records
+//! and writes the new object's, in a transaction that compares the stream's epoch and
+//! each record's revision: a record another stream rewrote meanwhile is read again,
+//! while a concurrent retention of this stream or a new owner makes it fail cleanly
+//! (the object is then discarded).
 
 use super::metadata::{self, ObjectRange, ObjectRecord, StreamId};
 use super::object_ranges;

@@ -10,10 +10,10 @@
 //! batch costs about one GET per source object.
 //!
 //! Memory stays bounded: GETs of at most [`SHARED_READ`] bytes, [`READS_AHEAD`] in
-//! flight (16 MiB), blocks read ahead of their stream's order held up to a budget, and one
-//! multipart writer per stream of the batch. A read shared by several streams is
-//! copied out into one buffer per stream, so that a writer's part never holds on to
-//! the other streams' share of a read.
+//! flight (16 MiB), blocks read ahead of their stream's order held up to a budget, a
+//! read's share queued per copy, and one multipart writer per stream of the batch. A
+//! read shared by several streams is copied out into one buffer per stream, so that a
+//! writer's part never holds on to the other streams' share of a read.
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -35,6 +35,9 @@ pub(super) const READS_AHEAD: usize = 8;
 /// The most one GET of a batch reads (a single larger block alone): four streams'
 /// parts of a 16 MiB upload shared by 32 streams, about 1.8 MiB.
 const SHARED_READ: usize = 2 << 20;
+/// Blocks queued per copy, in reads' shares: one, so that the next read's share is
+/// ready when the writer has stored the last.
+const QUEUED_READS: usize = 1;
 
 /// One stream's group to copy into a new stream object.
 pub(super) struct Planned<'a> {
@@ -197,9 +200,9 @@ impl Copy {
 }
 
 /// Reads every block of `batch`'s groups, a planned GET at a time ([`READS_AHEAD`]
-/// in flight), and hands each copy its blocks in order. Each copy writes on its own
-/// (a few reads' worth queued): a writer waiting for its part to be stored holds up
-/// neither the reads nor the other copies.
+/// in flight), and hands each copy its blocks in order. Each copy writes from a
+/// queue of its own: a writer waiting for its part to be stored holds up neither the
+/// reads nor the other copies.
 async fn copy_blocks(
     inner: &Inner,
     batch: &[Planned<'_>],
@@ -230,9 +233,6 @@ async fn copy_blocks(
     written?;
     read
 }
-
-/// Blocks queued per copy, in reads' worth.
-const QUEUED_READS: usize = 1;
 
 /// Reads the blocks of `sources` (one list per copy of `batch`) and queues each
 /// copy's blocks to it in order.
