@@ -214,6 +214,15 @@ impl InOrder {
     pub(super) fn is_complete(&self) -> bool {
         self.next == self.order.len()
     }
+
+    /// Bytes held until the blocks before them arrive.
+    #[cfg(test)]
+    fn held_bytes(&self) -> u64 {
+        self.held
+            .values()
+            .map(|(entry, _)| u64::from(entry.len))
+            .sum()
+    }
 }
 
 /// `blocks` (as read, in the read's order) shared out between `copies` copies by
@@ -438,5 +447,56 @@ mod tests {
             read[7..].as_ptr(),
             "one copy's read is handed over as read"
         );
+    }
+
+    /// Each copy's blocks, given as the sequence of source objects it goes through
+    /// (`visits`) and the blocks' lengths; in each object the copies' blocks lie
+    /// back to back in copy order, each copy's in its own order, as uploads and
+    /// merges lay them out.
+    fn laid_out(visits: &[Vec<(u64, u32)>]) -> Vec<Vec<Source>> {
+        let mut next_position: HashMap<u64, u64> = HashMap::new();
+        let mut copies: Vec<Vec<Source>> = vec![Vec::new(); visits.len()];
+        for (copy, blocks) in visits.iter().enumerate() {
+            for (offset, &(object, len)) in blocks.iter().enumerate() {
+                let position = next_position.entry(object).or_insert(0);
+                copies[copy].push((ObjectId(object), entry(*position, len, offset as u64)));
+                *position += u64::from(len);
+            }
+        }
+        copies
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_block_is_read_once_and_handed_over_in_order(
+            visits in proptest::collection::vec(
+                proptest::collection::vec((1u64..6, 1u32..(1 << 20)), 1..24),
+                1..5,
+            ),
+            budget in (1usize << 10)..(4 << 20),
+        ) {
+            let copies = laid_out(&visits);
+            let reads = plan_reads(&copies, budget);
+            let mut seen = std::collections::HashSet::new();
+            let mut in_order: Vec<InOrder> = copies.iter().map(|c| InOrder::new(c)).collect();
+            for read in &reads {
+                let bytes: u64 = read.blocks.iter().map(|e| u64::from(e.len)).sum();
+                proptest::prop_assert!(bytes <= budget as u64 || read.blocks.len() == 1);
+                for pair in read.blocks.windows(2) {
+                    proptest::prop_assert_eq!(pair[0].position + u64::from(pair[0].len), pair[1].position);
+                }
+                for (entry, owner) in read.blocks.iter().zip(&read.owners) {
+                    proptest::prop_assert!(seen.insert((read.object, entry.position)), "read twice");
+                    let before = in_order[*owner].next;
+                    let due = in_order[*owner].arrive(read.object, vec![(*entry, Bytes::new())]);
+                    for (at, (delivered, _)) in due.into_iter().enumerate() {
+                        proptest::prop_assert_eq!(delivered, copies[*owner][before + at].1);
+                    }
+                }
+                let held: u64 = in_order.iter().map(InOrder::held_bytes).sum();
+                proptest::prop_assert!(held <= PARKED_BYTES, "{} bytes held", held);
+            }
+            proptest::prop_assert!(in_order.iter().all(InOrder::is_complete));
+        }
     }
 }
