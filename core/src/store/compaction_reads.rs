@@ -357,12 +357,14 @@ mod tests {
 
     /// Uploads 1, 2, 4 and 6 hold the four streams back to back; uploads 3 and 5
     /// were merged into object 96, which holds each stream's two parts together.
-    fn merged_between_uploads() -> Vec<Vec<Source>> {
+    /// Every part is `len` bytes.
+    fn merged_between_uploads(len: u32) -> Vec<Vec<Source>> {
+        let len_at = u64::from(len);
         (0..4u64)
             .map(|copy| {
-                let upload = |object: u64, n: u64| (ObjectId(object), entry(copy * 100, 100, n));
+                let upload = |object: u64, n: u64| (ObjectId(object), entry(copy * len_at, len, n));
                 let merged =
-                    |part: u64, n: u64| (ObjectId(96), entry(copy * 200 + part * 100, 100, n));
+                    |part: u64, n: u64| (ObjectId(96), entry((copy * 2 + part) * len_at, len, n));
                 vec![
                     upload(1, 0),
                     upload(2, 1),
@@ -375,9 +377,15 @@ mod tests {
             .collect()
     }
 
+    /// What each of the four copies of [`merged_between_uploads`] is handed: its
+    /// six blocks, in order.
+    fn all_six_in_order() -> Vec<Vec<u64>> {
+        vec![(0..6).collect(); 4]
+    }
+
     #[test]
     fn a_merged_object_is_read_once_for_the_batch() {
-        let copies = merged_between_uploads();
+        let copies = merged_between_uploads(100);
         let reads = plan_reads(&copies, 1 << 20);
         let shared: Vec<(u64, usize)> =
             reads.iter().map(|r| (r.object.0, r.owners.len())).collect();
@@ -386,44 +394,20 @@ mod tests {
             vec![(1, 4), (2, 4), (96, 8), (4, 4), (6, 4)],
             "{reads:?}"
         );
-        assert_eq!(
-            delivered(&copies, &reads),
-            vec![(0..6).collect::<Vec<_>>(); 4]
-        );
+        assert_eq!(delivered(&copies, &reads), all_six_in_order());
     }
 
     #[test]
     fn blocks_read_ahead_stay_within_their_budget() {
         // Parts of 1 MiB: the merged object's second parts cannot all be held.
-        let scaled: Vec<Vec<Source>> = merged_between_uploads()
-            .into_iter()
-            .map(|blocks| {
-                blocks
-                    .into_iter()
-                    .map(|(o, e)| {
-                        let position = (e.position / 100) << 20;
-                        (
-                            o,
-                            BlockEntry {
-                                position,
-                                len: 1 << 20,
-                                ..e
-                            },
-                        )
-                    })
-                    .collect()
-            })
-            .collect();
+        let scaled = merged_between_uploads(1 << 20);
         let reads = plan_reads(&scaled, 16 << 20);
         let merged_reads = reads.iter().filter(|r| r.object == ObjectId(96)).count();
         assert!(
             merged_reads > 1,
             "four 1 MiB parts held at once, over the {PARKED_BYTES}-byte budget: {reads:?}"
         );
-        assert_eq!(
-            delivered(&scaled, &reads),
-            vec![(0..6).collect::<Vec<_>>(); 4]
-        );
+        assert_eq!(delivered(&scaled, &reads), all_six_in_order());
     }
 
     #[test]

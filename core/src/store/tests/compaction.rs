@@ -204,6 +204,40 @@ async fn small_stream_set_objects_merge_into_one_with_each_stream_contiguous() {
     }
 }
 
+/// Appends a batch to each of `streams` and uploads them, `objects` times: every
+/// stream has a range in every object. Returns each stream's batches as stored.
+async fn every_stream_in_every_object(
+    store: &StreamStore,
+    streams: &[StreamId],
+    objects: usize,
+) -> Vec<Vec<RecordBatch>> {
+    let mut stored: Vec<Vec<RecordBatch>> = vec![Vec::new(); streams.len()];
+    for round in 0..objects {
+        for (at, &stream) in streams.iter().enumerate() {
+            let sent = batch(3, (round * streams.len() + at) as i64);
+            let appended = store.append(stream, sent.clone()).await.expect("append");
+            stored[at].push(sent.with_base_offset(appended.base_offset));
+        }
+        store.flush().await.expect("flush");
+    }
+    stored
+}
+
+/// Each of `streams` reads back as `expected` holds it.
+async fn assert_read_back(
+    store: &StreamStore,
+    streams: &[StreamId],
+    expected: &[Vec<RecordBatch>],
+) {
+    for (at, &stream) in streams.iter().enumerate() {
+        assert_eq!(
+            read_all(store, stream, 0).await,
+            expected[at],
+            "stream {at}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_compacted_together_share_their_reads_of_each_object() {
     const STREAMS: usize = 8;
@@ -214,15 +248,7 @@ async fn streams_compacted_together_share_their_reads_of_each_object() {
         .stalled_store(&stall, fixture.meta().await, fixture.config())
         .await;
     let streams = open_new_streams(&store, STREAMS).await;
-    let mut expected: Vec<Vec<RecordBatch>> = vec![Vec::new(); STREAMS];
-    for round in 0..OBJECTS {
-        for (at, &stream) in streams.iter().enumerate() {
-            let sent = batch(3, (round * STREAMS + at) as i64);
-            let appended = store.append(stream, sent.clone()).await.expect("append");
-            expected[at].push(sent.with_base_offset(appended.base_offset));
-        }
-        store.flush().await.expect("flush");
-    }
+    let expected = every_stream_in_every_object(&store, &streams, OBJECTS).await;
     assert_eq!(fixture.objects(), OBJECTS, "every stream in every object");
 
     let before = stall.reads();
@@ -240,13 +266,7 @@ async fn streams_compacted_together_share_their_reads_of_each_object() {
         reads <= OBJECTS + OBJECTS * batches,
         "{reads} reads compacting {STREAMS} streams out of {OBJECTS} objects"
     );
-    for (at, &stream) in streams.iter().enumerate() {
-        assert_eq!(
-            read_all(&store, stream, 0).await,
-            expected[at],
-            "stream {at}"
-        );
-    }
+    assert_read_back(&store, &streams, &expected).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -259,15 +279,7 @@ async fn a_batch_whose_reads_fail_leaves_no_object_and_the_next_round_compacts()
         .stalled_store(&stall, fixture.meta().await, fixture.config())
         .await;
     let streams = open_new_streams(&store, STREAMS).await;
-    let mut expected: Vec<Vec<RecordBatch>> = vec![Vec::new(); STREAMS];
-    for round in 0..OBJECTS {
-        for (at, &stream) in streams.iter().enumerate() {
-            let sent = batch(3, (round * STREAMS + at) as i64);
-            let appended = store.append(stream, sent.clone()).await.expect("append");
-            expected[at].push(sent.with_base_offset(appended.base_offset));
-        }
-        store.flush().await.expect("flush");
-    }
+    let expected = every_stream_in_every_object(&store, &streams, OBJECTS).await;
 
     // The first batch (four streams) reads its indexes and a few objects, then the
     // store fails every read: its copies are written in part.
@@ -283,21 +295,9 @@ async fn a_batch_whose_reads_fail_leaves_no_object_and_the_next_round_compacts()
         OBJECTS,
         "the failed batch's stream objects are removed"
     );
-    for (at, &stream) in streams.iter().enumerate() {
-        assert_eq!(
-            read_all(&store, stream, 0).await,
-            expected[at],
-            "stream {at}"
-        );
-    }
+    assert_read_back(&store, &streams, &expected).await;
 
     let report = store.compact_all().await.expect("compaction");
     assert_eq!(report.objects_written, STREAMS);
-    for (at, &stream) in streams.iter().enumerate() {
-        assert_eq!(
-            read_all(&store, stream, 0).await,
-            expected[at],
-            "stream {at}"
-        );
-    }
+    assert_read_back(&store, &streams, &expected).await;
 }
